@@ -1,0 +1,86 @@
+// The cluster bus: how replicas exchange chat traffic.
+//
+// The chat application publishes every room event and every presence/control
+// message here and delivers to its local users only what comes back through
+// the delivery handler. Two implementations: InProcessBus (one replica, the
+// default) and AmqpBus (RabbitMQ, many replicas).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace chat::bus {
+
+// One message on the bus. Immutable once published; shared between threads.
+struct Envelope {
+  std::string origin;   // replica instance id that published it
+  std::string id;       // unique message id (origin-scoped counter or uuid)
+  std::string room;     // room name, or empty for the cluster-wide control key
+  std::string event;    // chat event name ("new message", "user joined", "presence.heartbeat", ...)
+  nlohmann::json payload;  // event data (a JSON object)
+  std::int64_t ts = 0;  // milliseconds since the epoch, set by the publisher
+};
+using EnvelopePtr = std::shared_ptr<const Envelope>;
+
+// Serialise an envelope for the wire and back (compact JSON object with keys
+// v, origin, id, room, event, payload, ts). parse returns nullptr on bad input.
+std::string serialize(const Envelope& e);
+EnvelopePtr parse(std::string_view bytes);
+
+// Snapshot of the bus state for /readyz and /metrics.
+struct BusStatus {
+  std::string kind;          // "inprocess" or "amqp"
+  bool ready = false;        // publishing and consuming both work
+  bool publisher_up = false;
+  bool consumer_up = false;
+  std::uint64_t published = 0;        // handed to the broker
+  std::uint64_t confirmed = 0;        // broker acked
+  std::uint64_t nacked = 0;           // broker nacked (confirm false)
+  std::uint64_t returned = 0;         // unroutable returns
+  std::uint64_t consumed = 0;         // deliveries received from the broker
+  std::uint64_t outbox_depth = 0;     // waiting for a connection
+  std::uint64_t outbox_dropped = 0;   // lost to outbox overflow (confirm false)
+  std::uint64_t reconnects = 0;
+  std::uint64_t bound_rooms = 0;      // room bindings currently in place
+  std::string last_error;
+};
+
+class Bus {
+ public:
+  // Called with batches of envelopes that this replica must deliver locally.
+  // Runs on a bus-owned thread (or the publisher's thread for the in-process
+  // bus); the handler must only hand the batch over (post), never block.
+  using DeliveryHandler = std::function<void(std::vector<EnvelopePtr> batch)>;
+  // Called once per publish: true when the message is safely in the broker
+  // (publisher confirm) or delivered (in-process); false when it was nacked,
+  // returned, or dropped from the outbox. Runs on a bus-owned thread.
+  using ConfirmHandler = std::function<void(bool ok)>;
+  // Called when readiness changes (e.g. to re-announce presence after reconnect).
+  using StateHandler = std::function<void(bool ready)>;
+
+  virtual ~Bus() = default;
+
+  virtual void start(DeliveryHandler on_delivery, StateHandler on_state) = 0;
+  virtual void stop() = 0;
+
+  // Thread-safe. The envelope is delivered to every replica that has the room
+  // bound (control envelopes, room == "", go to every replica), including this
+  // one: the implementation delivers locally itself and never twice.
+  // confirm may be empty when the caller does not need it.
+  virtual void publish(EnvelopePtr envelope, ConfirmHandler confirm) = 0;
+
+  // Thread-safe. Start/stop receiving a room's traffic. The application calls
+  // bind when the first local member joins and unbind when the last leaves;
+  // implementations may batch the broker calls.
+  virtual void bind_room(const std::string& room) = 0;
+  virtual void unbind_room(const std::string& room) = 0;
+
+  virtual BusStatus status() const = 0;
+};
+
+}  // namespace chat::bus

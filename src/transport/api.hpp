@@ -1,0 +1,173 @@
+// Public API of the transport layer (Engine.IO v4 + Socket.IO v5 sessions).
+//
+// This is the only header the chat application and the HTTP surface include
+// from src/transport. Everything Beast/Asio-socket related stays behind it.
+//
+// Threading: every Socket lives on one worker (core::Workers). All callbacks
+// for a socket run on that worker's thread, and all Socket methods must be
+// called on that thread (use post(workers.at(socket->worker()), ...) otherwise).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace chat::core {
+class Workers;
+}
+
+namespace chat::transport {
+
+struct Options {
+  std::string path = "/socket.io/";          // Socket.IO endpoint
+  std::chrono::milliseconds ping_interval{25000};
+  std::chrono::milliseconds ping_timeout{20000};
+  std::chrono::milliseconds upgrade_timeout{10000};
+  std::chrono::milliseconds connect_timeout{45000};  // Engine.IO open -> Socket.IO CONNECT
+  std::size_t max_payload = 1'000'000;       // bytes per polling body / WS message
+  std::size_t max_attachments = 10;          // binary attachments per packet
+  std::size_t max_send_queue_bytes = 1 << 20;  // per connection, then slow-reader policy
+  std::size_t max_connections = 0;           // 0 = unlimited (fd limit still applies)
+  bool allow_polling = true;
+  bool allow_websocket = true;
+  std::vector<std::string> cors_origins;     // empty: reflect any Origin; else allow-list
+  std::string raw_echo_path;                 // conformance only: e.g. "/engine.io/" raw Engine.IO echo
+};
+
+// What the client sent when it opened the Engine.IO session.
+struct Handshake {
+  std::string remote_address;  // peer IP (X-Forwarded-For first hop when present)
+  std::string transport;       // "polling" or "websocket" at connect time
+  std::map<std::string, std::string> query;
+  std::map<std::string, std::string> headers;  // lower-case names (user-agent, origin, cookie ...)
+  std::int64_t issued_ms = 0;
+};
+
+enum class SendResult {
+  ok,       // queued
+  dropped,  // droppable packet not queued because the send queue is over half full
+  closed,   // socket gone, or the queue overflowed and the connection was closed (slow reader)
+};
+
+// Ack callback handed to an event handler when the client asked for an ack.
+// Call at most once, from any thread (it posts to the socket's worker).
+using Ack = std::function<void(nlohmann::json args /* array */)>;
+
+class Socket : public std::enable_shared_from_this<Socket> {
+ public:
+  virtual ~Socket() = default;
+
+  virtual const std::string& id() const = 0;    // Socket.IO socket id (the CONNECT reply sid)
+  virtual const std::string& nsp() const = 0;   // namespace, e.g. "/"
+  virtual unsigned worker() const = 0;          // owning worker index
+  virtual const Handshake& handshake() const = 0;
+  virtual std::string transport_name() const = 0;  // current: "polling" or "websocket"
+  virtual bool connected() const = 0;
+
+  // Event handlers. args is the JSON array of arguments after the event name;
+  // binary attachments appear as nlohmann::json::binary_t values in place.
+  // ack is empty when the client did not ask for one.
+  using EventHandler = std::function<void(const nlohmann::json& args, Ack ack)>;
+  virtual void on(std::string event, EventHandler handler) = 0;
+  // Called for events with no specific handler.
+  virtual void on_any(std::function<void(const std::string& event, const nlohmann::json& args, Ack ack)> h) = 0;
+  // Called once when the socket leaves its namespace, for whatever reason
+  // ("client namespace disconnect", "transport close", "ping timeout",
+  // "server namespace disconnect", "server shutting down", "slow reader", ...).
+  virtual void on_disconnect(std::function<void(const std::string& reason)> handler) = 0;
+
+  // Encode and send one event (args is a JSON array; binary_t values become attachments).
+  virtual SendResult emit(std::string_view event, nlohmann::json args, bool droppable = false) = 0;
+  // Send a packet already encoded by encode_event() for this socket's namespace.
+  // The buffer is shared, never copied: one encode per broadcast.
+  virtual SendResult send_encoded(const std::shared_ptr<const std::string>& packet, bool droppable = false) = 0;
+
+  // Leave the namespace (sends DISCONNECT); close=true also closes the Engine.IO connection.
+  virtual void disconnect(bool close = false) = 0;
+};
+using SocketPtr = std::shared_ptr<Socket>;
+
+// Encode a text-only EVENT for namespace nsp ("/" omits the prefix):
+//   encode_event("/", "new message", json::array({...})) -> 42["new message",{...}]
+// The returned string is the Socket.IO packet including the Engine.IO "4" prefix.
+std::shared_ptr<const std::string> encode_event(std::string_view nsp, std::string_view event,
+                                                const nlohmann::json& args);
+
+class Namespace {
+ public:
+  virtual ~Namespace() = default;
+  // Middleware run on CONNECT: return nullopt to accept, or the CONNECT_ERROR
+  // data ({"message": "...", "data": ...}) to refuse.
+  using AuthHook = std::function<std::optional<nlohmann::json>(const Handshake&, const nlohmann::json& auth)>;
+  virtual void use(AuthHook hook) = 0;
+  // Called on the socket's worker right after the CONNECT reply was queued.
+  virtual void on_connection(std::function<void(SocketPtr socket, const nlohmann::json& auth)> handler) = 0;
+};
+
+// Plain HTTP handled outside the Engine.IO path (static files, health, metrics).
+struct HttpRequest {
+  std::string method;
+  std::string target;  // path + query as received
+  std::string path;    // without query
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+};
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  std::shared_ptr<const std::string> body;  // shared so static files are not copied per request
+};
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+// Counters for /metrics; each is a sum over workers.
+struct Stats {
+  std::uint64_t connections_open = 0;       // Engine.IO sessions now
+  std::uint64_t websocket_open = 0;
+  std::uint64_t polling_open = 0;
+  std::uint64_t connections_total = 0;      // sessions ever opened
+  std::uint64_t upgrades_total = 0;
+  std::uint64_t http_requests_total = 0;
+  std::uint64_t bad_requests_total = 0;     // 4xx answered to Engine.IO requests
+  std::uint64_t payload_too_large_total = 0;
+  std::uint64_t protocol_errors_total = 0;  // sessions closed for invalid packets
+  std::uint64_t ping_timeouts_total = 0;
+  std::uint64_t slow_reader_closes_total = 0;
+  std::uint64_t dropped_packets_total = 0;  // droppable packets skipped
+  std::uint64_t packets_in_total = 0;
+  std::uint64_t packets_out_total = 0;
+  std::uint64_t bytes_in_total = 0;
+  std::uint64_t bytes_out_total = 0;
+  std::uint64_t accept_errors_total = 0;    // EMFILE/ENFILE and others; the loop backs off
+  std::uint64_t connections_refused_total = 0;  // over max_connections
+};
+
+class Server {
+ public:
+  static std::unique_ptr<Server> create(core::Workers& workers, Options options);
+  virtual ~Server() = default;
+
+  // Register namespaces before listen(). "/" always exists.
+  virtual Namespace& of(const std::string& name) = 0;
+  virtual void set_http_handler(HttpHandler handler) = 0;
+
+  // Bind and start accepting. Returns the bound port (useful with port 0).
+  // Throws std::system_error on bind failure (start-up only).
+  virtual std::uint16_t listen(const std::string& host, std::uint16_t port) = 0;
+
+  // Graceful shutdown: stop accepting, send every socket a DISCONNECT and close
+  // every session cleanly, then call done (from some worker thread).
+  virtual void shutdown(std::function<void()> done) = 0;
+
+  virtual Stats stats() const = 0;
+};
+
+}  // namespace chat::transport
