@@ -24,11 +24,12 @@ struct Envelope {
   std::string event;    // chat event name ("new message", "user joined", "presence.heartbeat", ...)
   nlohmann::json payload;  // event data (a JSON object)
   std::int64_t ts = 0;  // milliseconds since the epoch, set by the publisher
+  std::string sender;   // socket id that must not receive it (the sender's own socket); may be empty
 };
 using EnvelopePtr = std::shared_ptr<const Envelope>;
 
 // Serialise an envelope for the wire and back (compact JSON object with keys
-// v, origin, id, room, event, payload, ts). parse returns nullptr on bad input.
+// v, origin, id, room, event, payload, ts, sender). parse returns nullptr on bad input.
 std::string serialize(const Envelope& e);
 EnvelopePtr parse(std::string_view bytes);
 

@@ -126,6 +126,10 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
   std::shared_ptr<const std::string> body;  // shared so static files are not copied per request
 };
+// The HttpHandler also receives requests for the client bundle under the
+// Engine.IO path, as Node's Socket.IO serves them: <path>socket.io.js,
+// socket.io.min.js, socket.io.esm.min.js and their .map files (any request
+// under <path> whose file name starts with "socket.io." and has no EIO query).
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
 // Counters for /metrics; each is a sum over workers.
