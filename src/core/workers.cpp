@@ -11,8 +11,9 @@ Workers::Workers(unsigned count) {
   if (count == 0) count = 1;
   for (unsigned i = 0; i < count; ++i) {
     contexts_.push_back(std::make_unique<boost::asio::io_context>(1));
-    guards_.push_back(std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
-        contexts_.back()->get_executor()));
+    guards_.push_back(
+        std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+            contexts_.back()->get_executor()));
   }
 }
 
@@ -21,9 +22,13 @@ Workers::~Workers() {
   join();
 }
 
-unsigned Workers::next_index() { return rr_.fetch_add(1, std::memory_order_relaxed) % size(); }
+unsigned Workers::next_index() {
+  return rr_.fetch_add(1, std::memory_order_relaxed) % size();
+}
 
-int Workers::current() { return tl_worker; }
+int Workers::current() {
+  return tl_worker;
+}
 
 void Workers::start() {
   for (unsigned i = 0; i < size(); ++i) {

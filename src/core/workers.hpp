@@ -48,7 +48,9 @@ class Workers {
 
  private:
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
-  std::vector<std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>> guards_;
+  std::vector<
+      std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>>
+      guards_;
   std::vector<std::thread> threads_;
   std::atomic<unsigned> rr_{0};
 };

@@ -1,0 +1,159 @@
+// Command-line and environment configuration; see config.hpp.
+#include "app/config.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+namespace chat::app {
+
+namespace {
+std::string default_replica_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = 0;
+  return std::string(host[0] ? host : "replica") + "-" + std::to_string(getpid());
+}
+}  // namespace
+
+Config parse_config(int argc, char** argv) {
+  Config c;
+  CLI::App cli{"chat-server: a horizontally scalable Socket.IO chat server"};
+  cli.get_formatter()->column_width(36);
+  std::uint64_t ping_interval = 25000, ping_timeout = 20000, upgrade_timeout = 10000,
+                connect_timeout = 45000;
+
+  cli.add_option("--host", c.host, "Address to listen on")->envname("HOST")->capture_default_str();
+  cli.add_option("--port", c.port, "TCP port (0 picks a free one)")
+      ->envname("PORT")
+      ->capture_default_str();
+  cli.add_option("--replica-id", c.replica_id,
+                 "Replica name shown to users (default: hostname-pid)")
+      ->envname("REPLICA_ID");
+  cli.add_option("--threads", c.threads, "I/O threads (0: one per core)")
+      ->envname("THREADS")
+      ->capture_default_str();
+  cli.add_option("--amqp-url", c.amqp_url,
+                 "RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672 (empty: in-process bus)")
+      ->envname("AMQP_URL");
+  cli.add_option("--amqp-exchange", c.amqp_exchange, "RabbitMQ exchange (topic, durable)")
+      ->envname("AMQP_EXCHANGE")
+      ->capture_default_str();
+  cli.add_option("--outbox-max", c.outbox_max, "Messages held while the broker is unreachable")
+      ->envname("OUTBOX_MAX")
+      ->capture_default_str();
+  cli.add_option("--static-root", c.static_root, "Folder with the web page")
+      ->envname("STATIC_ROOT")
+      ->capture_default_str();
+  cli.add_option("--client-dist", c.client_dist, "Folder with the socket.io-client dist bundle")
+      ->envname("CLIENT_DIST")
+      ->capture_default_str();
+  cli.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")
+      ->envname("LOG_LEVEL")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+  cli.add_option("--transports", c.transports, "Allowed transports: polling,websocket")
+      ->envname("TRANSPORTS")
+      ->capture_default_str();
+  cli.add_option("--cors-origin", c.cors_origin, "Comma-separated allowed origins (empty: any)")
+      ->envname("CORS_ORIGIN");
+  cli.add_option("--ping-interval", ping_interval, "Engine.IO ping interval, ms")
+      ->envname("PING_INTERVAL")
+      ->capture_default_str();
+  cli.add_option("--ping-timeout", ping_timeout, "Engine.IO ping timeout, ms")
+      ->envname("PING_TIMEOUT")
+      ->capture_default_str();
+  cli.add_option("--upgrade-timeout", upgrade_timeout, "Polling to WebSocket upgrade timeout, ms")
+      ->envname("UPGRADE_TIMEOUT")
+      ->capture_default_str();
+  cli.add_option("--connect-timeout", connect_timeout, "Time allowed for the Socket.IO CONNECT, ms")
+      ->envname("CONNECT_TIMEOUT")
+      ->capture_default_str();
+  cli.add_option("--max-payload", c.transport.max_payload, "Largest message / polling body, bytes")
+      ->envname("MAX_PAYLOAD")
+      ->capture_default_str();
+  cli.add_option("--max-send-queue", c.transport.max_send_queue_bytes,
+                 "Per-connection send queue, bytes; a slow reader over it is disconnected")
+      ->envname("MAX_SEND_QUEUE")
+      ->capture_default_str();
+  cli.add_option("--max-connections", c.transport.max_connections,
+                 "Connections held at once (0: no limit)")
+      ->envname("MAX_CONNECTIONS")
+      ->capture_default_str();
+  cli.add_option("--max-attachments", c.transport.max_attachments, "Binary attachments per packet")
+      ->envname("MAX_ATTACHMENTS")
+      ->capture_default_str();
+  cli.add_option("--max-name", c.limits.max_name, "Longest user name, characters")
+      ->envname("MAX_NAME")
+      ->capture_default_str();
+  cli.add_option("--max-message", c.limits.max_message, "Longest message, characters")
+      ->envname("MAX_MESSAGE")
+      ->capture_default_str();
+  cli.add_option("--max-rooms", c.limits.max_rooms_per_user, "Rooms one user may be in")
+      ->envname("MAX_ROOMS")
+      ->capture_default_str();
+  cli.add_option("--rate", c.limits.rate_per_second,
+                 "Chat events per user per second (0: no limit)")
+      ->envname("RATE")
+      ->capture_default_str();
+  cli.add_option("--burst", c.limits.burst, "Burst of chat events per user")
+      ->envname("BURST")
+      ->capture_default_str();
+  cli.add_option("--default-room", c.limits.default_room, "Room every user joins at login")
+      ->envname("DEFAULT_ROOM")
+      ->capture_default_str();
+  cli.add_option("--drain-timeout", c.drain_timeout_ms, "Longest graceful shutdown, ms")
+      ->envname("DRAIN_TIMEOUT")
+      ->capture_default_str();
+  cli.add_flag(
+         "--conformance", c.conformance,
+         "Protocol test mode for the public Engine.IO/Socket.IO suites (raw echo on /engine.io/, "
+         "ping 300/200 ms, namespace /custom)")
+      ->envname("CONFORMANCE");
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(cli.exit(e));
+  }
+
+  c.transport.ping_interval = std::chrono::milliseconds(ping_interval);
+  c.transport.ping_timeout = std::chrono::milliseconds(ping_timeout);
+  c.transport.upgrade_timeout = std::chrono::milliseconds(upgrade_timeout);
+  c.transport.connect_timeout = std::chrono::milliseconds(connect_timeout);
+  if (c.replica_id.empty()) c.replica_id = default_replica_id();
+
+  c.transport.allow_polling = c.transport.allow_websocket = false;
+  std::stringstream ts(c.transports);
+  for (std::string t; std::getline(ts, t, ',');) {
+    if (t == "polling")
+      c.transport.allow_polling = true;
+    else if (t == "websocket")
+      c.transport.allow_websocket = true;
+    else if (!t.empty()) {
+      std::cerr << "chat-server: unknown transport \"" << t << "\" (use polling,websocket)\n";
+      std::exit(2);
+    }
+  }
+  if (!c.transport.allow_polling && !c.transport.allow_websocket) {
+    std::cerr << "chat-server: --transports allows nothing\n";
+    std::exit(2);
+  }
+  std::stringstream os(c.cors_origin);
+  for (std::string o; std::getline(os, o, ',');)
+    if (!o.empty()) c.transport.cors_origins.push_back(o);
+
+  if (c.conformance) {
+    c.transport.ping_interval = std::chrono::milliseconds(300);
+    c.transport.ping_timeout = std::chrono::milliseconds(200);
+    c.transport.connect_timeout = std::chrono::milliseconds(1000);
+    c.transport.max_payload = 1000000;
+    c.transport.raw_echo_path = "/engine.io/";
+  }
+  return c;
+}
+
+}  // namespace chat::app

@@ -1,0 +1,35 @@
+// Config: every setting of the server, from flags and matching environment
+// variables (flags win). parse_config prints --help / errors and exits.
+#pragma once
+
+#include "chat/limits.hpp"
+#include "transport/api.hpp"
+
+#include <cstdint>
+#include <string>
+
+namespace chat::app {
+
+struct Config {
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 3000;
+  std::string replica_id;  // default: hostname-pid
+  unsigned threads = 0;    // 0: one per core
+  std::string amqp_url;    // empty: in-process bus
+  std::string amqp_exchange = "chat";
+  std::size_t outbox_max = 100000;
+  std::string static_root = "web";
+  std::string client_dist = "node_modules/socket.io-client/dist";
+  std::string log_level = "info";
+  std::string transports = "polling,websocket";
+  std::string cors_origin;  // comma-separated allow-list; empty: any origin
+  bool conformance = false;
+  unsigned drain_timeout_ms = 10000;
+  transport::Options transport;
+  Limits limits;
+};
+
+// Parse argv and the environment. Exits the process on --help or bad input.
+Config parse_config(int argc, char** argv);
+
+}  // namespace chat::app

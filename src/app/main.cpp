@@ -1,0 +1,166 @@
+// chat-server: wires the layers together (workers, transport, bus, chat,
+// HTTP surface), runs until SIGTERM/SIGINT, then drains and exits 0.
+#include "app/config.hpp"
+#include "app/conformance.hpp"
+#include "app/metrics.hpp"
+#include "bus/factory.hpp"
+#include "chat/chat_service.hpp"
+#include "core/workers.hpp"
+#include "http/http_surface.hpp"
+#include "transport/api.hpp"
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <sys/resource.h>
+
+#include <atomic>
+#include <future>
+#include <iostream>
+#include <random>
+#include <thread>
+
+using namespace chat;
+
+namespace {
+
+std::string random_suffix() {
+  std::random_device rd;
+  return fmt::format("{:08x}", rd());
+}
+
+// Use every file descriptor the hard limit allows (connections are files).
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+http::StaticFiles load_static(const app::Config& cfg) {
+  http::StaticFiles files;
+  const auto pages = files.load_tree(cfg.static_root, "/");
+  if (pages == 0) spdlog::warn("no web page: static root \"{}\" has no files", cfg.static_root);
+  std::size_t bundle = 0;
+  for (const char* name :
+       {"socket.io.js", "socket.io.js.map", "socket.io.min.js", "socket.io.min.js.map",
+        "socket.io.esm.min.js", "socket.io.esm.min.js.map"})
+    bundle += files.load_file(cfg.client_dist + "/" + name, cfg.transport.path + name) ? 1 : 0;
+  if (bundle == 0)
+    spdlog::warn("no socket.io client bundle in \"{}\" (run npm ci): the page cannot connect",
+                 cfg.client_dist);
+  return files;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto cfg = app::parse_config(argc, argv);
+
+  auto logger = spdlog::stdout_logger_mt("chat");
+  logger->set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e %l [{}] %v", cfg.replica_id));
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  spdlog::flush_on(spdlog::level::info);
+  raise_fd_limit();
+
+  const auto instance = cfg.replica_id + "#" + random_suffix();
+  const unsigned threads =
+      cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+
+  try {
+    core::Workers workers(threads);
+    auto server = transport::Server::create(workers, cfg.transport);
+
+    bus::BusConfig bus_cfg;
+    bus_cfg.amqp_url = cfg.amqp_url;
+    bus_cfg.exchange = cfg.amqp_exchange;
+    bus_cfg.instance_id = instance;
+    bus_cfg.outbox_max = cfg.outbox_max;
+    auto bus = bus::make_bus(bus_cfg);
+
+    std::unique_ptr<app::ChatService> chat;
+    if (cfg.conformance) {
+      app::install_conformance(*server);
+    } else {
+      app::ChatOptions opts;
+      opts.replica_id = cfg.replica_id;
+      opts.instance_id = instance;
+      opts.limits = cfg.limits;
+      chat = std::make_unique<app::ChatService>(workers, *server, *bus, opts);
+    }
+
+    std::atomic<bool> draining{false};
+    auto surface = std::make_shared<http::HttpSurface>(
+        load_static(cfg),
+        [&] {
+          http::Readiness r;
+          const auto b = bus->status();
+          r.ready = !draining && (cfg.conformance || b.ready);
+          r.details = {{"replica", cfg.replica_id},
+                       {"instance", instance},
+                       {"draining", draining.load()},
+                       {"bus",
+                        {{"kind", b.kind},
+                         {"ready", b.ready},
+                         {"publisher", b.publisher_up},
+                         {"consumer", b.consumer_up},
+                         {"outbox", b.outbox_depth},
+                         {"lastError", b.last_error}}}};
+          return r;
+        },
+        [&] {
+          if (!chat)
+            return app::render_metrics(cfg.replica_id, server->stats(), bus->status(), nullptr);
+          const auto cs = chat->stats();
+          return app::render_metrics(cfg.replica_id, server->stats(), bus->status(), &cs);
+        });
+    server->set_http_handler(
+        [surface](const transport::HttpRequest& req) { return surface->handle(req); });
+
+    if (chat) chat->start();
+    const auto port = server->listen(cfg.host, cfg.port);
+    workers.start();
+    spdlog::info("listening on http://{}:{} ({} threads, bus {}, transports {}{})", cfg.host, port,
+                 threads, cfg.amqp_url.empty() ? "in-process" : "amqp", cfg.transports,
+                 cfg.conformance ? ", conformance mode" : "");
+
+    // The main thread waits for a signal, then drains.
+    boost::asio::io_context main_ctx;
+    boost::asio::signal_set signals(main_ctx, SIGINT, SIGTERM);
+    int got = 0;
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (!ec) got = sig;
+    });
+    main_ctx.run();
+
+    spdlog::info("{}: draining (not ready, closing sessions)",
+                 got == SIGINT ? "SIGINT" : "SIGTERM");
+    draining = true;
+    auto closed = std::make_shared<std::promise<void>>();
+    auto closed_f = closed->get_future();
+    server->shutdown([closed] { closed->set_value(); });
+    if (closed_f.wait_for(std::chrono::milliseconds(cfg.drain_timeout_ms)) !=
+        std::future_status::ready)
+      spdlog::warn("drain timeout: some sessions did not close in {} ms", cfg.drain_timeout_ms);
+    if (chat) {
+      // Let the disconnect handlers publish "user left", then say goodbye.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      chat->announce_departure();
+      chat->stop();
+    }
+    bus->stop();
+    workers.stop();
+    workers.join();
+    spdlog::info("stopped");
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    std::cerr << "chat-server: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

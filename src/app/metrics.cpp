@@ -1,0 +1,102 @@
+// render_metrics; see metrics.hpp. Names: chat_<layer>_<what>[_total].
+#include "app/metrics.hpp"
+
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <fstream>
+
+namespace chat::app {
+
+namespace {
+struct Writer {
+  std::string out;
+  std::string labels;
+  void put(const char* name, const char* type, const char* help, std::uint64_t v) {
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n{}{{{}}} {}\n", name, help,
+                   name, type, name, labels, v);
+  }
+};
+
+// Resident set size in bytes, from /proc/self/statm.
+std::uint64_t rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+}  // namespace
+
+std::string render_metrics(const std::string& replica, const transport::Stats& t,
+                           const bus::BusStatus& b, const ChatStats* c) {
+  Writer w;
+  w.labels = fmt::format("replica=\"{}\"", replica);
+  const char* G = "gauge";
+  const char* C = "counter";
+  w.put("chat_transport_connections_open", G, "Engine.IO sessions open", t.connections_open);
+  w.put("chat_transport_websocket_open", G, "Sessions on WebSocket", t.websocket_open);
+  w.put("chat_transport_polling_open", G, "Sessions on long-polling", t.polling_open);
+  w.put("chat_transport_connections_total", C, "Sessions opened", t.connections_total);
+  w.put("chat_transport_upgrades_total", C, "Polling to WebSocket upgrades", t.upgrades_total);
+  w.put("chat_transport_http_requests_total", C, "HTTP requests", t.http_requests_total);
+  w.put("chat_transport_bad_requests_total", C, "Engine.IO requests refused with 4xx",
+        t.bad_requests_total);
+  w.put("chat_transport_payload_too_large_total", C, "Bodies or messages over max payload",
+        t.payload_too_large_total);
+  w.put("chat_transport_protocol_errors_total", C, "Sessions closed for invalid packets",
+        t.protocol_errors_total);
+  w.put("chat_transport_ping_timeouts_total", C, "Sessions closed for a missing pong",
+        t.ping_timeouts_total);
+  w.put("chat_transport_slow_reader_closes_total", C,
+        "Connections closed because their send queue overflowed", t.slow_reader_closes_total);
+  w.put("chat_transport_dropped_packets_total", C, "Droppable packets skipped for slow readers",
+        t.dropped_packets_total);
+  w.put("chat_transport_packets_in_total", C, "Engine.IO packets received", t.packets_in_total);
+  w.put("chat_transport_packets_out_total", C, "Engine.IO packets sent", t.packets_out_total);
+  w.put("chat_transport_bytes_in_total", C, "Payload bytes received", t.bytes_in_total);
+  w.put("chat_transport_bytes_out_total", C, "Payload bytes sent", t.bytes_out_total);
+  w.put("chat_transport_accept_errors_total", C,
+        "Failed accepts (EMFILE and others); the loop backs off", t.accept_errors_total);
+  w.put("chat_transport_connections_refused_total", C, "Connections refused over max-connections",
+        t.connections_refused_total);
+
+  w.put("chat_bus_ready", G, "1 when publishing and consuming work", b.ready ? 1 : 0);
+  w.put("chat_bus_publisher_up", G, "Publisher connection up", b.publisher_up ? 1 : 0);
+  w.put("chat_bus_consumer_up", G, "Consumer connection up", b.consumer_up ? 1 : 0);
+  w.put("chat_bus_published_total", C, "Envelopes handed to the broker", b.published);
+  w.put("chat_bus_confirmed_total", C, "Publishes confirmed by the broker", b.confirmed);
+  w.put("chat_bus_nacked_total", C, "Publishes refused by the broker", b.nacked);
+  w.put("chat_bus_returned_total", C, "Publishes returned unroutable", b.returned);
+  w.put("chat_bus_consumed_total", C, "Envelopes received from the broker", b.consumed);
+  w.put("chat_bus_outbox_depth", G, "Envelopes waiting for the broker", b.outbox_depth);
+  w.put("chat_bus_outbox_dropped_total", C, "Envelopes lost to outbox overflow", b.outbox_dropped);
+  w.put("chat_bus_reconnects_total", C, "Broker reconnections", b.reconnects);
+  w.put("chat_bus_bound_rooms", G, "Room bindings in place", b.bound_rooms);
+
+  if (c) {
+    w.put("chat_users_local", G, "Logged-in users on this replica", c->users_local);
+    w.put("chat_users_cluster", G, "Logged-in users on all live replicas", c->users_cluster);
+    w.put("chat_rooms_local", G, "Rooms with members on this replica", c->rooms_local);
+    w.put("chat_replicas", G, "Live replicas known (this one included)", c->replicas);
+    w.put("chat_messages_in_total", C, "Chat messages accepted", c->messages_in_total);
+    w.put("chat_messages_acked_total", C, "Message acks sent after the bus confirmed",
+          c->messages_acked_total);
+    w.put("chat_messages_failed_total", C, "Messages the bus could not store",
+          c->messages_failed_total);
+    w.put("chat_deliveries_total", C, "Packets queued to local sockets", c->deliveries_total);
+    w.put("chat_deliveries_dropped_total", C, "Droppable packets skipped for slow sockets",
+          c->deliveries_dropped_total);
+    w.put("chat_deliveries_closed_total", C, "Deliveries to sockets that were closed",
+          c->deliveries_closed_total);
+    w.put("chat_envelopes_in_total", C, "Room envelopes handled (times workers)",
+          c->envelopes_in_total);
+    w.put("chat_errors_total", C, "Error replies sent to clients", c->errors_total);
+    w.put("chat_rate_limited_total", C, "Requests refused by the rate limit",
+          c->rate_limited_total);
+  }
+  w.put("process_resident_memory_bytes", G, "Resident memory", rss_bytes());
+  return std::move(w.out);
+}
+
+}  // namespace chat::app

@@ -1,0 +1,16 @@
+// Prometheus text exposition of the server's counters (no client library is
+// packaged for Debian, and the format is simple).
+#pragma once
+
+#include "bus/bus.hpp"
+#include "chat/chat_service.hpp"
+#include "transport/api.hpp"
+
+#include <string>
+
+namespace chat::app {
+
+std::string render_metrics(const std::string& replica, const transport::Stats& t,
+                           const bus::BusStatus& b, const ChatStats* c);
+
+}  // namespace chat::app

@@ -1,0 +1,581 @@
+// ChatService: chat events, rooms, presence and delivery; see chat_service.hpp.
+#include "chat/chat_service.hpp"
+
+#include "chat/rate_limiter.hpp"
+#include "core/workers.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <set>
+
+namespace chat::app {
+
+using nlohmann::json;
+using transport::Ack;
+
+namespace {
+constexpr const char* kDelta = "presence.delta";
+constexpr const char* kHeartbeat = "presence.heartbeat";
+constexpr const char* kSync = "presence.sync";
+constexpr const char* kSnapshot = "presence.snapshot";
+constexpr const char* kBye = "presence.bye";
+
+bool droppable_event(const std::string& event) {
+  return event == "typing" || event == "stop typing";
+}
+
+json error_obj(const ChatError& e) {
+  return json{{"code", e.code}, {"message", e.message}};
+}
+}  // namespace
+
+struct ChatService::LocalUser {
+  transport::SocketPtr socket;
+  std::string user_id;
+  std::string username;
+  std::set<std::string> rooms;
+  bool logged_in = false;
+  RateLimiter limiter;
+  LocalUser(transport::SocketPtr s, double rate, double burst)
+      : socket(std::move(s)), limiter(rate, burst) {}
+};
+
+struct ChatService::Prepared {
+  bus::EnvelopePtr env;
+  std::shared_ptr<const std::string> packet;
+  bool droppable = false;
+};
+
+ChatService::ChatService(core::Workers& workers, transport::Server& server, bus::Bus& bus,
+                         ChatOptions options)
+    : workers_(workers),
+      server_(server),
+      bus_(bus),
+      options_(std::move(options)),
+      presence_(options_.instance_id, options_.replica_id) {
+  for (unsigned i = 0; i < workers_.size(); ++i) states_.push_back(std::make_unique<WorkerState>());
+}
+
+ChatService::~ChatService() = default;
+
+std::int64_t ChatService::now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string ChatService::next_id() {
+  return options_.instance_id + "-" +
+         std::to_string(seq_.fetch_add(1, std::memory_order_relaxed) + 1);
+}
+
+bus::EnvelopePtr ChatService::make_envelope(std::string room, std::string event, json payload,
+                                            std::string sender) {
+  auto e = std::make_shared<bus::Envelope>();
+  e->origin = options_.instance_id;
+  e->id = next_id();
+  e->room = std::move(room);
+  e->event = std::move(event);
+  e->payload = std::move(payload);
+  e->ts = now_ms();
+  e->sender = std::move(sender);
+  return e;
+}
+
+// ------------------------------------------------------------------ start/stop
+
+void ChatService::start() {
+  auto& nsp = server_.of("/");
+  nsp.on_connection([this](transport::SocketPtr socket, const json&) { on_connection(socket); });
+
+  bus_.start([this](std::vector<bus::EnvelopePtr> batch) { on_bus_batch(std::move(batch)); },
+             [this](bool ready) { on_bus_state(ready); });
+
+  timer_ = std::make_unique<boost::asio::steady_timer>(workers_.at(0));
+  presence_tick();
+}
+
+void ChatService::presence_tick() {
+  if (stopping_) return;
+  const auto hb = presence_.heartbeat(server_.stats().connections_open);
+  bus_.publish(make_envelope("", kHeartbeat, hb), {});
+  if (bus_ready_) {
+    auto gone = presence_.expire(options_.presence_ttl);
+    if (!gone.empty()) {
+      spdlog::info("presence: {} users of silent replicas removed", gone.size());
+      announce_gone(gone);
+    }
+  }
+  timer_->expires_after(options_.presence_interval);
+  timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) presence_tick();
+  });
+}
+
+void ChatService::announce_departure() {
+  bus_.publish(make_envelope("", kBye, json{{"replica", options_.replica_id}}), {});
+}
+
+void ChatService::stop() {
+  stopping_ = true;
+  if (timer_) boost::asio::post(workers_.at(0), [this] { timer_->cancel(); });
+}
+
+// ------------------------------------------------------------------ sockets
+
+void ChatService::on_connection(const transport::SocketPtr& socket) {
+  auto& ws = *states_[socket->worker()];
+  auto user =
+      std::make_shared<LocalUser>(socket, options_.limits.rate_per_second, options_.limits.burst);
+  user->user_id = socket->id();
+  ws.users[socket.get()] = user;
+  std::weak_ptr<LocalUser> weak = user;
+
+  const auto bind = [&](const char* event, auto member) {
+    socket->on(event, [this, weak, member](const json& args, Ack ack) {
+      if (auto u = weak.lock()) (this->*member)(*u, args, std::move(ack));
+    });
+  };
+  bind("add user", &ChatService::on_add_user);
+  bind("new message", &ChatService::on_new_message);
+  bind("join room", &ChatService::on_join_room);
+  bind("leave room", &ChatService::on_leave_room);
+  bind("list users", &ChatService::on_list_users);
+  socket->on("list rooms", [this, weak](const json&, Ack ack) {
+    if (auto u = weak.lock()) on_list_rooms(*u, std::move(ack));
+  });
+  socket->on("cluster info", [this, weak](const json&, Ack ack) {
+    if (auto u = weak.lock()) on_cluster_info(*u, std::move(ack));
+  });
+  for (const char* ev : {"typing", "stop typing"}) {
+    socket->on(ev, [this, weak, ev](const json& args, Ack) {
+      if (auto u = weak.lock()) on_typing(*u, ev, args);
+    });
+  }
+  socket->on_any([this, weak](const std::string& event, const json&, Ack ack) {
+    if (auto u = weak.lock())
+      fail(*u, event.c_str(), ack, ChatError{"UNKNOWN_EVENT", "unknown event \"" + event + "\""});
+  });
+  socket->on_disconnect([this, weak](const std::string& reason) {
+    auto u = weak.lock();
+    if (!u) return;
+    spdlog::debug("socket {} disconnected: {}", u->user_id, reason);
+    // Deferred: a disconnect can fire while a delivery walks the member lists.
+    boost::asio::post(workers_.at(u->socket->worker()), [this, u] { on_disconnect(*u); });
+  });
+}
+
+void ChatService::on_disconnect(LocalUser& u) {
+  auto& ws = *states_[u.socket->worker()];
+  if (u.logged_in) {
+    const auto rooms = u.rooms;
+    for (const auto& room : rooms) leave_local(u, room);
+    {
+      auto lk = presence_.lock();
+      publish_presence(presence_.logout(u.user_id));
+    }
+    const auto num = presence_.num_users();
+    for (const auto& room : rooms) {
+      json p{{"username", u.username},
+             {"userId", u.user_id},
+             {"numUsers", num},
+             {"room", room},
+             {"replica", options_.replica_id},
+             {"ts", now_ms()}};
+      publish_room_event(u, room, "user left", std::move(p));
+    }
+    u.logged_in = false;
+    --ws.logged_in;
+  }
+  ws.users.erase(u.socket.get());  // may free u: nothing after this line
+}
+
+// ------------------------------------------------------------------ helpers
+
+void ChatService::reply(const Ack& ack, json obj) {
+  if (ack) ack(json::array({std::move(obj)}));
+}
+
+void ChatService::fail(LocalUser& u, const char* event, const Ack& ack, const ChatError& err) {
+  states_[u.socket->worker()]->counters.errors.fetch_add(1, std::memory_order_relaxed);
+  if (ack) {
+    reply(ack, json{{"ok", false}, {"error", error_obj(err)}});
+  } else {
+    u.socket->emit(
+        "chat error",
+        json::array({json{{"code", err.code}, {"message", err.message}, {"event", event}}}));
+  }
+}
+
+bool ChatService::admit(LocalUser& u, const char* event, const Ack& ack, bool need_login) {
+  if (!u.limiter.allow()) {
+    states_[u.socket->worker()]->counters.rate_limited.fetch_add(1, std::memory_order_relaxed);
+    fail(u, event, ack, ChatError{"RATE_LIMITED", "too many requests: slow down"});
+    return false;
+  }
+  if (need_login && !u.logged_in) {
+    fail(u, event, ack, ChatError{"NOT_LOGGED_IN", "send \"add user\" first"});
+    return false;
+  }
+  return true;
+}
+
+void ChatService::publish_presence(const json& delta) {
+  bus_.publish(make_envelope("", kDelta, delta), {});
+}
+
+void ChatService::publish_room_event(LocalUser& u, const std::string& room, const char* event,
+                                     json payload, bus::Bus::ConfirmHandler confirm) {
+  bus_.publish(make_envelope(room, event, std::move(payload), u.socket->id()), std::move(confirm));
+}
+
+json ChatService::membership_payload(const LocalUser& u, const std::string& room) {
+  return json{{"username", u.username},
+              {"userId", u.user_id},
+              {"numUsers", presence_.num_users()},
+              {"room", room},
+              {"replica", options_.replica_id},
+              {"ts", now_ms()}};
+}
+
+void ChatService::join_local(LocalUser& u, const std::string& room) {
+  if (!u.rooms.insert(room).second) return;
+  states_[u.socket->worker()]->rooms[room].push_back(&u);
+  std::lock_guard lk(bind_mu_);
+  if (++bound_[room] == 1) bus_.bind_room(room);
+}
+
+void ChatService::leave_local(LocalUser& u, const std::string& room) {
+  if (u.rooms.erase(room) == 0) return;
+  auto& rooms = states_[u.socket->worker()]->rooms;
+  if (auto it = rooms.find(room); it != rooms.end()) {
+    auto& v = it->second;
+    if (auto pos = std::find(v.begin(), v.end(), &u); pos != v.end()) {
+      *pos = v.back();
+      v.pop_back();
+    }
+    if (v.empty()) rooms.erase(it);
+  }
+  std::lock_guard lk(bind_mu_);
+  if (auto it = bound_.find(room); it != bound_.end() && --it->second == 0) {
+    bound_.erase(it);
+    bus_.unbind_room(room);
+  }
+}
+
+// ------------------------------------------------------------------ events
+
+void ChatService::on_add_user(LocalUser& u, const json& args, Ack ack) {
+  if (!admit(u, "add user", ack, false)) return;
+  if (u.logged_in)
+    return fail(u, "add user", ack,
+                ChatError{"ALREADY_LOGGED_IN", "already logged in as " + u.username});
+  if (args.empty() || !args[0].is_string())
+    return fail(u, "add user", ack,
+                ChatError{"BAD_REQUEST", "\"add user\" takes the user name (a string)"});
+  auto name = trim(args[0].get_ref<const std::string&>());
+  if (auto err = check_name(name, options_.limits)) return fail(u, "add user", ack, *err);
+
+  const auto& room = options_.limits.default_room;
+  u.username = std::move(name);
+  u.logged_in = true;
+  ++states_[u.socket->worker()]->logged_in;
+  {
+    auto lk = presence_.lock();
+    publish_presence(presence_.login(u.user_id, u.username));
+    publish_presence(presence_.join(u.user_id, room));
+  }
+  join_local(u, room);
+  const auto num = presence_.num_users();
+  json info{{"numUsers", num},
+            {"username", u.username},
+            {"replica", options_.replica_id},
+            {"room", room},
+            {"userId", u.user_id}};
+  u.socket->emit("login", json::array({info}));
+  publish_room_event(u, room, "user joined", membership_payload(u, room));
+  info["ok"] = true;
+  reply(ack, std::move(info));
+  spdlog::debug("user {} logged in as \"{}\"", u.user_id, u.username);
+}
+
+void ChatService::on_new_message(LocalUser& u, const json& args, Ack ack) {
+  if (!admit(u, "new message", ack)) return;
+  std::string room = options_.limits.default_room;
+  const json* text = nullptr;
+  if (!args.empty() && args[0].is_string()) {
+    text = &args[0];
+  } else if (!args.empty() && args[0].is_object()) {
+    const auto& o = args[0];
+    if (auto r = o.find("room"); r != o.end()) {
+      if (!r->is_string())
+        return fail(u, "new message", ack, ChatError{"BAD_REQUEST", "room must be a string"});
+      room = r->get<std::string>();
+    }
+    if (auto m = o.find("message"); m != o.end() && m->is_string()) text = &*m;
+  }
+  if (!text)
+    return fail(u, "new message", ack, ChatError{"INVALID_MESSAGE", "message must be a string"});
+  const auto& message = text->get_ref<const std::string&>();
+  if (auto err = check_message(message, options_.limits)) return fail(u, "new message", ack, *err);
+  if (!u.rooms.count(room))
+    return fail(u, "new message", ack, ChatError{"NOT_IN_ROOM", "not a member of " + room});
+
+  auto& counters = states_[u.socket->worker()]->counters;
+  counters.messages_in.fetch_add(1, std::memory_order_relaxed);
+  auto env = make_envelope(room, "new message", json{}, u.socket->id());
+  auto& e = const_cast<bus::Envelope&>(*env);
+  e.payload = json{{"id", e.id},
+                   {"username", u.username},
+                   {"userId", u.user_id},
+                   {"message", message},
+                   {"room", room},
+                   {"ts", e.ts},
+                   {"replica", options_.replica_id}};
+  json ok{
+      {"ok", true}, {"id", e.id}, {"ts", e.ts}, {"room", room}, {"replica", options_.replica_id}};
+  std::weak_ptr<transport::Socket> weak_socket = u.socket;
+  bus_.publish(env, [this, ack = std::move(ack), ok = std::move(ok), weak_socket,
+                     &counters](bool confirmed) mutable {
+    if (confirmed) {
+      counters.messages_acked.fetch_add(ack ? 1 : 0, std::memory_order_relaxed);
+      reply(ack, std::move(ok));
+      return;
+    }
+    counters.messages_failed.fetch_add(1, std::memory_order_relaxed);
+    const ChatError err{"UNAVAILABLE", "the message could not be stored; try again"};
+    if (ack) return reply(ack, json{{"ok", false}, {"error", error_obj(err)}});
+    auto s = weak_socket.lock();
+    if (!s) return;
+    boost::asio::post(workers_.at(s->worker()), [s, err] {
+      s->emit("chat error",
+              json::array(
+                  {json{{"code", err.code}, {"message", err.message}, {"event", "new message"}}}));
+    });
+  });
+}
+
+void ChatService::on_typing(LocalUser& u, const std::string& event, const json& args) {
+  if (!admit(u, event.c_str(), {})) return;
+  std::string room = options_.limits.default_room;
+  if (!args.empty() && args[0].is_object()) {
+    if (auto r = args[0].find("room"); r != args[0].end() && r->is_string())
+      room = r->get<std::string>();
+  }
+  if (!u.rooms.count(room))
+    return fail(u, event.c_str(), {}, ChatError{"NOT_IN_ROOM", "not a member of " + room});
+  publish_room_event(u, room, event.c_str(),
+                     json{{"username", u.username}, {"userId", u.user_id}, {"room", room}});
+}
+
+void ChatService::on_join_room(LocalUser& u, const json& args, Ack ack) {
+  if (!admit(u, "join room", ack)) return;
+  if (args.empty() || !args[0].is_string())
+    return fail(u, "join room", ack,
+                ChatError{"BAD_REQUEST", "\"join room\" takes the room name (a string)"});
+  const auto room = args[0].get<std::string>();
+  if (auto err = check_room(room, options_.limits)) return fail(u, "join room", ack, *err);
+  if (!u.rooms.count(room)) {
+    if (u.rooms.size() >= options_.limits.max_rooms_per_user)
+      return fail(u, "join room", ack,
+                  ChatError{"TOO_MANY_ROOMS",
+                            "a user may be in at most " +
+                                std::to_string(options_.limits.max_rooms_per_user) + " rooms"});
+    {
+      auto lk = presence_.lock();
+      publish_presence(presence_.join(u.user_id, room));
+    }
+    join_local(u, room);
+    publish_room_event(u, room, "user joined", membership_payload(u, room));
+  }
+  json users = json::array();
+  for (const auto& x : presence_.room_users(room, options_.limits.max_list_users))
+    users.push_back(json{{"userId", x.user_id}, {"username", x.username}, {"replica", x.replica}});
+  reply(ack, json{{"ok", true}, {"room", room}, {"users", std::move(users)}});
+}
+
+void ChatService::on_leave_room(LocalUser& u, const json& args, Ack ack) {
+  if (!admit(u, "leave room", ack)) return;
+  if (args.empty() || !args[0].is_string())
+    return fail(u, "leave room", ack,
+                ChatError{"BAD_REQUEST", "\"leave room\" takes the room name (a string)"});
+  const auto room = args[0].get<std::string>();
+  if (!u.rooms.count(room))
+    return fail(u, "leave room", ack, ChatError{"NOT_IN_ROOM", "not a member of " + room});
+  leave_local(u, room);
+  {
+    auto lk = presence_.lock();
+    publish_presence(presence_.leave(u.user_id, room));
+  }
+  publish_room_event(u, room, "user left", membership_payload(u, room));
+  reply(ack, json{{"ok", true}, {"room", room}});
+}
+
+void ChatService::on_list_rooms(LocalUser& u, Ack ack) {
+  if (!admit(u, "list rooms", ack, false)) return;
+  json rooms = json::array();
+  for (const auto& [name, n] : presence_.rooms())
+    rooms.push_back(json{{"name", name}, {"members", n}});
+  reply(ack, json{{"ok", true}, {"rooms", std::move(rooms)}});
+}
+
+void ChatService::on_list_users(LocalUser& u, const json& args, Ack ack) {
+  if (!admit(u, "list users", ack, false)) return;
+  std::string room = options_.limits.default_room;
+  if (!args.empty() && args[0].is_string()) room = args[0].get<std::string>();
+  if (auto err = check_room(room, options_.limits)) return fail(u, "list users", ack, *err);
+  json users = json::array();
+  for (const auto& x : presence_.room_users(room, options_.limits.max_list_users))
+    users.push_back(json{{"userId", x.user_id}, {"username", x.username}, {"replica", x.replica}});
+  reply(ack, json{{"ok", true},
+                  {"room", room},
+                  {"users", std::move(users)},
+                  {"count", presence_.room_count(room)}});
+}
+
+void ChatService::on_cluster_info(LocalUser& u, Ack ack) {
+  if (!admit(u, "cluster info", ack, false)) return;
+  json replicas = json::array();
+  for (const auto& r : presence_.replicas())
+    replicas.push_back(json{{"id", r.replica},
+                            {"users", r.users},
+                            {"connections", r.connections},
+                            {"ageMs", r.age_ms},
+                            {"self", r.self}});
+  reply(ack, json{{"ok", true},
+                  {"replica", options_.replica_id},
+                  {"replicas", std::move(replicas)},
+                  {"numUsers", presence_.num_users()}});
+}
+
+// ------------------------------------------------------------------ bus side
+
+void ChatService::on_bus_state(bool ready) {
+  bus_ready_ = ready;
+  spdlog::info("bus {}", ready ? "ready" : "not ready");
+  if (ready) {
+    // Silence while the bus was down says nothing about the others.
+    presence_.touch_all();
+    bus_.publish(make_envelope("", kSnapshot, presence_.snapshot()), {});
+  }
+}
+
+void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
+  auto prepared = std::make_shared<std::vector<Prepared>>();
+  prepared->reserve(batch.size());
+  for (auto& e : batch) {
+    if (!e) continue;
+    if (e->room.empty()) {
+      handle_control(*e);
+      continue;
+    }
+    // One encode per envelope; the buffer is shared by every receiver on every worker.
+    prepared->push_back(Prepared{e,
+                                 transport::encode_event("/", e->event, json::array({e->payload})),
+                                 droppable_event(e->event)});
+  }
+  if (prepared->empty()) return;
+  workers_.post_all([this, prepared](unsigned w) { deliver_batch(w, *prepared); });
+}
+
+void ChatService::deliver_local(std::vector<bus::EnvelopePtr> batch) {
+  on_bus_batch(std::move(batch));
+}
+
+void ChatService::deliver_batch(unsigned worker, const std::vector<Prepared>& batch) {
+  auto& ws = *states_[worker];
+  std::uint64_t sent = 0, dropped = 0, closed = 0;
+  for (const auto& p : batch) {
+    auto it = ws.rooms.find(p.env->room);
+    if (it == ws.rooms.end()) continue;
+    for (LocalUser* member : it->second) {
+      if (!p.env->sender.empty() && member->user_id == p.env->sender) continue;
+      switch (member->socket->send_encoded(p.packet, p.droppable)) {
+        case transport::SendResult::ok:
+          ++sent;
+          break;
+        case transport::SendResult::dropped:
+          ++dropped;
+          break;
+        case transport::SendResult::closed:
+          ++closed;
+          break;
+      }
+    }
+  }
+  auto& c = ws.counters;
+  c.envelopes_in.fetch_add(batch.size(), std::memory_order_relaxed);
+  c.deliveries.fetch_add(sent, std::memory_order_relaxed);
+  if (dropped) c.deliveries_dropped.fetch_add(dropped, std::memory_order_relaxed);
+  if (closed) c.deliveries_closed.fetch_add(closed, std::memory_order_relaxed);
+}
+
+void ChatService::handle_control(const bus::Envelope& e) {
+  if (e.origin == options_.instance_id) return;
+  bool need_sync = false;
+  if (e.event == kDelta) {
+    need_sync = presence_.apply_delta(e.origin, e.payload);
+  } else if (e.event == kHeartbeat) {
+    need_sync = presence_.apply_heartbeat(e.origin, e.payload);
+  } else if (e.event == kSnapshot) {
+    presence_.apply_snapshot(e.origin, e.payload);
+  } else if (e.event == kSync) {
+    if (e.payload.value("target", std::string{}) == options_.instance_id)
+      bus_.publish(make_envelope("", kSnapshot, presence_.snapshot()), {});
+  } else if (e.event == kBye) {
+    auto gone = presence_.remove_replica(e.origin);
+    if (!gone.empty()) announce_gone(gone);
+  }
+  if (need_sync) bus_.publish(make_envelope("", kSync, json{{"target", e.origin}}), {});
+}
+
+// Users of a replica that died or left: tell local room members, without the
+// bus (every replica does this for its own users).
+void ChatService::announce_gone(const std::vector<UserInfo>& users) {
+  std::vector<bus::EnvelopePtr> batch;
+  const auto num = presence_.num_users();
+  for (const auto& u : users)
+    for (const auto& room : u.rooms) {
+      auto e = make_envelope(room, "user left",
+                             json{{"username", u.username},
+                                  {"userId", u.user_id},
+                                  {"numUsers", num},
+                                  {"room", room},
+                                  {"replica", u.replica},
+                                  {"ts", now_ms()}});
+      batch.push_back(std::move(e));
+    }
+  if (!batch.empty()) deliver_local(std::move(batch));
+}
+
+// ------------------------------------------------------------------ stats
+
+ChatStats ChatService::stats() {
+  ChatStats s;
+  for (const auto& ws : states_) {
+    const auto& c = ws->counters;
+    s.messages_in_total += c.messages_in.load(std::memory_order_relaxed);
+    s.messages_acked_total += c.messages_acked.load(std::memory_order_relaxed);
+    s.messages_failed_total += c.messages_failed.load(std::memory_order_relaxed);
+    s.deliveries_total += c.deliveries.load(std::memory_order_relaxed);
+    s.deliveries_dropped_total += c.deliveries_dropped.load(std::memory_order_relaxed);
+    s.deliveries_closed_total += c.deliveries_closed.load(std::memory_order_relaxed);
+    s.envelopes_in_total += c.envelopes_in.load(std::memory_order_relaxed);
+    s.errors_total += c.errors.load(std::memory_order_relaxed);
+    s.rate_limited_total += c.rate_limited.load(std::memory_order_relaxed);
+  }
+  {
+    std::lock_guard lk(bind_mu_);
+    s.rooms_local = bound_.size();
+  }
+  const auto reps = presence_.replicas();
+  s.replicas = reps.size();
+  for (const auto& r : reps)
+    if (r.self) s.users_local = r.users;
+  s.users_cluster = presence_.num_users();
+  return s;
+}
+
+}  // namespace chat::app

@@ -1,0 +1,143 @@
+// ChatService: the chat application on top of the transport and the bus.
+//
+// It handles the chat events of docs/protocol.md for sockets of the "/"
+// namespace, publishes every room event and presence change to the bus, and
+// delivers what the bus hands back to its local room members. Local rooms are
+// kept per worker so a delivery touches only the worker's own data: the bus
+// batch is encoded once, posted once per worker, and each worker walks its
+// own member lists without a lock.
+#pragma once
+
+#include "bus/bus.hpp"
+#include "chat/limits.hpp"
+#include "chat/presence.hpp"
+#include "chat/validation.hpp"
+#include "transport/api.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace chat::core {
+class Workers;
+}
+
+namespace chat::app {
+
+struct ChatOptions {
+  std::string replica_id;   // shown to users
+  std::string instance_id;  // unique per process (replica id + random suffix)
+  Limits limits;
+  std::chrono::milliseconds presence_interval{1000};
+  std::chrono::milliseconds presence_ttl{4000};
+};
+
+// Counters summed over workers, for /metrics.
+struct ChatStats {
+  std::uint64_t users_local = 0;
+  std::uint64_t users_cluster = 0;
+  std::uint64_t rooms_local = 0;
+  std::uint64_t replicas = 0;
+  std::uint64_t messages_in_total = 0;         // accepted "new message"
+  std::uint64_t messages_acked_total = 0;      // acks sent after the bus confirmed
+  std::uint64_t messages_failed_total = 0;     // bus refused (UNAVAILABLE)
+  std::uint64_t deliveries_total = 0;          // packets queued to local sockets
+  std::uint64_t deliveries_dropped_total = 0;  // droppable packets skipped (slow socket)
+  std::uint64_t deliveries_closed_total = 0;   // target socket closed or overflowed
+  std::uint64_t envelopes_in_total = 0;        // room envelopes handed over by the bus
+  std::uint64_t errors_total = 0;              // error replies sent to clients
+  std::uint64_t rate_limited_total = 0;
+};
+
+class ChatService {
+ public:
+  ChatService(core::Workers& workers, transport::Server& server, bus::Bus& bus,
+              ChatOptions options);
+  ~ChatService();
+  ChatService(const ChatService&) = delete;
+  ChatService& operator=(const ChatService&) = delete;
+
+  // Register the "/" namespace handlers, start the bus and the presence timer.
+  void start();
+  // Tell the cluster this replica is leaving (after the sessions were closed).
+  void announce_departure();
+  void stop();
+
+  ChatStats stats();
+  const ChatOptions& options() const { return options_; }
+
+ private:
+  struct LocalUser;
+  struct Prepared;
+  struct alignas(64) Counters {
+    std::atomic<std::uint64_t> messages_in{0}, messages_acked{0}, messages_failed{0}, deliveries{0},
+        deliveries_dropped{0}, deliveries_closed{0}, envelopes_in{0}, errors{0}, rate_limited{0};
+  };
+  struct WorkerState {
+    std::unordered_map<const transport::Socket*, std::shared_ptr<LocalUser>> users;
+    std::unordered_map<std::string, std::vector<LocalUser*>> rooms;
+    std::uint64_t logged_in = 0;
+    Counters counters;
+  };
+
+  void on_connection(const transport::SocketPtr& socket);
+  void on_add_user(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
+  void on_new_message(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
+  void on_typing(LocalUser& u, const std::string& event, const nlohmann::json& args);
+  void on_join_room(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
+  void on_leave_room(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
+  void on_list_rooms(LocalUser& u, transport::Ack ack);
+  void on_list_users(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
+  void on_cluster_info(LocalUser& u, transport::Ack ack);
+  void on_disconnect(LocalUser& u);
+
+  // Shared pieces of the handlers.
+  bool admit(LocalUser& u, const char* event, const transport::Ack& ack, bool need_login = true);
+  void fail(LocalUser& u, const char* event, const transport::Ack& ack, const ChatError& err);
+  void reply(const transport::Ack& ack, nlohmann::json obj);
+  void join_local(LocalUser& u, const std::string& room);
+  void leave_local(LocalUser& u, const std::string& room);
+  void publish_presence(const nlohmann::json& delta);  // caller holds presence lock
+  void publish_room_event(LocalUser& u, const std::string& room, const char* event,
+                          nlohmann::json payload, bus::Bus::ConfirmHandler confirm = {});
+  nlohmann::json membership_payload(const LocalUser& u, const std::string& room);
+
+  // Bus side.
+  void on_bus_batch(std::vector<bus::EnvelopePtr> batch);
+  void on_bus_state(bool ready);
+  void handle_control(const bus::Envelope& e);
+  void deliver_batch(unsigned worker, const std::vector<Prepared>& batch);
+  void deliver_local(std::vector<bus::EnvelopePtr> batch);  // no bus round trip
+  void announce_gone(const std::vector<UserInfo>& users);
+  void presence_tick();
+
+  bus::EnvelopePtr make_envelope(std::string room, std::string event, nlohmann::json payload,
+                                 std::string sender = {});
+  std::string next_id();
+  static std::int64_t now_ms();
+
+  core::Workers& workers_;
+  transport::Server& server_;
+  bus::Bus& bus_;
+  ChatOptions options_;
+  Presence presence_;
+  std::vector<std::unique_ptr<WorkerState>> states_;
+
+  std::mutex bind_mu_;
+  std::unordered_map<std::string, std::size_t> bound_;  // room -> local members over all workers
+
+  std::atomic<std::uint64_t> seq_{0};
+  std::atomic<bool> bus_ready_{false};
+  std::atomic<bool> stopping_{false};
+  std::unique_ptr<boost::asio::steady_timer> timer_;
+};
+
+}  // namespace chat::app

@@ -1,0 +1,108 @@
+// Presence: the cluster-wide directory of logged-in users and their rooms.
+//
+// Each replica owns the entries of its own users and tells the others about
+// every change with a numbered delta on the bus's control key. Every second it
+// sends a heartbeat carrying its latest number; a receiver that missed a delta
+// (the numbers do not follow) or does not know the replica asks for a
+// snapshot. A replica whose heartbeats stop is forgotten after a TTL, and its
+// users with it. One mutex guards everything: presence changes on login, join,
+// leave and logout, never per delivered message.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace chat::app {
+
+struct UserInfo {
+  std::string user_id;
+  std::string username;
+  std::string replica;  // display id of the serving replica
+  std::set<std::string> rooms;
+};
+
+struct ReplicaSummary {
+  std::string instance;
+  std::string replica;
+  std::size_t users = 0;
+  std::uint64_t connections = 0;
+  std::int64_t age_ms = 0;  // since its last heartbeat (0 for this replica)
+  bool self = false;
+};
+
+class Presence {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  Presence(std::string self_instance, std::string self_replica);
+
+  // ---- changes of this replica's users; each returns the delta to publish.
+  // Call publish_locked-style: the caller publishes while holding lock() so
+  // that deltas reach the bus in number order.
+  std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mu_); }
+  nlohmann::json login(const std::string& user_id, const std::string& username);
+  nlohmann::json join(const std::string& user_id, const std::string& room);
+  nlohmann::json leave(const std::string& user_id, const std::string& room);
+  nlohmann::json logout(const std::string& user_id);
+  // (the four above expect lock() to be held by the caller)
+
+  nlohmann::json heartbeat(std::uint64_t connections);
+  nlohmann::json snapshot();
+
+  // ---- what other replicas said. Return true when a snapshot of that
+  // instance should be requested.
+  bool apply_delta(const std::string& instance, const nlohmann::json& delta);
+  bool apply_heartbeat(const std::string& instance, const nlohmann::json& hb);
+  void apply_snapshot(const std::string& instance, const nlohmann::json& snap);
+  // A replica said goodbye (clean shutdown): forget it now.
+  std::vector<UserInfo> remove_replica(const std::string& instance);
+
+  // Forget replicas silent for longer than ttl; returns the users that vanished.
+  std::vector<UserInfo> expire(std::chrono::milliseconds ttl, Clock::time_point now = Clock::now());
+  // While the bus is down nothing is heard from anyone: do not expire then,
+  // and count silence only from the moment it is back.
+  void touch_all(Clock::time_point now = Clock::now());
+
+  // ---- queries (cluster-wide)
+  std::size_t num_users();
+  std::size_t room_count(const std::string& room);
+  std::vector<UserInfo> room_users(const std::string& room, std::size_t limit);
+  std::vector<std::pair<std::string, std::size_t>> rooms();
+  std::vector<ReplicaSummary> replicas();
+
+ private:
+  struct Replica {
+    std::string replica;
+    std::uint64_t version = 0;
+    bool synced = false;
+    std::uint64_t connections = 0;
+    Clock::time_point last_seen{};
+    Clock::time_point last_sync_request{};
+    std::unordered_map<std::string, UserInfo> users;
+  };
+
+  Replica& self() { return replicas_[self_instance_]; }
+  nlohmann::json delta(const char* op, const std::string& user_id);
+  void index_add(const std::string& room) { ++room_index_[room]; }
+  void index_remove(const std::string& room);
+  void drop_users(Replica& r, std::vector<UserInfo>* out);
+  bool want_sync(Replica& r, Clock::time_point now);
+
+  std::mutex mu_;
+  std::string self_instance_;
+  std::string self_replica_;
+  std::unordered_map<std::string, Replica> replicas_;
+  std::map<std::string, std::size_t> room_index_;  // room -> members cluster-wide
+  std::size_t total_users_ = 0;
+};
+
+}  // namespace chat::app

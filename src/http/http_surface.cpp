@@ -1,0 +1,49 @@
+// HttpSurface; see http_surface.hpp.
+#include "http/http_surface.hpp"
+
+namespace chat::http {
+
+namespace {
+transport::HttpResponse text(unsigned status, std::string body,
+                             std::string type = "text/plain; charset=utf-8") {
+  transport::HttpResponse r;
+  r.status = status;
+  r.content_type = std::move(type);
+  r.body = std::make_shared<const std::string>(std::move(body));
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+}  // namespace
+
+HttpSurface::HttpSurface(StaticFiles files, std::function<Readiness()> readiness,
+                         std::function<std::string()> metrics)
+    : files_(std::move(files)), readiness_(std::move(readiness)), metrics_(std::move(metrics)) {}
+
+transport::HttpResponse HttpSurface::handle(const transport::HttpRequest& req) const {
+  if (req.method != "GET" && req.method != "HEAD") {
+    auto r = text(405, "method not allowed\n");
+    r.headers.emplace_back("Allow", "GET, HEAD");
+    return r;
+  }
+  if (req.path == "/healthz") return text(200, R"({"status":"ok"})", "application/json");
+  if (req.path == "/readyz") {
+    auto state = readiness_();
+    state.details["ready"] = state.ready;
+    return text(state.ready ? 200 : 503, state.details.dump(), "application/json");
+  }
+  if (req.path == "/metrics")
+    return text(200, metrics_(), "text/plain; version=0.0.4; charset=utf-8");
+  if (const auto* f = files_.find(req.path)) {
+    transport::HttpResponse r;
+    r.status = 200;
+    r.content_type = f->content_type;
+    r.body = f->body;
+    // The page changes with deployments; the bundle is versioned by npm.
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    return r;
+  }
+  return text(404, "not found\n");
+}
+
+}  // namespace chat::http
