@@ -1,0 +1,101 @@
+// Unit tests for the presence directory: deltas, gaps, snapshots, expiry.
+#include "chat/presence.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace chat::app;
+using nlohmann::json;
+
+namespace {
+// Apply every delta of `from` (instance "a") to `to`.
+struct Pair {
+  Presence a{"a", "r1"};
+  Presence b{"b", "r2"};
+};
+}  // namespace
+
+TEST(Presence, DeltasInOrderAreApplied) {
+  Pair p;
+  json d1, d2;
+  {
+    auto lk = p.a.lock();
+    d1 = p.a.login("u1", "alice");
+    d2 = p.a.join("u1", "general");
+  }
+  // b has never heard of a: the first delta asks for a snapshot.
+  EXPECT_TRUE(p.b.apply_delta("a", d1));
+  p.b.apply_snapshot("a", p.a.snapshot());
+  EXPECT_EQ(p.b.num_users(), 1u);
+  EXPECT_EQ(p.b.room_count("general"), 1u);
+  {
+    auto lk = p.a.lock();
+    const auto d3 = p.a.join("u1", "dev");
+    lk.unlock();
+    EXPECT_FALSE(p.b.apply_delta("a", d3));
+  }
+  EXPECT_EQ(p.b.room_count("dev"), 1u);
+  auto users = p.b.room_users("dev", 10);
+  ASSERT_EQ(users.size(), 1u);
+  EXPECT_EQ(users[0].username, "alice");
+  EXPECT_EQ(users[0].replica, "r1");
+}
+
+TEST(Presence, GapTriggersSync) {
+  Pair p;
+  p.b.apply_snapshot("a", p.a.snapshot());
+  json d1, d2;
+  {
+    auto lk = p.a.lock();
+    d1 = p.a.login("u1", "alice");
+    d2 = p.a.login("u2", "bob");
+  }
+  EXPECT_TRUE(p.b.apply_delta("a", d2));  // d1 was lost
+  EXPECT_EQ(p.b.num_users(), 0u);
+  p.b.apply_snapshot("a", p.a.snapshot());
+  EXPECT_EQ(p.b.num_users(), 2u);
+  // A heartbeat with the same version needs nothing.
+  EXPECT_FALSE(p.b.apply_heartbeat("a", p.a.heartbeat(2)));
+}
+
+TEST(Presence, ExpiryRemovesSilentReplica) {
+  Pair p;
+  {
+    auto lk = p.a.lock();
+    p.a.login("u1", "alice");
+    p.a.join("u1", "general");
+  }
+  p.b.apply_snapshot("a", p.a.snapshot());
+  EXPECT_EQ(p.b.num_users(), 1u);
+  auto later = Presence::Clock::now() + std::chrono::seconds(10);
+  auto gone = p.b.expire(std::chrono::seconds(4), later);
+  ASSERT_EQ(gone.size(), 1u);
+  EXPECT_EQ(gone[0].username, "alice");
+  EXPECT_EQ(gone[0].rooms.count("general"), 1u);
+  EXPECT_EQ(p.b.num_users(), 0u);
+  EXPECT_EQ(p.b.room_count("general"), 0u);
+  // Its own entry never expires.
+  EXPECT_EQ(p.b.replicas().size(), 1u);
+}
+
+TEST(Presence, LogoutLeavesRooms) {
+  Presence a{"a", "r1"};
+  auto lk = a.lock();
+  a.login("u1", "alice");
+  a.join("u1", "general");
+  a.join("u1", "dev");
+  a.logout("u1");
+  lk.unlock();
+  EXPECT_EQ(a.num_users(), 0u);
+  EXPECT_TRUE(a.rooms().empty());
+}
+
+TEST(Presence, ByeForgetsAtOnce) {
+  Pair p;
+  {
+    auto lk = p.a.lock();
+    p.a.login("u1", "alice");
+  }
+  p.b.apply_snapshot("a", p.a.snapshot());
+  EXPECT_EQ(p.b.remove_replica("a").size(), 1u);
+  EXPECT_EQ(p.b.num_users(), 0u);
+}
