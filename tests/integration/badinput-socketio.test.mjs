@@ -11,6 +11,7 @@ import {
   RawWs,
   rawSocketIo,
   assertOthersUnaffected,
+  deadline,
 } from "./lib/target.mjs";
 
 let srv;
@@ -101,7 +102,11 @@ test("invalid Socket.IO packet over long-polling closes that session", async () 
   assert.equal(p1.status, 200);
   await p1.text();
   let got = "";
-  while (!got.includes('42["auth",{}]')) got += (await (await fetch(eioPath(srv.url, `sid=${sid}`))).text()) + "\x1e";
+  const d = deadline(5000, "CONNECT reply and auth event");
+  while (!got.includes('42["auth",{}]')) {
+    d();
+    got += (await (await fetch(eioPath(srv.url, `sid=${sid}`))).text()) + "\x1e";
+  }
   await fetch(eioPath(srv.url, `sid=${sid}`), { method: "POST", body: "42{}" })
     .then((r) => r.text())
     .catch(() => {});

@@ -4,7 +4,16 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { startTarget, eioPath, pollingHandshake, RawWs, rawSocketIo, withTimeout, sleep } from "./lib/target.mjs";
+import {
+  startTarget,
+  eioPath,
+  pollingHandshake,
+  RawWs,
+  rawSocketIo,
+  withTimeout,
+  deadline,
+  sleep,
+} from "./lib/target.mjs";
 
 let srv;
 before(async () => {
@@ -17,11 +26,11 @@ after(async () => {
 const SEP = "\x1e"; // Engine.IO v4 polling payload separator
 
 async function post(url, sid, body) {
-  const res = await fetch(eioPath(url, `sid=${sid}`), { method: "POST", body });
+  const res = await fetch(eioPath(url, `sid=${sid}`), { method: "POST", body, signal: AbortSignal.timeout(5000) });
   return { status: res.status, body: await res.text() };
 }
 async function get(url, sid, signal) {
-  const res = await fetch(eioPath(url, `sid=${sid}`), { signal });
+  const res = await fetch(eioPath(url, `sid=${sid}`), { signal: signal ?? AbortSignal.timeout(5000) });
   return { status: res.status, body: await res.text(), type: res.headers.get("content-type") };
 }
 
@@ -63,7 +72,9 @@ test("polling session: CONNECT, event, echo, batched payloads", async () => {
   assert.deepEqual(await post(srv.url, sid, "40"), { status: 200, body: "ok" });
   let got = "";
   // CONNECT reply and the auth event may come in one or two polls
+  const d1 = deadline(5000, "CONNECT reply and auth event");
   while (!got.includes('42["auth",{}]')) {
+    d1();
     const r = await get(srv.url, sid);
     assert.equal(r.status, 200);
     got += (got ? SEP : "") + r.body;
@@ -75,7 +86,9 @@ test("polling session: CONNECT, event, echo, batched payloads", async () => {
   const r1 = await post(srv.url, sid, `42["message","a",1]${SEP}42["message",{"b":[2]}]`);
   assert.equal(r1.status, 200);
   let echoed = [];
+  const d2 = deadline(5000, "two message-back packets");
   while (echoed.length < 2) {
+    d2();
     const r = await get(srv.url, sid);
     assert.equal(r.status, 200);
     echoed = echoed.concat(r.body.split(SEP).filter((p) => p !== "2"));
@@ -89,7 +102,9 @@ test("polling session: CONNECT, event, echo, batched payloads", async () => {
   );
   assert.equal(r2.status, 200);
   let bin = [];
+  const d3 = deadline(5000, "binary message-back");
   while (bin.length < 2) {
+    d3();
     const r = await get(srv.url, sid);
     bin = bin.concat(r.body.split(SEP).filter((p) => p !== "2"));
   }
@@ -135,7 +150,11 @@ test("polling to websocket upgrade with probe", async () => {
   const { sid } = await pollingHandshake(srv.url);
   assert.equal((await post(srv.url, sid, "40")).status, 200);
   let first = "";
-  while (!first.includes('42["auth",{}]')) first += SEP + (await get(srv.url, sid)).body;
+  const d = deadline(5000, "CONNECT reply and auth event");
+  while (!first.includes('42["auth",{}]')) {
+    d();
+    first += SEP + (await get(srv.url, sid)).body;
+  }
   assert.match(first, /40\{"sid":"[^"]+"\}/);
   const ws = new WebSocket(srv.url.replace(/^http/, "ws") + `/socket.io/?EIO=4&transport=websocket&sid=${sid}`);
   const msgs = [];
@@ -166,7 +185,9 @@ test("polling to websocket upgrade with probe", async () => {
     await sleep(50);
     ws.send('42["message","upgraded"]');
     let back = await nextMsg();
+    const d4 = deadline(5000, "message-back after upgrade");
     while (back === "2" || back === '42["auth",{}]') {
+      d4();
       if (back === "2") ws.send("3");
       back = await nextMsg();
     }

@@ -162,12 +162,16 @@ export class RawWs {
       else this.queue.push(msg);
     });
   }
-  opened() {
-    return new Promise((resolve, reject) => {
-      this.ws.once("open", resolve);
-      this.ws.once("error", reject);
-      this.ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-    });
+  opened(ms = 5000) {
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        this.ws.once("open", resolve);
+        this.ws.once("error", reject);
+        this.ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      }),
+      ms,
+      "WebSocket open",
+    );
   }
   next(ms = 5000) {
     if (this.queue.length) return Promise.resolve(this.queue.shift());
@@ -220,4 +224,14 @@ export async function metric(url, name) {
   }
   assert.ok(found, `metric ${name} missing from /metrics`);
   return sum;
+}
+
+// Guard for polling loops: call the returned function each turn; it throws
+// once ms have passed, so a server that never sends what a loop waits for
+// fails the test instead of hanging the run.
+export function deadline(ms, what) {
+  const end = Date.now() + ms;
+  return () => {
+    if (Date.now() > end) throw new Error(`timeout after ${ms} ms: ${what}`);
+  };
 }
