@@ -24,16 +24,21 @@ test(`server under ${NOFILE} open files survives ${FLOOD} held connections`, asy
   try {
     await assertRoundTrip(bystander, "before flood");
 
-    let refused = 0;
     for (let i = 0; i < FLOOD; i++) {
       const s = net.connect(srv.port, "127.0.0.1");
-      s.on("error", () => refused++);
+      s.on("error", () => {}); // resets once the server gets a descriptor back
       flood.push(s);
     }
-    await sleep(1500);
+    // The most descriptors the server held while the flood came in (it may
+    // close idle connections after a header timeout, so sample several times).
+    let maxFds = 0;
+    for (let i = 0; i < 10; i++) {
+      await sleep(150);
+      if (srv.proc.exitCode !== null) break;
+      maxFds = Math.max(maxFds, openFds(pid));
+    }
     assert.equal(srv.proc.exitCode, null, `server died during the flood:\n${srv.logs().slice(-2000)}`);
-    const fds = openFds(pid);
-    assert.ok(fds >= NOFILE - 10, `server holds only ${fds} fds: the flood did not exhaust them`);
+    assert.ok(maxFds >= NOFILE - 10, `server held at most ${maxFds} fds: the flood did not exhaust them`);
 
     // Not spinning: sample CPU over 2 s while the flood is held.
     const c0 = cpuSeconds(pid);
