@@ -1,0 +1,63 @@
+# chat-server image: builds with the project's own scripts on Debian 12, then
+# copies only the binary, the web page and the Socket.IO client bundle into a
+# slim runtime image that runs as an unprivileged user.
+#
+#   docker build -t chat:1.0 .
+#   docker run --rm -p 3000:3000 chat:1.0          # one replica, in-process bus
+#   docker stack deploy -c docker-compose.yml chat # the cluster (docs/deploy.md)
+
+# ---- build ------------------------------------------------------------------
+FROM debian:12 AS build
+WORKDIR /src
+
+# Dependencies first, so a source change does not reinstall them.
+# The default CMake configure also looks for GoogleTest (the unit tests), which
+# the build-only dependency set does not install.
+COPY scripts/install-deps scripts/install-deps
+COPY package.json package-lock.json ./
+RUN scripts/install-deps --build \
+ && apt-get install -y -qq --no-install-recommends libgtest-dev >/dev/null
+
+COPY . .
+# Only the server: the tests and the load generator are not shipped.
+RUN scripts/build release --target chat-server \
+ && strip build/release/src/app/chat-server \
+ && test -f node_modules/socket.io-client/dist/socket.io.min.js
+
+# ---- runtime ----------------------------------------------------------------
+FROM debian:12-slim
+
+# The same script installs the shared libraries the binary links
+# (librabbitmq4, libfmt9, libspdlog1.10, ca-certificates); curl runs the
+# health check.
+COPY --from=build /src/scripts/install-deps /tmp/chat/scripts/install-deps
+RUN /tmp/chat/scripts/install-deps --runtime \
+ && apt-get install -y -qq --no-install-recommends curl >/dev/null \
+ && rm -rf /var/lib/apt/lists/* /tmp/chat \
+ && useradd --system --uid 10001 --user-group --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin chat
+
+WORKDIR /app
+COPY --from=build /src/build/release/src/app/chat-server /usr/local/bin/chat-server
+COPY --from=build /src/web /app/web
+COPY --from=build /src/node_modules/socket.io-client/dist /app/node_modules/socket.io-client/dist
+
+# Every setting is an environment variable (chat-server --help lists them);
+# AMQP_URL stays empty here, which selects the in-process bus.
+ENV HOST=0.0.0.0 \
+    PORT=3000 \
+    STATIC_ROOT=/app/web \
+    CLIENT_DIST=/app/node_modules/socket.io-client/dist \
+    LOG_LEVEL=info
+
+USER 10001:10001
+EXPOSE 3000
+# SIGTERM starts the graceful drain: not ready, stop accepting, disconnect
+# every socket, tell the cluster, exit 0.
+STOPSIGNAL SIGTERM
+# Ready means listening, bus connected and not draining: a starting replica
+# is not healthy until it can relay, which is what start-first updates wait for.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD curl -fsS -o /dev/null "http://127.0.0.1:${PORT}/readyz" || exit 1
+
+ENTRYPOINT ["/usr/local/bin/chat-server"]
