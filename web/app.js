@@ -337,6 +337,8 @@ async function sendMessage(text, li) {
 
 // Relative to the page, so the app also works behind a path prefix.
 const socket = io({ path: new URL("socket.io/", location.href).pathname, autoConnect: false });
+// Reachable from the devtools console (and the browser test) for debugging.
+window.__chatSocket = socket;
 
 // Emit with an ack and a timeout; always resolves with a protocol-shaped reply.
 function request(event, ...args) {
@@ -536,6 +538,8 @@ $("leave-room").addEventListener("click", () => {
 });
 $("toggle-rooms").addEventListener("click", () => document.body.classList.toggle("show-rooms"));
 $("toggle-people").addEventListener("click", () => document.body.classList.toggle("show-people"));
+// On narrow screens the sidebars are drawers over the chat; a tap on the chat closes them.
+document.querySelector(".chat").addEventListener("click", () => document.body.classList.remove("show-rooms", "show-people"));
 
 // Connect up front so the login screen can show the connection state.
 setConn("connecting");
