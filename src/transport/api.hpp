@@ -27,19 +27,19 @@ class Workers;
 namespace chat::transport {
 
 struct Options {
-  std::string path = "/socket.io/";          // Socket.IO endpoint
+  std::string path = "/socket.io/";  // Socket.IO endpoint
   std::chrono::milliseconds ping_interval{25000};
   std::chrono::milliseconds ping_timeout{20000};
   std::chrono::milliseconds upgrade_timeout{10000};
   std::chrono::milliseconds connect_timeout{45000};  // Engine.IO open -> Socket.IO CONNECT
-  std::size_t max_payload = 1'000'000;       // bytes per polling body / WS message
-  std::size_t max_attachments = 10;          // binary attachments per packet
-  std::size_t max_send_queue_bytes = 1 << 20;  // per connection, then slow-reader policy
-  std::size_t max_connections = 0;           // 0 = unlimited (fd limit still applies)
+  std::size_t max_payload = 1'000'000;               // bytes per polling body / WS message
+  std::size_t max_attachments = 10;                  // binary attachments per packet
+  std::size_t max_send_queue_bytes = 1 << 20;        // per connection, then slow-reader policy
+  std::size_t max_connections = 0;                   // 0 = unlimited (fd limit still applies)
   bool allow_polling = true;
   bool allow_websocket = true;
-  std::vector<std::string> cors_origins;     // empty: reflect any Origin; else allow-list
-  std::string raw_echo_path;                 // conformance only: e.g. "/engine.io/" raw Engine.IO echo
+  std::vector<std::string> cors_origins;  // empty: reflect any Origin; else allow-list
+  std::string raw_echo_path;              // conformance only: e.g. "/engine.io/" raw Engine.IO echo
 };
 
 // What the client sent when it opened the Engine.IO session.
@@ -65,9 +65,9 @@ class Socket : public std::enable_shared_from_this<Socket> {
  public:
   virtual ~Socket() = default;
 
-  virtual const std::string& id() const = 0;    // Socket.IO socket id (the CONNECT reply sid)
-  virtual const std::string& nsp() const = 0;   // namespace, e.g. "/"
-  virtual unsigned worker() const = 0;          // owning worker index
+  virtual const std::string& id() const = 0;   // Socket.IO socket id (the CONNECT reply sid)
+  virtual const std::string& nsp() const = 0;  // namespace, e.g. "/"
+  virtual unsigned worker() const = 0;         // owning worker index
   virtual const Handshake& handshake() const = 0;
   virtual std::string transport_name() const = 0;  // current: "polling" or "websocket"
   virtual bool connected() const = 0;
@@ -78,7 +78,8 @@ class Socket : public std::enable_shared_from_this<Socket> {
   using EventHandler = std::function<void(const nlohmann::json& args, Ack ack)>;
   virtual void on(std::string event, EventHandler handler) = 0;
   // Called for events with no specific handler.
-  virtual void on_any(std::function<void(const std::string& event, const nlohmann::json& args, Ack ack)> h) = 0;
+  virtual void on_any(
+      std::function<void(const std::string& event, const nlohmann::json& args, Ack ack)> h) = 0;
   // Called once when the socket leaves its namespace, for whatever reason
   // ("client namespace disconnect", "transport close", "ping timeout",
   // "server namespace disconnect", "server shutting down", "slow reader", ...).
@@ -88,7 +89,8 @@ class Socket : public std::enable_shared_from_this<Socket> {
   virtual SendResult emit(std::string_view event, nlohmann::json args, bool droppable = false) = 0;
   // Send a packet already encoded by encode_event() for this socket's namespace.
   // The buffer is shared, never copied: one encode per broadcast.
-  virtual SendResult send_encoded(const std::shared_ptr<const std::string>& packet, bool droppable = false) = 0;
+  virtual SendResult send_encoded(const std::shared_ptr<const std::string>& packet,
+                                  bool droppable = false) = 0;
 
   // Leave the namespace (sends DISCONNECT); close=true also closes the Engine.IO connection.
   virtual void disconnect(bool close = false) = 0;
@@ -106,17 +108,19 @@ class Namespace {
   virtual ~Namespace() = default;
   // Middleware run on CONNECT: return nullopt to accept, or the CONNECT_ERROR
   // data ({"message": "...", "data": ...}) to refuse.
-  using AuthHook = std::function<std::optional<nlohmann::json>(const Handshake&, const nlohmann::json& auth)>;
+  using AuthHook =
+      std::function<std::optional<nlohmann::json>(const Handshake&, const nlohmann::json& auth)>;
   virtual void use(AuthHook hook) = 0;
   // Called on the socket's worker right after the CONNECT reply was queued.
-  virtual void on_connection(std::function<void(SocketPtr socket, const nlohmann::json& auth)> handler) = 0;
+  virtual void on_connection(
+      std::function<void(SocketPtr socket, const nlohmann::json& auth)> handler) = 0;
 };
 
 // Plain HTTP handled outside the Engine.IO path (static files, health, metrics).
 struct HttpRequest {
   std::string method;
-  std::string target;  // path + query as received
-  std::string path;    // without query
+  std::string target;                          // path + query as received
+  std::string path;                            // without query
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
 };
@@ -134,13 +138,13 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
 // Counters for /metrics; each is a sum over workers.
 struct Stats {
-  std::uint64_t connections_open = 0;       // Engine.IO sessions now
+  std::uint64_t connections_open = 0;  // Engine.IO sessions now
   std::uint64_t websocket_open = 0;
   std::uint64_t polling_open = 0;
-  std::uint64_t connections_total = 0;      // sessions ever opened
+  std::uint64_t connections_total = 0;  // sessions ever opened
   std::uint64_t upgrades_total = 0;
   std::uint64_t http_requests_total = 0;
-  std::uint64_t bad_requests_total = 0;     // 4xx answered to Engine.IO requests
+  std::uint64_t bad_requests_total = 0;  // 4xx answered to Engine.IO requests
   std::uint64_t payload_too_large_total = 0;
   std::uint64_t protocol_errors_total = 0;  // sessions closed for invalid packets
   std::uint64_t ping_timeouts_total = 0;
@@ -150,7 +154,7 @@ struct Stats {
   std::uint64_t packets_out_total = 0;
   std::uint64_t bytes_in_total = 0;
   std::uint64_t bytes_out_total = 0;
-  std::uint64_t accept_errors_total = 0;    // EMFILE/ENFILE and others; the loop backs off
+  std::uint64_t accept_errors_total = 0;        // EMFILE/ENFILE and others; the loop backs off
   std::uint64_t connections_refused_total = 0;  // over max_connections
 };
 

@@ -1,0 +1,136 @@
+// EngineSession: one Engine.IO v4 session (one "sid"), whatever carries it:
+// long-polling requests, a WebSocket, or polling upgraded to WebSocket.
+//
+// It lives on one worker and is touched only there. It owns the outgoing
+// queue (bounded in bytes), the heartbeat, the upgrade state machine and the
+// upper layer (Socket.IO client, or the raw echo of the conformance mode).
+// Connections talk to it through small interfaces so it holds no Beast types.
+#pragma once
+
+#include "protocol/engineio.hpp"
+#include "transport/api.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace chat::transport {
+
+class ServerImpl;
+class SioClient;
+struct WorkerStats;
+
+// One queued outgoing Engine.IO packet. Text packets hold the whole packet
+// ("4...", "2"); binary ones the raw bytes.
+struct OutPacket {
+  std::shared_ptr<const std::string> data;
+  bool binary = false;
+};
+
+// What a WebSocket connection offers to the session.
+class WsLink {
+ public:
+  virtual ~WsLink() = default;
+  // Something is queued (in the session or directly): write if idle.
+  virtual void kick() = 0;
+  // Send one frame outside the session queue (probe answers).
+  virtual void send_direct(OutPacket p) = 0;
+  // Flush what is queued, then send a close frame.
+  virtual void close() = 0;
+  // Drop everything and close the socket now (slow reader).
+  virtual void abort() = 0;
+};
+
+class EngineSession : public std::enable_shared_from_this<EngineSession> {
+ public:
+  enum class Kind { polling, websocket };
+  // Polling GET answer: body, or empty optional for "no body, just close".
+  using PollResponder = std::function<void(std::string body)>;
+
+  EngineSession(ServerImpl& server, unsigned worker, std::string sid, Kind kind, bool raw_echo,
+                Handshake handshake);
+  ~EngineSession();
+
+  // Start timers and the upper layer. Returns the open packet ("0{...}").
+  std::string open();
+
+  const std::string& sid() const { return sid_; }
+  unsigned worker() const { return worker_; }
+  Kind kind() const { return kind_; }
+  bool closed() const { return closed_; }
+  const Handshake& handshake() const { return handshake_; }
+  ServerImpl& server() { return server_; }
+  boost::asio::io_context& context();
+
+  // ---- outgoing (upper layer)
+  SendResult send(OutPacket p, bool droppable);
+  std::string transport_name() const { return kind_ == Kind::websocket ? "websocket" : "polling"; }
+
+  // ---- polling
+  // A GET for this session. Answered now or when something is queued.
+  // Returns false (and answers nothing) when the request must get 400.
+  enum class PollResult { ok, bad_request };
+  PollResult poll(PollResponder respond);
+  // The parked GET's TCP connection went away.
+  void poll_aborted();
+  // A POST body. Returns false when the session was closed for bad input.
+  PollResult post(std::string_view body);
+
+  // ---- websocket
+  void attach_websocket(std::shared_ptr<WsLink> link);  // fresh WebSocket session
+  bool attach_probe(std::shared_ptr<WsLink> link);      // upgrade candidate; false: refuse it
+  void on_ws_frame(WsLink* link, std::string data, bool binary);
+  void on_ws_closed(WsLink* link, const char* reason);
+  // The WebSocket connection popped one queued packet for writing.
+  bool pop_for_ws(WsLink* link, OutPacket& out);
+
+  // ---- closing
+  // Close now. Pending polling GET gets "1" (or "6" when the client asked).
+  void close(const std::string& reason, bool client_initiated = false);
+  // Close after the queue drained (server disconnect, shutdown).
+  void close_gracefully(const std::string& reason);
+  // A socket left its namespace from the server side.
+  void forget_socket(const std::string& nsp);
+  // Server shutdown: disconnect every namespace, then close gracefully.
+  void shutdown(const std::string& reason);
+  // Called by the upper layer on protocol errors.
+  void protocol_error(const std::string& reason);
+
+ private:
+  void on_packet(protocol::eio::Packet p);
+  void flush();
+  std::string take_polling_body();
+  void schedule_ping();
+  void on_ping_timer();
+  void finish_close();
+  WorkerStats& stats();
+
+  ServerImpl& server_;
+  unsigned worker_;
+  std::string sid_;
+  Kind kind_;
+  bool raw_echo_;
+  Handshake handshake_;
+  std::unique_ptr<SioClient> sio_;
+
+  std::deque<OutPacket> queue_;
+  std::size_t queued_bytes_ = 0;
+
+  PollResponder pending_get_;
+  std::shared_ptr<WsLink> ws_;
+  std::shared_ptr<WsLink> probe_;
+  bool upgrading_ = false;  // probe answered, waiting for "5"
+
+  boost::asio::steady_timer ping_timer_;
+  boost::asio::steady_timer upgrade_timer_;
+  bool awaiting_pong_ = false;
+  bool closing_ = false;  // graceful close requested: close when the queue is empty
+  bool closed_ = false;
+  std::string close_reason_;
+};
+
+}  // namespace chat::transport

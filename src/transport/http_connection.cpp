@@ -1,0 +1,378 @@
+// HttpConnection; see http_connection.hpp.
+#include "transport/http_connection.hpp"
+
+#include "transport/engine_session.hpp"
+#include "transport/server_impl.hpp"
+#include "transport/worker_stats.hpp"
+#include "transport/ws_connection.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+
+namespace chat::transport {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+constexpr auto kIdleTimeout = std::chrono::seconds(60);
+constexpr auto kWriteTimeout = std::chrono::seconds(30);
+
+int hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string url_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else if (s[i] == '+') {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parse_query(std::string_view q) {
+  std::map<std::string, std::string> out;
+  while (!q.empty()) {
+    const auto amp = q.find('&');
+    auto part = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+    if (part.empty()) continue;
+    const auto eq = part.find('=');
+    auto key = url_decode(part.substr(0, eq));
+    auto value = eq == std::string_view::npos ? std::string{} : url_decode(part.substr(eq + 1));
+    out.emplace(std::move(key), std::move(value));
+  }
+  return out;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+}  // namespace
+
+HttpConnection::HttpConnection(ServerImpl& server, unsigned worker, tcp::socket socket)
+    : server_(server), worker_(worker), stream_(std::move(socket)) {}
+
+void HttpConnection::run() {
+  read_request();
+}
+
+void HttpConnection::read_request() {
+  if (reading_ || closed_) return;
+  reading_ = true;
+  parser_.emplace();
+  parser_->body_limit(server_.options().max_payload);
+  parser_->header_limit(16 * 1024);
+  if (parked_)
+    stream_.expires_never();
+  else
+    stream_.expires_after(kIdleTimeout);
+  http::async_read(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+}
+
+void HttpConnection::on_read(beast::error_code ec) {
+  reading_ = false;
+  if (closed_) return;
+  if (ec == http::error::body_limit && !parked_ && !writing_) {
+    WorkerStats::add(server_.worker_stats(worker_).payload_too_large_total, 1);
+    Response res{http::status::payload_too_large, 11};
+    res.set(http::field::content_type, "text/plain; charset=UTF-8");
+    res.body() = "payload too large";
+    res.keep_alive(false);
+    return send(std::move(res));
+  }
+  if (ec) {
+    if (parked_ && !parked_sid_.empty()) {
+      // The client gave up on its parked GET: that ends the session.
+      if (auto s = server_.find_session(parked_sid_))
+        asio::post(server_.workers().at(s->worker()), [s] { s->poll_aborted(); });
+    }
+    closed_ = true;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    return;
+  }
+  auto req = parser_->release();
+  if (parked_ || writing_) {
+    next_ = std::move(req);  // pipelined: handled after the pending response
+    return;
+  }
+  handle(std::move(req));
+}
+
+void HttpConnection::handle(Request req) {
+  WorkerStats::add(server_.worker_stats(worker_).http_requests_total, 1);
+  const std::string_view target = req.target();
+  const auto qpos = target.find('?');
+  const std::string path(target.substr(0, qpos));
+  const auto query =
+      parse_query(qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1));
+  const auto& o = server_.options();
+  const bool raw = !o.raw_echo_path.empty() && path == o.raw_echo_path;
+  if (path == o.path || raw) {
+    if (beast::websocket::is_upgrade(req)) return handle_websocket(std::move(req), query, raw);
+    return handle_engine(req, query, raw);
+  }
+  handle_app(req, path);
+}
+
+void HttpConnection::add_cors(const Request& req, Response& res) const {
+  const auto origin = req[http::field::origin];
+  if (origin.empty()) return;
+  const auto& allowed = server_.options().cors_origins;
+  if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), origin) == allowed.end())
+    return;
+  res.set(http::field::access_control_allow_origin, origin);
+  res.set(http::field::access_control_allow_credentials, "true");
+  res.set(http::field::vary, "Origin");
+}
+
+void HttpConnection::send_engine_error(const Request& req, unsigned status, int code,
+                                       const char* message) {
+  WorkerStats::add(server_.worker_stats(worker_).bad_requests_total, 1);
+  Response res{static_cast<http::status>(status), req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.body() = nlohmann::json{{"code", code}, {"message", message}}.dump();
+  res.keep_alive(req.keep_alive());
+  add_cors(req, res);
+  send(std::move(res));
+}
+
+Handshake HttpConnection::make_handshake(const Request& req,
+                                         const std::map<std::string, std::string>& query,
+                                         const char* transport) const {
+  Handshake h;
+  beast::error_code ec;
+  const auto ep = stream_.socket().remote_endpoint(ec);
+  h.remote_address = ec ? "" : ep.address().to_string();
+  for (const auto& f : req) {
+    auto name = lower(f.name_string());
+    if (name == "x-forwarded-for") {
+      const std::string_view v = f.value();
+      auto first = v.substr(0, v.find(','));
+      while (!first.empty() && first.front() == ' ') first.remove_prefix(1);
+      while (!first.empty() && first.back() == ' ') first.remove_suffix(1);
+      if (!first.empty()) h.remote_address = std::string(first);
+    }
+    h.headers[std::move(name)] = std::string(f.value());
+  }
+  h.query = query;
+  h.transport = transport;
+  h.issued_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  return h;
+}
+
+void HttpConnection::handle_engine(Request& req, const std::map<std::string, std::string>& query,
+                                   bool raw_echo) {
+  const auto& o = server_.options();
+  if (req.method() == http::verb::options) {
+    Response res{http::status::no_content, req.version()};
+    add_cors(req, res);
+    res.set(http::field::access_control_allow_methods, "GET, POST, OPTIONS");
+    if (auto h = req[http::field::access_control_request_headers]; !h.empty())
+      res.set(http::field::access_control_allow_headers, h);
+    res.keep_alive(req.keep_alive());
+    return send(std::move(res));
+  }
+  const auto t = query.find("transport");
+  if (t == query.end() || (t->second != "polling" && t->second != "websocket") ||
+      (t->second == "polling" && !o.allow_polling) ||
+      (t->second == "websocket" && !o.allow_websocket))
+    return send_engine_error(req, 400, 0, "Transport unknown");
+  const auto eio = query.find("EIO");
+  if (eio == query.end() || !protocol::eio::supported_version(eio->second))
+    return send_engine_error(req, 400, 5, "Unsupported protocol version");
+  if (t->second == "websocket") return send_engine_error(req, 400, 3, "Bad request");
+
+  const auto sid_it = query.find("sid");
+  if (sid_it == query.end()) {
+    if (req.method() != http::verb::get)
+      return send_engine_error(req, 400, 2, "Bad handshake method");
+    if (server_.shutting_down()) return send_engine_error(req, 503, 4, "Server shutting down");
+    auto s =
+        server_.create_session(worker_, false, raw_echo, make_handshake(req, query, "polling"));
+    Response res{http::status::ok, req.version()};
+    res.set(http::field::content_type, "text/plain; charset=UTF-8");
+    res.set(http::field::cache_control, "no-store");
+    res.body() = s->open();
+    res.keep_alive(req.keep_alive());
+    add_cors(req, res);
+    return send(std::move(res));
+  }
+
+  auto session = server_.find_session(sid_it->second);
+  if (!session) return send_engine_error(req, 400, 1, "Session ID unknown");
+  if (session->kind() != EngineSession::Kind::polling)
+    return send_engine_error(req, 400, 3, "Bad request");
+
+  const bool is_get = req.method() == http::verb::get;
+  if (!is_get && req.method() != http::verb::post)
+    return send_engine_error(req, 400, 2, "Bad handshake method");
+
+  // The session lives on its own worker: ask there, answer here.
+  parked_ = true;
+  parked_sid_ = is_get ? sid_it->second : std::string{};
+  auto self = shared_from_this();
+  auto req_ptr = std::make_shared<Request>(std::move(req));
+  auto& here = server_.workers().at(worker_);
+  auto finish = [self, req_ptr, &here](bool ok, std::string body, bool post) {
+    asio::post(here, [self, req_ptr, ok, body = std::move(body), post]() mutable {
+      self->parked_ = false;
+      self->parked_sid_.clear();
+      if (self->closed_) return;
+      if (!ok) return self->send_engine_error(*req_ptr, 400, 3, "Bad request");
+      Response res{http::status::ok, req_ptr->version()};
+      res.set(http::field::content_type, post ? "text/html" : "text/plain; charset=UTF-8");
+      res.set(http::field::cache_control, "no-store");
+      res.body() = std::move(body);
+      res.keep_alive(req_ptr->keep_alive());
+      self->add_cors(*req_ptr, res);
+      self->send(std::move(res));
+    });
+  };
+  asio::post(server_.workers().at(session->worker()), [session, req_ptr, is_get, finish]() {
+    if (is_get) {
+      auto r = session->poll([finish](std::string body) { finish(true, std::move(body), false); });
+      if (r == EngineSession::PollResult::bad_request) finish(false, {}, false);
+    } else {
+      auto r = session->post(req_ptr->body());
+      finish(r == EngineSession::PollResult::ok, "ok", true);
+    }
+  });
+  if (is_get) read_request();  // notice when the client closes the parked request
+}
+
+void HttpConnection::handle_websocket(Request req, const std::map<std::string, std::string>& query,
+                                      bool raw_echo) {
+  const auto& o = server_.options();
+  const auto t = query.find("transport");
+  if (!o.allow_websocket || t == query.end() || t->second != "websocket")
+    return send_engine_error(req, 400, 0, "Transport unknown");
+  const auto eio = query.find("EIO");
+  if (eio == query.end() || !protocol::eio::supported_version(eio->second))
+    return send_engine_error(req, 400, 5, "Unsupported protocol version");
+
+  std::shared_ptr<EngineSession> session;
+  unsigned target = worker_;
+  if (auto sid = query.find("sid"); sid != query.end()) {
+    session = server_.find_session(sid->second);
+    if (!session) return send_engine_error(req, 400, 1, "Session ID unknown");
+    target = session->worker();
+  } else if (server_.shutting_down()) {
+    return send_engine_error(req, 503, 4, "Server shutting down");
+  }
+  auto handshake = make_handshake(req, query, "websocket");
+  closed_ = true;  // the socket now belongs to the WebSocket
+  stream_.expires_never();
+  if (target == worker_) {
+    std::make_shared<WsConnection>(server_, target, std::move(stream_.socket()), std::move(req),
+                                   std::move(session), raw_echo, std::move(handshake))
+        ->run();
+    return;
+  }
+  // The WebSocket must live on the session's worker: move the descriptor there.
+  beast::error_code ec;
+  const auto protocol = stream_.socket().local_endpoint(ec).protocol();
+  const auto fd = stream_.socket().release(ec);
+  if (ec) return;
+  auto& server = server_;
+  asio::post(server_.workers().at(target),
+             [&server, target, fd, protocol, req = std::move(req), session = std::move(session),
+              raw_echo, handshake = std::move(handshake)]() mutable {
+               tcp::socket sock(server.workers().at(target));
+               beast::error_code e;
+               sock.assign(protocol, fd, e);
+               if (e) return;
+               std::make_shared<WsConnection>(server, target, std::move(sock), std::move(req),
+                                              std::move(session), raw_echo, std::move(handshake))
+                   ->run();
+             });
+}
+
+void HttpConnection::handle_app(Request& req, const std::string& path) {
+  const auto& handler = server_.http_handler();
+  if (!handler) {
+    Response res{http::status::not_found, req.version()};
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "not found\n";
+    res.keep_alive(req.keep_alive());
+    return send(std::move(res));
+  }
+  HttpRequest hr;
+  hr.method = std::string(req.method_string());
+  hr.target = std::string(req.target());
+  hr.path = path;
+  for (const auto& f : req) hr.headers[lower(f.name_string())] = std::string(f.value());
+  hr.body = std::move(req.body());
+  auto out = handler(hr);
+  Response res{static_cast<http::status>(out.status), req.version()};
+  res.set(http::field::content_type, out.content_type);
+  for (const auto& [k, v] : out.headers) res.set(k, v);
+  const bool head = req.method() == http::verb::head;
+  if (out.body && !head) res.body() = *out.body;
+  res.keep_alive(req.keep_alive());
+  res.prepare_payload();
+  if (head && out.body) res.content_length(out.body->size());
+  send(std::move(res));
+}
+
+void HttpConnection::send(Response res) {
+  if (res.find(http::field::content_length) == res.end()) res.prepare_payload();
+  writing_ = true;
+  const bool close = res.need_eof();
+  auto sp = std::make_shared<Response>(std::move(res));
+  stream_.expires_after(kWriteTimeout);
+  http::async_write(stream_, *sp,
+                    [self = shared_from_this(), sp, close](beast::error_code ec, std::size_t) {
+                      self->on_written(close, ec);
+                    });
+}
+
+void HttpConnection::on_written(bool close, beast::error_code ec) {
+  writing_ = false;
+  if (ec || close) {
+    closed_ = true;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  if (next_) {
+    auto r = std::move(*next_);
+    next_.reset();
+    return handle(std::move(r));
+  }
+  if (reading_)
+    stream_.expires_after(kIdleTimeout);  // re-arm the read that is already waiting
+  else
+    read_request();
+}
+
+}  // namespace chat::transport

@@ -1,0 +1,61 @@
+// HttpConnection: one accepted TCP connection speaking HTTP/1.1. It routes
+// Engine.IO polling requests to their session (on the session's worker),
+// hands WebSocket upgrades to a WsConnection on the session's worker, and
+// everything else to the application's HttpHandler.
+#pragma once
+
+#include "transport/api.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace chat::transport {
+
+class ServerImpl;
+
+class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
+ public:
+  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+  using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+  HttpConnection(ServerImpl& server, unsigned worker, boost::asio::ip::tcp::socket socket);
+  void run();
+
+ private:
+  void read_request();
+  void on_read(boost::beast::error_code ec);
+  void handle(Request req);
+  void handle_engine(Request& req, const std::map<std::string, std::string>& query, bool raw_echo);
+  void handle_websocket(Request req, const std::map<std::string, std::string>& query,
+                        bool raw_echo);
+  void handle_app(Request& req, const std::string& path);
+  void send(Response res);
+  void send_engine_error(const Request& req, unsigned status, int code, const char* message);
+  void add_cors(const Request& req, Response& res) const;
+  void on_written(bool close, boost::beast::error_code ec);
+  Handshake make_handshake(const Request& req, const std::map<std::string, std::string>& query,
+                           const char* transport) const;
+
+  ServerImpl& server_;
+  unsigned worker_;
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool parked_ = false;  // a polling GET waits for its session
+  std::string parked_sid_;
+  std::optional<Request> next_;  // a request read while a response was pending
+  bool closed_ = false;
+};
+
+}  // namespace chat::transport
