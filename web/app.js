@@ -373,6 +373,9 @@ async function login() {
   const res = await request("add user", state.username);
   if (!res.ok) {
     state.loggedIn = false;
+    // A refused first login asks for another name; after a reconnect keep trying.
+    // (A TIMEOUT means the connection dropped: the next connect retries.)
+    if (!state.userId && res.error?.code !== "TIMEOUT") state.username = "";
     if (!$("app").hidden) toast(`Login failed: ${errorText(res.error)}`);
     $("login-error").textContent = errorText(res.error);
     $("login-error").hidden = false;

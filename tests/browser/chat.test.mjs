@@ -75,6 +75,23 @@ after(async () => {
   await server?.stop();
 });
 
+test("a refused name is explained on the login screen", async () => {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  await page.goto(server.url + "/");
+  await page.fill("#login-name", "x".repeat(40));
+  await page.click("#login-submit");
+  await page.waitForSelector("#login-error:not([hidden])");
+  assert.match(await page.textContent("#login-error"), /INVALID_NAME/);
+  assert.equal(await page.isHidden("#app"), true);
+  // A valid name then works on the same page.
+  await page.fill("#login-name", "Retry");
+  await page.click("#login-submit");
+  await page.waitForSelector("#app:not([hidden])");
+  assert.equal(await page.textContent("#me"), "Retry");
+  await ctx.close();
+});
+
 test("two users log in and see each other online", async () => {
   alice = await openAs("Alice");
   bob = await openAs("Bob");
