@@ -34,7 +34,8 @@ COPY --from=build /src/scripts/install-deps /tmp/chat/scripts/install-deps
 RUN /tmp/chat/scripts/install-deps --runtime \
  && apt-get install -y -qq --no-install-recommends curl >/dev/null \
  && rm -rf /var/lib/apt/lists/* /tmp/chat \
- && useradd --system --uid 10001 --user-group --no-create-home \
+ && groupadd --system --gid 10001 chat \
+ && useradd --system --uid 10001 --gid chat --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin chat
 
 WORKDIR /app
