@@ -6,6 +6,7 @@
 #include "transport/worker_stats.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
 
 namespace chat::transport {
@@ -74,10 +75,14 @@ SendResult EngineSession::send(OutPacket p, bool droppable) {
     WorkerStats::add(stats().dropped_packets_total, 1);
     return SendResult::dropped;
   }
+  if (doomed_) return SendResult::closed;
   if (queued_bytes_ > 0 && queued_bytes_ + size > o.max_send_queue_bytes) {
     WorkerStats::add(stats().slow_reader_closes_total, 1);
     spdlog::info("session {} closed: slow reader ({} bytes queued)", sid_, queued_bytes_);
-    close("slow reader");
+    // The caller may be iterating over sockets (a broadcast): closing here
+    // would run disconnect handlers inside its loop. Close on the next turn.
+    doomed_ = true;
+    boost::asio::post(context(), [self = shared_from_this()] { self->close("slow reader"); });
     return SendResult::closed;
   }
   queued_bytes_ += size;

@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -60,7 +61,8 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
 
   const std::string& sid() const { return sid_; }
   unsigned worker() const { return worker_; }
-  Kind kind() const { return kind_; }
+  // Read from other workers when routing a request, hence atomic.
+  Kind kind() const { return kind_.load(std::memory_order_relaxed); }
   bool closed() const { return closed_; }
   const Handshake& handshake() const { return handshake_; }
   ServerImpl& server() { return server_; }
@@ -112,7 +114,7 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   ServerImpl& server_;
   unsigned worker_;
   std::string sid_;
-  Kind kind_;
+  std::atomic<Kind> kind_;
   bool raw_echo_;
   Handshake handshake_;
   std::unique_ptr<SioClient> sio_;
@@ -130,6 +132,7 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   bool awaiting_pong_ = false;
   bool closing_ = false;  // graceful close requested: close when the queue is empty
   bool closed_ = false;
+  bool doomed_ = false;  // slow reader: close is posted, nothing more is queued
   std::string close_reason_;
 };
 
