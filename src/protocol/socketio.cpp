@@ -109,6 +109,8 @@ std::variant<Packet, DecodeError> decode(std::string_view s, const DecodeLimits&
     if (i - start > 6) return DecodeError{"too many attachments"};
     p.attachments = std::stoul(std::string(s.substr(start, i - start)));
     if (p.attachments > limits.max_attachments) return DecodeError{"too many attachments"};
+    // Clients only send binary types when there is binary; zero is malformed.
+    if (p.attachments == 0) return DecodeError{"no attachments"};
     ++i;  // '-'
   }
 

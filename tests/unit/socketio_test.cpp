@@ -110,6 +110,7 @@ TEST(SocketIoDecode, AttachmentLimit) {
   EXPECT_FALSE(bad(R"(510-["x"])", limits));
   EXPECT_TRUE(bad(R"(511-["x"])", limits));
   EXPECT_TRUE(bad(R"(599999999999-["x"])", limits));
+  EXPECT_TRUE(bad(R"(50-["x"])", limits));  // a binary packet without binary
 }
 
 TEST(SocketIoDecode, HugeAckIdIsRefused) {
