@@ -18,13 +18,13 @@ namespace chat::bus {
 
 // One message on the bus. Immutable once published; shared between threads.
 struct Envelope {
-  std::string origin;   // replica instance id that published it
-  std::string id;       // unique message id (origin-scoped counter or uuid)
-  std::string room;     // room name, or empty for the cluster-wide control key
-  std::string event;    // chat event name ("new message", "user joined", "presence.heartbeat", ...)
+  std::string origin;  // replica instance id that published it
+  std::string id;      // unique message id (origin-scoped counter or uuid)
+  std::string room;    // room name, or empty for the cluster-wide control key
+  std::string event;   // chat event name ("new message", "user joined", "presence.heartbeat", ...)
   nlohmann::json payload;  // event data (a JSON object)
-  std::int64_t ts = 0;  // milliseconds since the epoch, set by the publisher
-  std::string sender;   // socket id that must not receive it (the sender's own socket); may be empty
+  std::int64_t ts = 0;     // milliseconds since the epoch, set by the publisher
+  std::string sender;  // socket id that must not receive it (the sender's own socket); may be empty
 };
 using EnvelopePtr = std::shared_ptr<const Envelope>;
 
@@ -35,19 +35,19 @@ EnvelopePtr parse(std::string_view bytes);
 
 // Snapshot of the bus state for /readyz and /metrics.
 struct BusStatus {
-  std::string kind;          // "inprocess" or "amqp"
-  bool ready = false;        // publishing and consuming both work
+  std::string kind;    // "inprocess" or "amqp"
+  bool ready = false;  // publishing and consuming both work
   bool publisher_up = false;
   bool consumer_up = false;
-  std::uint64_t published = 0;        // handed to the broker
-  std::uint64_t confirmed = 0;        // broker acked
-  std::uint64_t nacked = 0;           // broker nacked (confirm false)
-  std::uint64_t returned = 0;         // unroutable returns
-  std::uint64_t consumed = 0;         // deliveries received from the broker
-  std::uint64_t outbox_depth = 0;     // waiting for a connection
-  std::uint64_t outbox_dropped = 0;   // lost to outbox overflow (confirm false)
+  std::uint64_t published = 0;       // handed to the broker
+  std::uint64_t confirmed = 0;       // broker acked
+  std::uint64_t nacked = 0;          // broker nacked (confirm false)
+  std::uint64_t returned = 0;        // unroutable returns
+  std::uint64_t consumed = 0;        // deliveries received from the broker
+  std::uint64_t outbox_depth = 0;    // waiting for a connection
+  std::uint64_t outbox_dropped = 0;  // lost to outbox overflow (confirm false)
   std::uint64_t reconnects = 0;
-  std::uint64_t bound_rooms = 0;      // room bindings currently in place
+  std::uint64_t bound_rooms = 0;  // room bindings currently in place
   std::string last_error;
 };
 

@@ -1,0 +1,675 @@
+// AmqpBus: publisher and consumer threads over two rabbitmq-c connections.
+#include "bus/amqp_bus.hpp"
+
+#include "bus/routing.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <random>
+
+namespace chat::bus {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+amqp_bytes_t as_bytes(const std::string& s) {
+  return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
+}
+
+std::string to_string(const amqp_bytes_t& b) {
+  return std::string(static_cast<const char*>(b.bytes), b.len);
+}
+
+// Answer connection.close so the broker can free the connection at once.
+void close_ok(amqp_connection_state_t conn) {
+  amqp_connection_close_ok_t ok{};
+  amqp_send_method(conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+}
+
+// Why the broker closed a channel or connection, from the method frame.
+std::string close_reason(const amqp_frame_t& f) {
+  if (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD) {
+    const auto* m = static_cast<const amqp_channel_close_t*>(f.payload.method.decoded);
+    return "channel closed by broker: " + std::to_string(m->reply_code) + " " +
+           to_string(m->reply_text);
+  }
+  const auto* m = static_cast<const amqp_connection_close_t*>(f.payload.method.decoded);
+  return "connection closed by broker: " + std::to_string(m->reply_code) + " " +
+         to_string(m->reply_text);
+}
+
+// Heartbeats are serviced only inside library calls; poll at most this long.
+int poll_budget_ms(int heartbeat_s) {
+  const int half = heartbeat_s > 0 ? heartbeat_s * 1000 / 2 : 1000;
+  return std::clamp(half, 50, 250);
+}
+
+}  // namespace
+
+AmqpBus::AmqpBus(BusConfig config)
+    : config_(std::move(config)),
+      url_(parse_amqp_url(config_.amqp_url)),
+      dedupe_(config_.dedupe_window) {}
+
+AmqpBus::~AmqpBus() {
+  stop();
+  if (publisher_wake_fd_ >= 0) ::close(publisher_wake_fd_);
+  if (consumer_wake_fd_ >= 0) ::close(consumer_wake_fd_);
+}
+
+void AmqpBus::start(DeliveryHandler on_delivery, StateHandler on_state) {
+  if (started_) return;
+  started_ = true;
+  on_delivery_ = std::move(on_delivery);
+  on_state_ = std::move(on_state);
+  publisher_wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  consumer_wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  threads_running_ = 2;
+  publisher_thread_ = std::thread([this] {
+    publisher_main();
+    std::lock_guard lock(stop_mu_);
+    --threads_running_;
+    stop_cv_.notify_all();
+  });
+  consumer_thread_ = std::thread([this] {
+    consumer_main();
+    std::lock_guard lock(stop_mu_);
+    --threads_running_;
+    stop_cv_.notify_all();
+  });
+}
+
+void AmqpBus::stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  wake(publisher_wake_fd_);
+  wake(consumer_wake_fd_);
+  {
+    // The publisher flushes the outbox for up to a second (so a last
+    // "goodbye" gets out); a broker that hangs must not hold us longer.
+    std::unique_lock lock(stop_mu_);
+    stop_cv_.wait_for(lock, milliseconds(1500), [this] { return threads_running_ == 0; });
+  }
+  if (threads_running_ > 0) {
+    spdlog::warn("bus: broker not answering, cutting the connections");
+    publisher_conn_.interrupt();
+    consumer_conn_.interrupt();
+  }
+  publisher_thread_.join();
+  consumer_thread_.join();
+  report_state();
+}
+
+// ------------------------------------------------------------------ publish side
+
+void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
+  if (!envelope) return;
+  // Local members get it now; the consumer drops our own copy from the broker.
+  if (on_delivery_) on_delivery_(std::vector<EnvelopePtr>{envelope});
+  Pending p{serialize(*envelope), routing_key(envelope->room), envelope->origin, envelope->id,
+            std::move(confirm)};
+  ConfirmHandler dropped;
+  bool refused = false;
+  {
+    std::lock_guard lock(outbox_mu_);
+    if (outbox_closed_ || !started_) {
+      refused = true;
+    } else {
+      if (outbox_.size() >= std::max<std::size_t>(1, config_.outbox_max)) {
+        // Drop the oldest: during a long outage the newest messages matter most.
+        dropped = std::move(outbox_.front().confirm);
+        outbox_.pop_front();
+        outbox_dropped_.fetch_add(1, std::memory_order_relaxed);
+      }
+      outbox_.push_back(std::move(p));
+      outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+      if (publisher_idle_) {
+        publisher_idle_ = false;
+        wake(publisher_wake_fd_);
+      }
+    }
+  }
+  if (refused) {
+    outbox_dropped_.fetch_add(1, std::memory_order_relaxed);
+    if (p.confirm) p.confirm(false);
+  }
+  if (dropped) dropped(false);
+}
+
+void AmqpBus::publisher_main() {
+  std::map<std::uint64_t, Pending> inflight;
+  int attempt = 0;
+  bool was_connected = false;
+  bool failed_before = false;
+  while (!stopping_) {
+    std::string err;
+    if (!publisher_conn_.open(url_, config_.heartbeat_s, milliseconds(config_.rpc_timeout_ms),
+                              err) ||
+        !setup_publisher(publisher_conn_, err)) {
+      publisher_conn_.abandon();
+      if (attempt == 0 || attempt % 20 == 0) spdlog::warn("bus publisher: {}", err);
+      set_error("publisher: " + err);
+      failed_before = true;
+      if (!backoff_sleep(attempt)) break;
+      continue;
+    }
+    attempt = 0;
+    if (was_connected) reconnects_.fetch_add(1, std::memory_order_relaxed);
+    const bool settle = was_connected || failed_before;
+    was_connected = true;
+    spdlog::info("bus publisher connected to {}:{}", url_.host, url_.port);
+    set_publisher_up(true);
+    if (!settle || settle_after_reconnect(publisher_conn_))
+      run_publisher(publisher_conn_, inflight);
+    set_publisher_up(false);
+    if (stopping_) {
+      publisher_conn_.close();
+    } else {
+      spdlog::warn("bus publisher disconnected ({} unconfirmed will be sent again)",
+                   inflight.size());
+      publisher_conn_.abandon();
+      failed_before = true;
+    }
+    // Unconfirmed publishes go out again, first, in their original order.
+    std::lock_guard lock(outbox_mu_);
+    for (auto it = inflight.rbegin(); it != inflight.rend(); ++it)
+      outbox_.push_front(std::move(it->second));
+    inflight.clear();
+    outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+  }
+  // Stopping: whatever is left was never confirmed.
+  std::deque<Pending> left;
+  {
+    std::lock_guard lock(outbox_mu_);
+    outbox_closed_ = true;
+    left.swap(outbox_);
+    outbox_depth_ = 0;
+  }
+  if (!left.empty()) spdlog::warn("bus: {} publishes not confirmed at stop", left.size());
+  for (auto& p : left) {
+    outbox_dropped_.fetch_add(1, std::memory_order_relaxed);
+    if (p.confirm) p.confirm(false);
+  }
+}
+
+bool AmqpBus::setup_publisher(AmqpConnection& c, std::string& error) {
+  auto* conn = c.get();
+  amqp_confirm_select(conn, 1);
+  auto r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "confirm.select: " + AmqpConnection::describe(r);
+    return false;
+  }
+  amqp_exchange_declare(conn, 1, amqp_cstring_bytes(config_.exchange.c_str()),
+                        amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
+  r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "exchange.declare: " + AmqpConnection::describe(r);
+    return false;
+  }
+  return true;
+}
+
+bool AmqpBus::settle_after_reconnect(AmqpConnection& c) {
+  const auto start = Clock::now();
+  const auto settle = milliseconds(config_.resume_settle_ms);
+  // Never wait for our own consumer forever: it may be failing for other reasons.
+  const auto give_up = start + settle + milliseconds(30000);
+  auto consumer_seen = std::optional<Clock::time_point>{};
+  std::map<std::uint64_t, Pending> none;
+  while (!stopping_) {
+    const auto now = Clock::now();
+    if (consumer_up_ && !consumer_seen) consumer_seen = now;
+    if (consumer_seen && now - std::max(start, *consumer_seen) >= settle) return true;
+    if (now >= give_up) return true;
+    amqp_frame_t frame;
+    timeval tv{0, 200000};
+    const int st = amqp_simple_wait_frame_noblock(c.get(), &frame, &tv);
+    if (st == AMQP_STATUS_TIMEOUT) continue;
+    if (st != AMQP_STATUS_OK) {
+      set_error("publisher: " + AmqpConnection::describe(st));
+      return false;
+    }
+    if (!on_publisher_frame(frame, none)) return false;
+  }
+  return true;
+}
+
+void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>& inflight) {
+  auto* conn = c.get();
+  std::uint64_t next_tag = 1;  // confirm-mode delivery tags count from 1 per channel
+  std::vector<Pending> batch;
+  std::optional<Clock::time_point> flush_deadline;
+  const auto exchange = amqp_cstring_bytes(config_.exchange.c_str());
+  const int budget = poll_budget_ms(config_.heartbeat_s);
+  for (;;) {
+    if (stopping_) {
+      if (!flush_deadline) flush_deadline = Clock::now() + milliseconds(1000);
+      bool empty;
+      {
+        std::lock_guard lock(outbox_mu_);
+        empty = outbox_.empty();
+      }
+      if ((empty && inflight.empty()) || Clock::now() >= *flush_deadline) return;
+    }
+    batch.clear();
+    {
+      std::lock_guard lock(outbox_mu_);
+      const auto n = std::min(outbox_.size(), std::max<std::size_t>(1, config_.max_batch));
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(outbox_.front()));
+        outbox_.pop_front();
+      }
+      outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto& p = batch[i];
+      amqp_basic_properties_t props{};
+      props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                     AMQP_BASIC_APP_ID_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+      props.content_type = amqp_cstring_bytes("application/json");
+      props.delivery_mode = 1;  // transient: the per-replica queues do not outlive the broker
+      props.app_id = as_bytes(p.origin);
+      props.message_id = as_bytes(p.id);
+      const int st =
+          amqp_basic_publish(conn, 1, exchange, as_bytes(p.key), 0, 0, &props, as_bytes(p.body));
+      if (st != AMQP_STATUS_OK) {
+        set_error("publisher: publish: " + AmqpConnection::describe(st));
+        std::lock_guard lock(outbox_mu_);
+        for (std::size_t j = batch.size(); j-- > i;) outbox_.push_front(std::move(batch[j]));
+        outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+        return;
+      }
+      inflight.emplace(next_tag++, std::move(p));
+      published_.fetch_add(1, std::memory_order_relaxed);
+    }
+    // Read confirms (and send a heartbeat when due) without waiting.
+    for (;;) {
+      amqp_frame_t frame;
+      timeval zero{0, 0};
+      const int st = amqp_simple_wait_frame_noblock(conn, &frame, &zero);
+      if (st == AMQP_STATUS_TIMEOUT) break;
+      if (st != AMQP_STATUS_OK) {
+        set_error("publisher: " + AmqpConnection::describe(st));
+        return;
+      }
+      if (!on_publisher_frame(frame, inflight)) return;
+    }
+    amqp_maybe_release_buffers(conn);
+    if (!batch.empty()) continue;
+    {
+      std::lock_guard lock(outbox_mu_);
+      if (!outbox_.empty()) continue;
+      publisher_idle_ = true;
+    }
+    if (!c.has_buffered()) {
+      pollfd fds[2] = {{c.fd(), POLLIN, 0}, {publisher_wake_fd_, POLLIN, 0}};
+      ::poll(fds, 2, stopping_ ? 20 : budget);
+    }
+    {
+      std::lock_guard lock(outbox_mu_);
+      publisher_idle_ = false;
+    }
+    drain_wake(publisher_wake_fd_);
+  }
+}
+
+bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
+                                 std::map<std::uint64_t, Pending>& inflight) {
+  // basic.return is followed by header and body frames: nothing to do with them.
+  if (frame.frame_type != AMQP_FRAME_METHOD) return true;
+  const auto id = frame.payload.method.id;
+  if (id == AMQP_BASIC_ACK_METHOD || id == AMQP_BASIC_NACK_METHOD) {
+    const bool ok = id == AMQP_BASIC_ACK_METHOD;
+    std::uint64_t tag;
+    bool multiple;
+    if (ok) {
+      const auto* m = static_cast<const amqp_basic_ack_t*>(frame.payload.method.decoded);
+      tag = m->delivery_tag;
+      multiple = m->multiple;
+    } else {
+      const auto* m = static_cast<const amqp_basic_nack_t*>(frame.payload.method.decoded);
+      tag = m->delivery_tag;
+      multiple = m->multiple;
+    }
+    std::vector<ConfirmHandler> done;
+    if (multiple) {
+      auto end = inflight.upper_bound(tag);
+      for (auto it = inflight.begin(); it != end; ++it)
+        done.push_back(std::move(it->second.confirm));
+      inflight.erase(inflight.begin(), end);
+    } else if (auto it = inflight.find(tag); it != inflight.end()) {
+      done.push_back(std::move(it->second.confirm));
+      inflight.erase(it);
+    }
+    (ok ? confirmed_ : nacked_).fetch_add(done.size(), std::memory_order_relaxed);
+    for (auto& cb : done)
+      if (cb) cb(ok);
+    return true;
+  }
+  if (id == AMQP_BASIC_RETURN_METHOD) {
+    returned_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  if (id == AMQP_CONNECTION_CLOSE_METHOD) {
+    set_error("publisher: " + close_reason(frame));
+    close_ok(publisher_conn_.get());
+    return false;
+  }
+  if (id == AMQP_CHANNEL_CLOSE_METHOD) {
+    set_error("publisher: " + close_reason(frame));
+    return false;
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------ consume side
+
+void AmqpBus::bind_room(const std::string& room) {
+  if (room.empty()) return;  // the control key is always bound
+  {
+    std::lock_guard lock(rooms_mu_);
+    if (!rooms_.insert(room).second) return;
+    room_ops_.emplace_back(true, room);
+  }
+  wake(consumer_wake_fd_);
+}
+
+void AmqpBus::unbind_room(const std::string& room) {
+  if (room.empty()) return;
+  {
+    std::lock_guard lock(rooms_mu_);
+    if (rooms_.erase(room) == 0) return;
+    room_ops_.emplace_back(false, room);
+  }
+  wake(consumer_wake_fd_);
+}
+
+void AmqpBus::consumer_main() {
+  int attempt = 0;
+  bool was_connected = false;
+  while (!stopping_) {
+    std::string err;
+    std::string queue;
+    if (!consumer_conn_.open(url_, config_.heartbeat_s, milliseconds(config_.rpc_timeout_ms),
+                             err) ||
+        !setup_consumer(consumer_conn_, queue, err)) {
+      consumer_conn_.abandon();
+      if (attempt == 0 || attempt % 20 == 0) spdlog::warn("bus consumer: {}", err);
+      set_error("consumer: " + err);
+      if (!backoff_sleep(attempt)) break;
+      continue;
+    }
+    attempt = 0;
+    if (was_connected) reconnects_.fetch_add(1, std::memory_order_relaxed);
+    was_connected = true;
+    spdlog::info("bus consumer connected, queue {} ({} rooms bound)", queue, bound_rooms_.load());
+    set_consumer_up(true);
+    run_consumer(consumer_conn_, queue);
+    set_consumer_up(false);
+    bound_rooms_ = 0;
+    if (stopping_) {
+      consumer_conn_.close();
+    } else {
+      spdlog::warn("bus consumer disconnected");
+      consumer_conn_.abandon();
+    }
+  }
+}
+
+bool AmqpBus::setup_consumer(AmqpConnection& c, std::string& queue, std::string& error) {
+  auto* conn = c.get();
+  const auto exchange = amqp_cstring_bytes(config_.exchange.c_str());
+  amqp_exchange_declare(conn, 1, exchange, amqp_cstring_bytes("topic"), 0, 1, 0, 0,
+                        amqp_empty_table);
+  auto r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "exchange.declare: " + AmqpConnection::describe(r);
+    return false;
+  }
+  const auto* q = amqp_queue_declare(conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+  r = amqp_get_rpc_reply(conn);
+  if (!q || r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "queue.declare: " + AmqpConnection::describe(r);
+    return false;
+  }
+  queue = to_string(q->queue);
+  const auto qb = as_bytes(queue);
+  const std::string control(kControlKey);
+  amqp_queue_bind(conn, 1, qb, exchange, as_bytes(control), amqp_empty_table);
+  r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "queue.bind cluster: " + AmqpConnection::describe(r);
+    return false;
+  }
+  // The new queue has no bindings: apply the full wanted set, which makes
+  // the queued changes moot.
+  std::set<std::string> rooms;
+  {
+    std::lock_guard lock(rooms_mu_);
+    rooms = rooms_;
+    room_ops_.clear();
+  }
+  for (const auto& room : rooms) {
+    const auto key = routing_key(room);
+    amqp_queue_bind(conn, 1, qb, exchange, as_bytes(key), amqp_empty_table);
+    r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+      // Put them back so the next attempt starts from the same wanted set.
+      error = "queue.bind " + key + ": " + AmqpConnection::describe(r);
+      return false;
+    }
+  }
+  bound_rooms_ = rooms.size();
+  // no-ack: the queue is exclusive and dies with the connection, so acks
+  // could not save anything; they would only cost a round trip per batch.
+  amqp_basic_consume(conn, 1, qb, amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
+  r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "basic.consume: " + AmqpConnection::describe(r);
+    return false;
+  }
+  return true;
+}
+
+bool AmqpBus::apply_room_ops(AmqpConnection& c, const std::string& queue) {
+  std::vector<std::pair<bool, std::string>> ops;
+  {
+    std::lock_guard lock(rooms_mu_);
+    if (room_ops_.empty()) return true;
+    ops.swap(room_ops_);
+  }
+  auto* conn = c.get();
+  const auto exchange = amqp_cstring_bytes(config_.exchange.c_str());
+  const auto qb = as_bytes(queue);
+  for (const auto& [bind, room] : ops) {
+    const auto key = routing_key(room);
+    if (bind)
+      amqp_queue_bind(conn, 1, qb, exchange, as_bytes(key), amqp_empty_table);
+    else
+      amqp_queue_unbind(conn, 1, qb, exchange, as_bytes(key), amqp_empty_table);
+    const auto r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+      // The reconnect re-applies the whole wanted set, including this one.
+      set_error("consumer: queue." + std::string(bind ? "bind " : "unbind ") + key + ": " +
+                AmqpConnection::describe(r));
+      return false;
+    }
+    if (bind)
+      bound_rooms_.fetch_add(1, std::memory_order_relaxed);
+    else if (bound_rooms_ > 0)
+      bound_rooms_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
+  auto* conn = c.get();
+  const int budget = poll_budget_ms(config_.heartbeat_s);
+  const auto max_batch = std::max<std::size_t>(1, config_.max_batch);
+  std::vector<EnvelopePtr> batch;
+  auto flush = [&] {
+    if (batch.empty()) return;
+    if (on_delivery_) on_delivery_(std::move(batch));
+    batch = {};
+  };
+  while (!stopping_) {
+    if (!apply_room_ops(c, queue)) return;
+    if (!c.has_buffered()) {
+      pollfd fds[2] = {{c.fd(), POLLIN, 0}, {consumer_wake_fd_, POLLIN, 0}};
+      ::poll(fds, 2, budget);
+      drain_wake(consumer_wake_fd_);
+    }
+    for (;;) {
+      amqp_maybe_release_buffers(conn);
+      amqp_envelope_t env;
+      timeval zero{0, 0};
+      const auto r = amqp_consume_message(conn, &env, &zero, 0);
+      if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        consumed_.fetch_add(1, std::memory_order_relaxed);
+        const auto& props = env.message.properties;
+        const bool own = (props._flags & AMQP_BASIC_APP_ID_FLAG) &&
+                         to_string(props.app_id) == config_.instance_id;
+        if (!own) {
+          auto e = parse(std::string_view(static_cast<const char*>(env.message.body.bytes),
+                                          env.message.body.len));
+          if (!e) {
+            bad_envelopes_.fetch_add(1, std::memory_order_relaxed);
+          } else if (e->origin != config_.instance_id) {
+            if (dedupe_.first_time(e->origin, e->id))
+              batch.push_back(std::move(e));
+            else
+              duplicates_.fetch_add(1, std::memory_order_relaxed);
+          }
+        }
+        amqp_destroy_envelope(&env);
+        if (batch.size() >= max_batch) flush();
+        continue;
+      }
+      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
+        break;
+      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+          r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+        // Not a delivery: the frame was put back; read it to see what it is.
+        amqp_frame_t frame;
+        const int st = amqp_simple_wait_frame_noblock(conn, &frame, &zero);
+        if (st == AMQP_STATUS_TIMEOUT) break;
+        if (st != AMQP_STATUS_OK) {
+          flush();
+          set_error("consumer: " + AmqpConnection::describe(st));
+          return;
+        }
+        if (frame.frame_type != AMQP_FRAME_METHOD) continue;
+        const auto id = frame.payload.method.id;
+        if (id == AMQP_CONNECTION_CLOSE_METHOD || id == AMQP_CHANNEL_CLOSE_METHOD) {
+          flush();
+          set_error("consumer: " + close_reason(frame));
+          if (id == AMQP_CONNECTION_CLOSE_METHOD) close_ok(conn);
+          return;
+        }
+        if (id == AMQP_BASIC_CANCEL_METHOD) {
+          flush();
+          set_error("consumer: consumer cancelled by broker (queue deleted?)");
+          return;
+        }
+        continue;
+      }
+      flush();
+      set_error("consumer: " + AmqpConnection::describe(r));
+      return;
+    }
+    flush();
+  }
+}
+
+// ------------------------------------------------------------------ state
+
+bool AmqpBus::backoff_sleep(int& attempt) {
+  const int shift = std::min(attempt, 16);
+  const long long base = std::min<long long>(
+      config_.reconnect_max_ms, static_cast<long long>(config_.reconnect_min_ms) << shift);
+  ++attempt;
+  // Full jitter on the upper half: replicas cut by the same broker restart
+  // do not all come back in the same millisecond.
+  thread_local std::mt19937 rng{std::random_device{}()};
+  std::uniform_int_distribution<long long> dist(base / 2, std::max(base / 2, base));
+  std::unique_lock lock(stop_mu_);
+  stop_cv_.wait_for(lock, milliseconds(dist(rng)), [this] { return stopping_.load(); });
+  return !stopping_;
+}
+
+void AmqpBus::set_publisher_up(bool up) {
+  publisher_up_ = up;
+  report_state();
+}
+
+void AmqpBus::set_consumer_up(bool up) {
+  consumer_up_ = up;
+  report_state();
+}
+
+void AmqpBus::report_state() {
+  std::lock_guard lock(state_mu_);
+  const bool ready = publisher_up_ && consumer_up_ && !stopped_;
+  if (ready == reported_ready_) return;
+  reported_ready_ = ready;
+  if (ready) {
+    std::lock_guard el(error_mu_);
+    last_error_.clear();
+  }
+  spdlog::info("bus {}", ready ? "ready" : "not ready");
+  if (on_state_) on_state_(ready);
+}
+
+void AmqpBus::set_error(const std::string& error) {
+  std::lock_guard lock(error_mu_);
+  last_error_ = error;
+}
+
+void AmqpBus::wake(int fd) {
+  if (fd < 0) return;
+  const std::uint64_t one = 1;
+  // A full counter still wakes the reader: the result does not matter.
+  [[maybe_unused]] const auto n = ::write(fd, &one, sizeof one);
+}
+
+void AmqpBus::drain_wake(int fd) {
+  std::uint64_t v;
+  [[maybe_unused]] const auto n = ::read(fd, &v, sizeof v);
+}
+
+BusStatus AmqpBus::status() const {
+  BusStatus s;
+  s.kind = "amqp";
+  s.publisher_up = publisher_up_;
+  s.consumer_up = consumer_up_;
+  s.ready = s.publisher_up && s.consumer_up && !stopping_;
+  s.published = published_.load(std::memory_order_relaxed);
+  s.confirmed = confirmed_.load(std::memory_order_relaxed);
+  s.nacked = nacked_.load(std::memory_order_relaxed);
+  s.returned = returned_.load(std::memory_order_relaxed);
+  s.consumed = consumed_.load(std::memory_order_relaxed);
+  s.outbox_depth = outbox_depth_.load(std::memory_order_relaxed);
+  s.outbox_dropped = outbox_dropped_.load(std::memory_order_relaxed);
+  s.reconnects = reconnects_.load(std::memory_order_relaxed);
+  s.bound_rooms = bound_rooms_.load(std::memory_order_relaxed);
+  std::lock_guard lock(error_mu_);
+  s.last_error = last_error_;
+  return s;
+}
+
+}  // namespace chat::bus

@@ -1,0 +1,140 @@
+// AmqpBus: the cluster bus over RabbitMQ (rabbitmq-c 0.11).
+//
+// Topology: one durable topic exchange; per process one server-named,
+// exclusive, auto-delete queue bound to "cluster" (control) and to
+// "room.<encoded room>" for every room with a local member.
+//
+// Threads: rabbitmq-c connections are blocking and not thread-safe, so there
+// are two connections, each owned by one thread. The publisher thread drains a
+// bounded outbox filled by publish() and tracks publisher confirms; the
+// consumer thread receives deliveries, hands them to the application in
+// batches, and applies queued room (un)bindings. Both reconnect on their own
+// with exponential backoff and jitter and rebuild their part of the topology.
+//
+// Guarantees (see docs/cluster.md): a publish is confirmed true only after the
+// broker's basic.ack; what was unconfirmed when a connection died is published
+// again after the reconnect (at-least-once), and receivers drop the second
+// copy with a per-origin id window, so nothing is delivered twice.
+#pragma once
+
+#include "bus/amqp_connection.hpp"
+#include "bus/bus.hpp"
+#include "bus/dedupe_window.hpp"
+#include "bus/factory.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace chat::bus {
+
+class AmqpBus final : public Bus {
+ public:
+  // Throws std::invalid_argument for a malformed URL (start-up only).
+  explicit AmqpBus(BusConfig config);
+  ~AmqpBus() override;
+  AmqpBus(const AmqpBus&) = delete;
+  AmqpBus& operator=(const AmqpBus&) = delete;
+
+  void start(DeliveryHandler on_delivery, StateHandler on_state) override;
+  void stop() override;
+  void publish(EnvelopePtr envelope, ConfirmHandler confirm) override;
+  void bind_room(const std::string& room) override;
+  void unbind_room(const std::string& room) override;
+  BusStatus status() const override;
+
+ private:
+  // One publish waiting for the broker or for its confirm.
+  struct Pending {
+    std::string body;
+    std::string key;
+    std::string origin;
+    std::string id;
+    ConfirmHandler confirm;
+  };
+
+  void publisher_main();
+  void consumer_main();
+  // Returns when the connection fails or the bus stops; inflight holds what
+  // was published but not confirmed.
+  void run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>& inflight);
+  void run_consumer(AmqpConnection& c, const std::string& queue);
+  bool setup_publisher(AmqpConnection& c, std::string& error);
+  bool setup_consumer(AmqpConnection& c, std::string& queue, std::string& error);
+  // Handle one frame read on the publisher connection; false = connection unusable.
+  bool on_publisher_frame(const amqp_frame_t& frame, std::map<std::uint64_t, Pending>& inflight);
+  bool apply_room_ops(AmqpConnection& c, const std::string& queue);
+  // Sleep up to ms unless stop() is called; false when stopping.
+  bool backoff_sleep(int& attempt);
+  // Wait until the consumer is up and the settle time passed, servicing heartbeats.
+  bool settle_after_reconnect(AmqpConnection& c);
+
+  void set_publisher_up(bool up);
+  void set_consumer_up(bool up);
+  void report_state();
+  void set_error(const std::string& error);
+  void wake(int fd);
+  void drain_wake(int fd);
+
+  const BusConfig config_;
+  const AmqpUrl url_;
+  DeliveryHandler on_delivery_;
+  StateHandler on_state_;
+
+  // Outbox: filled by publish() on any thread, drained by the publisher thread.
+  std::mutex outbox_mu_;
+  std::deque<Pending> outbox_;
+  bool outbox_closed_ = false;   // the publisher thread has exited
+  bool publisher_idle_ = false;  // the publisher thread sleeps in poll(): wake it
+  int publisher_wake_fd_ = -1;   // eventfd
+
+  // Room bindings wanted by the application, and changes not yet applied.
+  std::mutex rooms_mu_;
+  std::set<std::string> rooms_;
+  std::vector<std::pair<bool, std::string>> room_ops_;  // (bind?, room)
+  int consumer_wake_fd_ = -1;                           // eventfd
+  DedupeWindow dedupe_;  // consumer thread only; survives reconnects on purpose
+
+  // State reporting: readiness changes are reported in order, once each.
+  std::mutex state_mu_;
+  bool reported_ready_ = false;
+  std::atomic<bool> publisher_up_{false};
+  std::atomic<bool> consumer_up_{false};
+
+  mutable std::mutex error_mu_;
+  std::string last_error_;
+
+  std::atomic<bool> stopping_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  std::atomic<int> threads_running_{0};
+  bool started_ = false;
+  std::atomic<bool> stopped_{false};
+
+  // Connections are members so stop() can interrupt a call stuck on a frozen broker.
+  AmqpConnection publisher_conn_;
+  AmqpConnection consumer_conn_;
+  std::thread publisher_thread_;
+  std::thread consumer_thread_;
+
+  std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> confirmed_{0};
+  std::atomic<std::uint64_t> nacked_{0};
+  std::atomic<std::uint64_t> returned_{0};
+  std::atomic<std::uint64_t> consumed_{0};
+  std::atomic<std::uint64_t> outbox_depth_{0};
+  std::atomic<std::uint64_t> outbox_dropped_{0};
+  std::atomic<std::uint64_t> reconnects_{0};
+  std::atomic<std::uint64_t> bound_rooms_{0};
+  std::atomic<std::uint64_t> duplicates_{0};
+  std::atomic<std::uint64_t> bad_envelopes_{0};
+};
+
+}  // namespace chat::bus

@@ -1,0 +1,35 @@
+// Bus factory: picks the bus implementation from the configuration.
+//
+// An empty amqp_url gives the in-process bus (one replica); otherwise the
+// RabbitMQ bus, which connects in the background (start() never blocks on the
+// broker, so a replica serves its local users while the broker is down).
+#pragma once
+
+#include "bus/bus.hpp"
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace chat::bus {
+
+struct BusConfig {
+  std::string amqp_url;             // amqp://user:pass@host:port/vhost; empty = in-process
+  std::string exchange = "chat";    // durable topic exchange shared by all replicas
+  std::string instance_id;          // unique per process; origin of published envelopes
+  std::size_t outbox_max = 100000;  // publishes waiting for the broker before the oldest drop
+  int heartbeat_s = 10;             // AMQP heartbeat; library calls block at most half of it
+  int rpc_timeout_ms = 5000;        // bound on every synchronous AMQP method
+  int reconnect_min_ms = 100;       // first reconnect delay (doubles, with jitter)
+  int reconnect_max_ms = 2000;      // cap on the reconnect delay
+  // After a reconnect, hold publishes this long (once the own consumer is up)
+  // so the other replicas, reconnecting with their own backoff, have their
+  // queues and bindings back before the broker routes (and confirms) anything.
+  int resume_settle_ms = 2500;
+  std::size_t dedupe_window = 4096;  // ids remembered per origin to drop re-published duplicates
+  std::size_t max_batch = 256;       // deliveries handed to the app per call
+};
+
+std::unique_ptr<Bus> make_bus(const BusConfig& config);
+
+}  // namespace chat::bus
