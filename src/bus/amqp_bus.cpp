@@ -157,8 +157,8 @@ void AmqpBus::publisher_main() {
   bool failed_before = false;
   while (!stopping_) {
     std::string err;
-    if (!publisher_conn_.open(url_, config_.heartbeat_s, milliseconds(config_.rpc_timeout_ms),
-                              err) ||
+    if (!publisher_conn_.open(url_, config_.instance_id + " publisher", config_.heartbeat_s,
+                              milliseconds(config_.rpc_timeout_ms), err) ||
         !setup_publisher(publisher_conn_, err)) {
       publisher_conn_.abandon();
       if (attempt == 0 || attempt % 20 == 0) spdlog::warn("bus publisher: {}", err);
@@ -405,8 +405,8 @@ void AmqpBus::consumer_main() {
   while (!stopping_) {
     std::string err;
     std::string queue;
-    if (!consumer_conn_.open(url_, config_.heartbeat_s, milliseconds(config_.rpc_timeout_ms),
-                             err) ||
+    if (!consumer_conn_.open(url_, config_.instance_id + " consumer", config_.heartbeat_s,
+                             milliseconds(config_.rpc_timeout_ms), err) ||
         !setup_consumer(consumer_conn_, queue, err)) {
       consumer_conn_.abandon();
       if (attempt == 0 || attempt % 20 == 0) spdlog::warn("bus consumer: {}", err);

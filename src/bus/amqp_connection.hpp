@@ -34,9 +34,9 @@ class AmqpConnection {
   AmqpConnection& operator=(const AmqpConnection&) = delete;
 
   // Connect, log in, open channel 1. On failure returns false with error set
-  // and leaves the object closed.
-  bool open(const AmqpUrl& url, int heartbeat_s, std::chrono::milliseconds rpc_timeout,
-            std::string& error);
+  // and leaves the object closed. name shows in the broker's connection list.
+  bool open(const AmqpUrl& url, const std::string& name, int heartbeat_s,
+            std::chrono::milliseconds rpc_timeout, std::string& error);
   // Polite close (bounded by a short RPC timeout), then free everything.
   void close();
   // Free without the close handshake (the connection is already broken).

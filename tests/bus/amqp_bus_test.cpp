@@ -1,0 +1,358 @@
+// AmqpBus against a real RabbitMQ broker (env AMQP_URL).
+//
+// Without AMQP_URL these tests fail, so a run that forgot to start a broker
+// cannot pass by accident; CHAT_TESTS_NO_BROKER=1 turns them into skips.
+// The broker's management API (AMQP_MGMT_URL, or RABBITMQ_TEST_MGMT_PORT, or
+// the AMQP port + 10000 as scripts/rabbitmq picks it) is used to cut
+// connections from the broker side.
+#include "bus/amqp_bus.hpp"
+#include "bus/factory.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace chat::bus {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// Everything a bus hands back, plus its readiness changes; waitable.
+class Recorder {
+ public:
+  Bus::DeliveryHandler delivery() {
+    return [this](std::vector<EnvelopePtr> batch) {
+      std::lock_guard lock(mu_);
+      for (auto& e : batch) got_.push_back(std::move(e));
+      cv_.notify_all();
+    };
+  }
+  Bus::StateHandler state() {
+    return [this](bool ready) {
+      std::lock_guard lock(mu_);
+      states_.push_back(ready);
+      cv_.notify_all();
+    };
+  }
+  template <class Pred>
+  bool wait(Pred pred, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return pred(got_, states_); });
+  }
+  std::vector<EnvelopePtr> got() {
+    std::lock_guard lock(mu_);
+    return got_;
+  }
+  std::vector<bool> states() {
+    std::lock_guard lock(mu_);
+    return states_;
+  }
+  std::map<std::string, int> count_by_id() {
+    std::lock_guard lock(mu_);
+    std::map<std::string, int> m;
+    for (const auto& e : got_) ++m[e->id];
+    return m;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<EnvelopePtr> got_;
+  std::vector<bool> states_;
+};
+
+// Counts confirms; waitable.
+class Confirms {
+ public:
+  Bus::ConfirmHandler handler() {
+    return [this](bool ok) {
+      std::lock_guard lock(mu_);
+      ++(ok ? ok_ : failed_);
+      cv_.notify_all();
+    };
+  }
+  bool wait_total(int n, std::chrono::milliseconds timeout = 15s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return ok_ + failed_ >= n; });
+  }
+  int ok() {
+    std::lock_guard lock(mu_);
+    return ok_;
+  }
+  int failed() {
+    std::lock_guard lock(mu_);
+    return failed_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int ok_ = 0;
+  int failed_ = 0;
+};
+
+EnvelopePtr make(const std::string& origin, std::string room, std::string id) {
+  auto e = std::make_shared<Envelope>();
+  e->origin = origin;
+  e->id = std::move(id);
+  e->room = std::move(room);
+  e->event = "new message";
+  e->payload = {{"message", "hello"}};
+  e->ts = 1;
+  return e;
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
+  const auto end = Clock::now() + timeout;
+  while (Clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return pred();
+}
+
+std::string run(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    ::pclose(p);
+  }
+  return out;
+}
+
+std::string url_encode(const std::string& s) {
+  std::string out;
+  for (const unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char b[4];
+      std::snprintf(b, sizeof b, "%%%02X", c);
+      out += b;
+    }
+  }
+  return out;
+}
+
+class AmqpBusTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = env("AMQP_URL");
+    if (url_.empty()) {
+      if (env("CHAT_TESTS_NO_BROKER") == "1") GTEST_SKIP() << "no broker: CHAT_TESTS_NO_BROKER=1";
+      FAIL() << "AMQP_URL is not set. Start a broker (scripts/rabbitmq start) and export "
+                "AMQP_URL=amqp://guest:guest@127.0.0.1:<port>, or set CHAT_TESTS_NO_BROKER=1 "
+                "to skip the RabbitMQ tests.";
+    }
+    mgmt_ = env("AMQP_MGMT_URL");
+    if (mgmt_.empty()) {
+      auto port = env("RABBITMQ_TEST_MGMT_PORT");
+      if (port.empty()) port = std::to_string(parse_amqp_url(url_).port + 10000);
+      mgmt_ = "http://127.0.0.1:" + port;
+    }
+    static int counter = 0;
+    exchange_ = "chat-test-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+  }
+
+  BusConfig config(const std::string& instance) {
+    BusConfig c;
+    c.amqp_url = url_;
+    c.exchange = exchange_;
+    c.instance_id = instance + "-" + exchange_;
+    c.resume_settle_ms = 300;  // one-broker tests: no other replicas to wait for
+    c.heartbeat_s = 4;
+    return c;
+  }
+
+  // Close every broker connection whose name contains needle; returns how many.
+  int close_connections(const std::string& needle) {
+    int closed = 0;
+    // The management API lists a new connection after its stats arrive: retry.
+    for (int attempt = 0; attempt < 40 && closed == 0; ++attempt) {
+      const auto body = run("curl -sf -u guest:guest '" + mgmt_ + "/api/connections'");
+      auto list = nlohmann::json::parse(body, nullptr, false);
+      if (list.is_array()) {
+        for (const auto& c : list) {
+          const auto props = c.value("client_properties", nlohmann::json::object());
+          const auto name = props.value("connection_name", std::string());
+          if (name.find(needle) == std::string::npos) continue;
+          run("curl -sf -u guest:guest -X DELETE '" + mgmt_ + "/api/connections/" +
+              url_encode(c.value("name", std::string())) + "'");
+          ++closed;
+        }
+      }
+      if (closed == 0) std::this_thread::sleep_for(250ms);
+    }
+    return closed;
+  }
+
+  std::string url_;
+  std::string mgmt_;
+  std::string exchange_;
+};
+
+TEST_F(AmqpBusTest, RoomRoutingControlKeyConfirmsAndNoEcho) {
+  Recorder ra, rb;
+  AmqpBus a(config("a")), b(config("b"));
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }));
+  b.bind_room("dev.ops");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
+
+  Confirms confirms;
+  const auto origin = config("a").instance_id;
+  a.publish(make(origin, "dev.ops", "m1"), confirms.handler());
+  a.publish(make(origin, "dev*ops", "m2"), confirms.handler());  // not bound anywhere
+  a.publish(make(origin, "", "m3"), confirms.handler());         // control: everyone
+  ASSERT_TRUE(confirms.wait_total(3));
+  EXPECT_EQ(confirms.ok(), 3);
+
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= 2; }));
+  // Control also reaches a itself through the broker: wait for that echo.
+  ASSERT_TRUE(wait_until([&] { return a.status().consumed >= 1; }));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(rb.count_by_id(), (std::map<std::string, int>{{"m1", 1}, {"m3", 1}}));
+  // a delivered its own publishes once, locally; the broker's copy was dropped.
+  EXPECT_EQ(ra.count_by_id(), (std::map<std::string, int>{{"m1", 1}, {"m2", 1}, {"m3", 1}}));
+  EXPECT_EQ(ra.states(), std::vector<bool>{true});
+  const auto s = a.status();
+  EXPECT_EQ(s.kind, "amqp");
+  EXPECT_EQ(s.published, 3u);
+  EXPECT_EQ(s.confirmed, 3u);
+  EXPECT_EQ(s.nacked, 0u);
+  EXPECT_EQ(s.outbox_depth, 0u);
+  a.stop();
+  b.stop();
+  EXPECT_FALSE(a.status().ready);
+}
+
+TEST_F(AmqpBusTest, UnboundRoomGetsNothing) {
+  Recorder ra, rb;
+  AmqpBus a(config("a")), b(config("b"));
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }));
+  b.bind_room("x");
+  b.bind_room("y");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 2; }));
+  b.unbind_room("x");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
+  Confirms confirms;
+  const auto origin = config("a").instance_id;
+  for (int i = 0; i < 20; ++i)
+    a.publish(make(origin, "x", "x" + std::to_string(i)), confirms.handler());
+  a.publish(make(origin, "y", "y0"), confirms.handler());
+  ASSERT_TRUE(confirms.wait_total(21));
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return !got.empty(); }));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(rb.count_by_id(), (std::map<std::string, int>{{"y0", 1}}));
+  EXPECT_EQ(b.status().consumed, 1u);  // x never reached b's queue
+}
+
+TEST_F(AmqpBusTest, ThousandsInOrderNoneTwice) {
+  Recorder ra, rb;
+  AmqpBus a(config("a")), b(config("b"));
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }));
+  b.bind_room("load");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
+  constexpr int kN = 5000;
+  Confirms confirms;
+  const auto origin = config("a").instance_id;
+  for (int i = 0; i < kN; ++i)
+    a.publish(make(origin, "load", std::to_string(i)), confirms.handler());
+  ASSERT_TRUE(confirms.wait_total(kN, 30s));
+  EXPECT_EQ(confirms.ok(), kN);
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= kN; }, 30s));
+  const auto got = rb.got();
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(kN));
+  for (int i = 0; i < kN; ++i) ASSERT_EQ(got[i]->id, std::to_string(i)) << "order broken at " << i;
+}
+
+TEST_F(AmqpBusTest, ReconnectsAfterBrokerClosesConnections) {
+  Recorder ra, rb;
+  AmqpBus a(config("a")), b(config("b"));
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }));
+  b.bind_room("r");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
+
+  ASSERT_GE(close_connections(exchange_), 4) << "management API at " << mgmt_;
+  ASSERT_TRUE(ra.wait([](auto&, auto& s) { return s.size() >= 2; }))
+      << "a never reported the outage";
+  // Publish while (possibly) down: kept in the outbox, confirmed after the reconnect.
+  Confirms confirms;
+  const auto origin = config("a").instance_id;
+  for (int i = 0; i < 50; ++i) a.publish(make(origin, "r", std::to_string(i)), confirms.handler());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }, 20s))
+      << a.status().last_error << " / " << b.status().last_error;
+  EXPECT_EQ(ra.states().back(), true);
+  EXPECT_GE(a.status().reconnects, 1u);
+  EXPECT_GE(b.status().reconnects, 1u);
+  EXPECT_EQ(b.status().bound_rooms, 1u);  // re-applied on the new queue
+  ASSERT_TRUE(confirms.wait_total(50, 20s));
+  EXPECT_EQ(confirms.ok(), 50);
+  // b's binding came back before a resumed publishing (settle), so all arrive, once, in order.
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= 50; }, 10s))
+      << "got " << rb.got().size();
+  std::this_thread::sleep_for(300ms);
+  const auto got = rb.got();
+  ASSERT_EQ(got.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(got[i]->id, std::to_string(i));
+}
+
+TEST(AmqpBusNoBroker, NotReadyOutboxBoundedStopIsQuick) {
+  BusConfig c;
+  c.amqp_url = "amqp://guest:guest@127.0.0.1:1";  // nothing listens on port 1
+  c.instance_id = "lonely";
+  c.outbox_max = 10;
+  Recorder r;
+  AmqpBus bus(c);
+  bus.start(r.delivery(), r.state());
+  Confirms confirms;
+  for (int i = 0; i < 15; ++i)
+    bus.publish(make("lonely", "room", std::to_string(i)), confirms.handler());
+  // Local delivery does not wait for the broker.
+  EXPECT_EQ(r.got().size(), 15u);
+  EXPECT_EQ(confirms.failed(), 5);  // the 5 oldest were dropped
+  auto s = bus.status();
+  EXPECT_FALSE(s.ready);
+  EXPECT_EQ(s.outbox_depth, 10u);
+  EXPECT_EQ(s.outbox_dropped, 5u);
+  ASSERT_TRUE(wait_until([&] { return !bus.status().last_error.empty(); }));
+  EXPECT_NE(bus.status().last_error.find("127.0.0.1:1"), std::string::npos)
+      << bus.status().last_error;
+  const auto t0 = Clock::now();
+  bus.stop();
+  EXPECT_LT(Clock::now() - t0, 2s);
+  EXPECT_EQ(confirms.failed(), 15);  // nothing was ever confirmed
+  EXPECT_EQ(confirms.ok(), 0);
+  EXPECT_TRUE(r.states().empty());  // never became ready
+}
+
+TEST(AmqpBusConfig, BadUrlThrowsAtStartup) {
+  BusConfig c;
+  c.amqp_url = "http://nope";
+  EXPECT_THROW(make_bus(c), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace chat::bus
