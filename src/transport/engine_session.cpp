@@ -116,7 +116,6 @@ std::string EngineSession::take_polling_body() {
   WorkerStats::add(stats().bytes_out_total, body.size());
   queue_.clear();
   queued_bytes_ = 0;
-  if (closing_) finish_close();
   return body;
 }
 
@@ -209,7 +208,11 @@ EngineSession::PollResult EngineSession::poll(PollResponder respond) {
     return PollResult::ok;
   }
   pending_get_ = std::move(respond);
-  if (!queue_.empty()) flush();
+  if (!queue_.empty()) {
+    flush();
+  } else if (closing_) {
+    close(close_reason_);  // the queue went out with the last GET: now "1"
+  }
   return PollResult::ok;
 }
 
@@ -324,15 +327,15 @@ void EngineSession::close_gracefully(const std::string& reason) {
     close(reason);  // the WebSocket flushes its queue before the close frame
     return;
   }
-  // Polling: the next GET takes what is queued plus a close packet.
-  send(OutPacket{text_packet('1'), false}, false);
-  if (!closed_ && !pending_get_) {
-    // Give the client one polling round trip, then close anyway.
-    ping_timer_.expires_after(std::chrono::seconds(2));
-    ping_timer_.async_wait([self = weak_from_this(), reason](const boost::system::error_code& ec) {
-      if (auto s = self.lock(); s && !ec) s->close(reason);
-    });
-  }
+  // Polling: what is queued (a DISCONNECT, say) goes out first, and the close
+  // packet in a later response. In one body the client would handle the
+  // close before the Socket.IO packets it defers, and report "transport close".
+  if (queue_.empty() && pending_get_) return close(reason);  // answers "1"
+  // Give the client one polling round trip, then close anyway.
+  ping_timer_.expires_after(std::chrono::seconds(2));
+  ping_timer_.async_wait([self = weak_from_this(), reason](const boost::system::error_code& ec) {
+    if (auto s = self.lock(); s && !ec) s->close(reason);
+  });
 }
 
 void EngineSession::forget_socket(const std::string& nsp) {
@@ -345,10 +348,6 @@ void EngineSession::shutdown(const std::string& reason) {
     sio_->disconnect_all(reason);
   else
     close_gracefully(reason);
-}
-
-void EngineSession::finish_close() {
-  if (!closed_) close(close_reason_.empty() ? "server close" : close_reason_);
 }
 
 void EngineSession::close(const std::string& reason, bool client_initiated) {

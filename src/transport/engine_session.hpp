@@ -108,7 +108,6 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   std::string take_polling_body();
   void schedule_ping();
   void on_ping_timer();
-  void finish_close();
   WorkerStats& stats();
 
   ServerImpl& server_;

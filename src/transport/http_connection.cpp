@@ -244,7 +244,12 @@ void HttpConnection::handle_engine(Request& req, const std::map<std::string, std
   auto req_ptr = std::make_shared<Request>(std::move(req));
   auto& here = server_.workers().at(worker_);
   auto finish = [self, req_ptr, &here](bool ok, std::string body, bool post) {
+    self->server_.io_begin();  // the answer is on its way: shutdown waits for it
     asio::post(here, [self, req_ptr, ok, body = std::move(body), post]() mutable {
+      struct IoEnd {
+        ServerImpl& s;
+        ~IoEnd() { s.io_end(); }
+      } io_end{self->server_};
       self->parked_ = false;
       self->parked_sid_.clear();
       if (self->closed_) return;
@@ -350,6 +355,7 @@ void HttpConnection::send(Response res) {
   const bool close = res.need_eof();
   auto sp = std::make_shared<Response>(std::move(res));
   stream_.expires_after(kWriteTimeout);
+  server_.io_begin();
   http::async_write(stream_, *sp,
                     [self = shared_from_this(), sp, close](beast::error_code ec, std::size_t) {
                       self->on_written(close, ec);
@@ -357,6 +363,7 @@ void HttpConnection::send(Response res) {
 }
 
 void HttpConnection::on_written(bool close, beast::error_code ec) {
+  server_.io_end();
   writing_ = false;
   if (ec || close) {
     closed_ = true;

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <random>
 
@@ -96,15 +97,7 @@ void ServerImpl::remove_session(const std::string& sid) {
     doomed = std::move(it->second);
     shard.sessions.erase(it);
   }
-  if (session_count_.fetch_sub(1) == 1 && shutting_down_) {
-    std::function<void()> done;
-    {
-      std::lock_guard lk(done_mu_);
-      done = std::move(on_drained_);
-      on_drained_ = nullptr;
-    }
-    if (done) done();
-  }
+  if (session_count_.fetch_sub(1) == 1 && shutting_down_) finish_shutdown();
   // The session may be in its own close(): let it finish before it is freed.
   auto& ctx = workers_.at(doomed->worker());
   boost::asio::post(ctx, [doomed = std::move(doomed)] {});
@@ -129,17 +122,37 @@ void ServerImpl::shutdown(std::function<void()> done) {
   }
   spdlog::info("closing {} sessions", all.size());
   if (all.empty() || session_count_.load() == 0) {
-    std::function<void()> d;
-    {
-      std::lock_guard lk(done_mu_);
-      d = std::move(on_drained_);
-      on_drained_ = nullptr;
-    }
-    if (d) d();
+    finish_shutdown();
     return;
   }
   for (auto& s : all)
     boost::asio::post(workers_.at(s->worker()), [s] { s->shutdown("server shutting down"); });
+}
+
+void ServerImpl::finish_shutdown() {
+  auto timer = std::make_shared<boost::asio::steady_timer>(workers_.at(0));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  boost::asio::post(workers_.at(0), [this, timer, deadline] { drain_step(timer, deadline); });
+}
+
+void ServerImpl::drain_step(std::shared_ptr<boost::asio::steady_timer> timer,
+                            std::chrono::steady_clock::time_point deadline) {
+  // Poll the in-flight writes every 10 ms for at most one second: the last
+  // responses are small, and a stuck client must not hold the shutdown.
+  if (pending_io_.load(std::memory_order_relaxed) > 0 &&
+      std::chrono::steady_clock::now() < deadline) {
+    timer->expires_after(std::chrono::milliseconds(10));
+    timer->async_wait(
+        [this, timer, deadline](const boost::system::error_code&) { drain_step(timer, deadline); });
+    return;
+  }
+  std::function<void()> done;
+  {
+    std::lock_guard lk(done_mu_);
+    done = std::move(on_drained_);
+    on_drained_ = nullptr;
+  }
+  if (done) done();
 }
 
 Stats ServerImpl::stats() const {

@@ -7,8 +7,11 @@
 #include "transport/api.hpp"
 #include "transport/worker_stats.hpp"
 
+#include <boost/asio/steady_timer.hpp>
+
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -58,6 +61,12 @@ class ServerImpl final : public Server {
   std::string new_id();
   bool shutting_down() const { return shutting_down_; }
 
+  // Writes in flight (HTTP responses, WebSocket frames and closes). Shutdown
+  // waits for them so the last DISCONNECT/close reaches the client before the
+  // event loops stop.
+  void io_begin() { pending_io_.fetch_add(1, std::memory_order_relaxed); }
+  void io_end() { pending_io_.fetch_sub(1, std::memory_order_relaxed); }
+
   std::shared_ptr<EngineSession> create_session(unsigned worker, bool websocket, bool raw_echo,
                                                 Handshake h);
   std::shared_ptr<EngineSession> find_session(const std::string& sid);
@@ -81,6 +90,12 @@ class ServerImpl final : public Server {
   std::atomic<bool> shutting_down_{false};
   std::mutex done_mu_;
   std::function<void()> on_drained_;
+  std::atomic<std::int64_t> pending_io_{0};
+
+  // Sessions are gone: call on_drained_ once the writes in flight are done.
+  void finish_shutdown();
+  void drain_step(std::shared_ptr<boost::asio::steady_timer> timer,
+                  std::chrono::steady_clock::time_point deadline);
 };
 
 }  // namespace chat::transport

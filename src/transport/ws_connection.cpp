@@ -95,20 +95,26 @@ void WsConnection::kick() {
   } else if (!session_ || !session_->pop_for_ws(this, p)) {
     if (closing_) {
       closed_ = true;
+      server_.io_begin();
       ws_.async_close(websocket::close_code::normal,
-                      [self = shared_from_this()](beast::error_code) { self->session_.reset(); });
+                      [self = shared_from_this()](beast::error_code) {
+                        self->server_.io_end();
+                        self->session_.reset();
+                      });
     }
     return;
   }
   writing_ = true;
   current_ = std::move(p);
   ws_.binary(current_.binary);
+  server_.io_begin();
   ws_.async_write(
       asio::buffer(*current_.data),
       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
 }
 
 void WsConnection::on_write(beast::error_code ec) {
+  server_.io_end();
   writing_ = false;
   current_.data.reset();
   if (ec) return fail("transport error");
