@@ -172,9 +172,13 @@ void AmqpBus::publisher_main() {
     const bool settle = was_connected || failed_before;
     was_connected = true;
     spdlog::info("bus publisher connected to {}:{}", url_.host, url_.port);
-    set_publisher_up(true);
-    if (!settle || settle_after_reconnect(publisher_conn_))
+    // Ready only once publishes really flow: after the settle time, so the
+    // application does not expire other replicas' presence while their
+    // heartbeats are still held back the same way.
+    if (!settle || settle_after_reconnect(publisher_conn_)) {
+      set_publisher_up(true);
       run_publisher(publisher_conn_, inflight);
+    }
     set_publisher_up(false);
     if (stopping_) {
       publisher_conn_.close();

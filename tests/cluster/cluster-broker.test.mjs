@@ -1,0 +1,140 @@
+// The broker's failures: a restart in the middle of a stream of messages
+// loses no acknowledged message and duplicates none; replicas started while
+// the broker is down serve their local users, say so on /readyz, and join
+// the cluster when the broker comes up.
+// Needs the release chat-server, rabbitmq-server and haproxy.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { startCluster, user, ask, readyz, waitFor, freePort, sleep } from "./lib/cluster.mjs";
+
+const clusters = [];
+const sockets = [];
+after(async () => {
+  for (const s of sockets) s.close();
+  for (const c of clusters) {
+    await c.down().catch(() => {});
+    await c.rabbit("stop").catch(() => {});
+  }
+});
+
+async function spread(c, prefix, per, transports) {
+  const users = [];
+  const count = new Map();
+  for (let i = 0; users.length < 60; i++) {
+    const u = await user(c.lbUrl, `${prefix}${i}`, { transports: [transports[i % transports.length]] });
+    sockets.push(u.socket);
+    users.push(u);
+    count.set(u.me.replica, (count.get(u.me.replica) ?? 0) + 1);
+    if (c.replicaIds.every((r) => (count.get(r) ?? 0) >= per)) return users;
+  }
+  throw new Error(`users not spread over ${c.replicaIds}: ${[...count]}`);
+}
+
+test("broker restart during 1000 messages: every acked message reaches every member, none twice", async () => {
+  const c = await startCluster("restart", { replicas: 3 });
+  clusters.push(c);
+  // 4 users per replica, WebSocket and long-polling mixed: the polling ones
+  // keep their replica through HAProxy while it reports not ready.
+  const users = await spread(c, "m", 4, ["websocket", "polling"]);
+  const received = new Map(users.map((u) => [u.name, new Map()]));
+  for (const u of users)
+    u.socket.on("new message", (m) => {
+      const seen = received.get(u.name);
+      seen.set(m.id, (seen.get(m.id) ?? 0) + 1);
+    });
+  await waitFor("presence to list everybody", async () => {
+    const l = await ask(users[0].socket, "list users", "general");
+    return l.ok && users.every((u) => l.users.some((x) => x.userId === u.me.userId));
+  }, 15000);
+
+  // 10 senders x 100 messages, paced under the rate limit, ~12 s in all.
+  const senders = users.slice(0, 10);
+  const acked = []; // { id, sender }
+  const failed = [];
+  const sending = Promise.all(
+    senders.map(async (u) => {
+      const pending = [];
+      for (let i = 0; i < 100; i++) {
+        pending.push(
+          u.socket
+            .timeout(90000)
+            .emitWithAck("new message", `${u.name}:${i}`)
+            .then((a) => (a.ok ? acked.push({ id: a.id, sender: u.name }) : failed.push(a)))
+            .catch((e) => failed.push({ error: e.message })),
+        );
+        await sleep(120);
+      }
+      await Promise.all(pending);
+    }),
+  );
+  await sleep(2500);
+  const t0 = Date.now();
+  await c.rabbit("stop");
+  await c.rabbit("start");
+  const outage = Date.now() - t0;
+  await sending;
+  assert.deepEqual(failed, [], "some messages were refused or never acknowledged");
+  assert.equal(acked.length, 1000);
+
+  const missing = () => {
+    const out = [];
+    for (const u of users)
+      for (const a of acked) if (a.sender !== u.name && !received.get(u.name).has(a.id)) out.push(`${u.name}<-${a.id}`);
+    return out;
+  };
+  await waitFor("every acked message at every other member", () => missing().length === 0, 30000).catch((e) => {
+    const m = missing();
+    throw new Error(`${e.message}; ${m.length} missing, e.g. ${m.slice(0, 5)} (outage ${outage} ms)`);
+  });
+  await sleep(500);
+  for (const u of users)
+    for (const [id, n] of received.get(u.name)) assert.equal(n, 1, `${u.name} got ${id} ${n} times`);
+  // The replicas did notice: they reconnected.
+  for (const r of c.replicaIds) {
+    const body = await (await fetch(`${c.urlOf(r)}/metrics`)).text();
+    const m = body.match(/^chat_bus_reconnects_total(?:\{[^}]*\})? (\d+)/m);
+    assert.ok(m && Number(m[1]) >= 1, `${r} reports no reconnect`);
+  }
+});
+
+test("broker down at start: replicas serve local users, /readyz is 503, then they join", async () => {
+  const port = await freePort();
+  const c = await startCluster("nobroker", {
+    replicas: 2,
+    amqpUrl: `amqp://guest:guest@127.0.0.1:${port}`,
+    wait: false,
+  });
+  clusters.push(c);
+  const [r1, r2] = [c.urlOf("r1"), c.urlOf("r2")];
+  await waitFor("replicas to answer", async () => (await readyz(r1)) === 503 && (await readyz(r2)) === 503);
+  const body = await (await fetch(`${r1}/readyz`)).json();
+  assert.equal(body.ready, false);
+  assert.equal(body.bus.ready, false);
+
+  // Local chat works while the broker is down: delivery is local, the ack waits.
+  const a = await user(r1, "alice", { transports: ["websocket"] });
+  const b = await user(r1, "bob", { transports: ["websocket"] });
+  sockets.push(a.socket, b.socket);
+  const bobGot = [];
+  b.socket.on("new message", (m) => bobGot.push(m.message));
+  const ackA = a.socket.timeout(60000).emitWithAck("new message", "before the broker");
+  await waitFor("bob to get alice's message locally", () => bobGot.includes("before the broker"), 5000);
+
+  await c.rabbit("start", ["--port", String(port)]);
+  await waitFor("both replicas ready", async () => (await readyz(r1)) === 200 && (await readyz(r2)) === 200, 30000);
+  const ack = await ackA;
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+
+  // Now across replicas.
+  const carol = await user(r2, "carol", { transports: ["websocket"] });
+  sockets.push(carol.socket);
+  const carolGot = [];
+  carol.socket.on("new message", (m) => carolGot.push(m.message));
+  const aliceGot = [];
+  a.socket.on("new message", (m) => aliceGot.push(m.message));
+  assert.equal((await ask(carol.socket, "new message", "hello from r2")).ok, true);
+  assert.equal((await ask(a.socket, "new message", "hello from r1")).ok, true);
+  await waitFor("cross-replica messages", () => aliceGot.includes("hello from r2") && carolGot.includes("hello from r1"), 10000);
+  // And through the balancer, now that the replicas are ready.
+  await waitFor("HAProxy to route again", async () => (await readyz(c.lbUrl)) === 200, 15000);
+});

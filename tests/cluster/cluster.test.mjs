@@ -1,0 +1,173 @@
+// Three replicas behind HAProxy relaying through RabbitMQ: users on every
+// replica chat in one room over WebSocket and long-polling; room traffic
+// reaches only replicas with members in the room; a replica killed with
+// SIGKILL loses its users to the others and vanishes from presence.
+// Needs the release chat-server, rabbitmq-server and haproxy.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startCluster, user, ask, metric, waitFor, sleep } from "./lib/cluster.mjs";
+
+let c;
+const open = [];
+
+before(async () => {
+  c = await startCluster("main", { replicas: 3 });
+});
+
+after(async () => {
+  for (const u of open) u.socket.close();
+  if (c) await c.down();
+});
+
+// Users through the balancer until every replica has at least `per` of them.
+async function spreadUsers(prefix, per, transports) {
+  const users = [];
+  const byReplica = new Map();
+  for (let i = 0; users.length < 40; i++) {
+    const opts = { transports: [transports[i % transports.length]] };
+    const u = await user(c.lbUrl, `${prefix}${i}`, opts);
+    open.push(u);
+    users.push(u);
+    byReplica.set(u.me.replica, (byReplica.get(u.me.replica) ?? 0) + 1);
+    if (c.replicaIds.every((r) => (byReplica.get(r) ?? 0) >= per)) return users;
+  }
+  throw new Error(`the balancer did not spread 40 users over ${c.replicaIds}: ${[...byReplica]}`);
+}
+
+function collect(u) {
+  const got = [];
+  u.socket.on("new message", (m) => got.push(m));
+  return got;
+}
+
+test("HAProxy serves every replica and sets a sticky cookie", async () => {
+  const seen = new Set();
+  await waitFor("three ready replicas behind HAProxy", async () => {
+    for (let i = 0; i < 12; i++) {
+      const r = await fetch(`${c.lbUrl}/readyz`);
+      if (r.status === 200) seen.add((await r.json()).replica);
+    }
+    return seen.size === 3;
+  });
+  const hs = await fetch(`${c.lbUrl}/socket.io/?EIO=4&transport=polling`);
+  assert.equal(hs.status, 200);
+  assert.match(hs.headers.get("set-cookie") ?? "", /^CHATSRV=/);
+  const stats = await fetch(c.statsUrl);
+  assert.equal(stats.status, 200, "HAProxy stats page");
+});
+
+test("users on three replicas chat in one room (WebSocket and polling): all see all, in order, once", async () => {
+  const users = await spreadUsers("u", 2, ["websocket", "polling"]);
+  const got = new Map(users.map((u) => [u.name, collect(u)]));
+  // Presence is cluster-wide: everybody counts everybody.
+  await waitFor("numUsers to reach every user", async () => {
+    const info = await ask(users[0].socket, "list users", "general");
+    return info.ok && users.every((u) => info.users.some((x) => x.userId === u.me.userId));
+  }, 15000);
+  const perSender = 15;
+  await Promise.all(
+    users.map(async (u) => {
+      for (let i = 0; i < perSender; i++) {
+        const ack = await ask(u.socket, "new message", `${u.name}:${i}`);
+        assert.equal(ack.ok, true, JSON.stringify(ack));
+        assert.equal(ack.replica, u.me.replica, "a polling request changed replica");
+      }
+    }),
+  );
+  const expected = (users.length - 1) * perSender;
+  await waitFor("every message at every user", () => users.every((u) => got.get(u.name).length >= expected), 20000);
+  await sleep(500); // anything extra (a duplicate) would arrive now
+  for (const u of users) {
+    const msgs = got.get(u.name);
+    assert.equal(msgs.length, expected, `${u.name} (${u.me.replica}) got ${msgs.length}, want ${expected}`);
+    const bySender = new Map();
+    for (const m of msgs) {
+      const [sender, n] = m.message.split(":");
+      assert.notEqual(sender, u.name, "the sender's own socket got its message");
+      (bySender.get(sender) ?? bySender.set(sender, []).get(sender)).push(Number(n));
+    }
+    for (const [sender, ns] of bySender)
+      assert.deepEqual(ns, [...Array(perSender).keys()], `${u.name} saw ${sender}'s messages out of order or twice`);
+  }
+  const replicasOfSenders = new Set(users.map((u) => u.me.replica));
+  assert.equal(replicasOfSenders.size, 3);
+});
+
+test("room routing: a replica with no member in a room receives none of its traffic", async () => {
+  // Two users on one replica share a room nobody else is in.
+  const users = await spreadUsers("rt", 2, ["websocket"]);
+  const home = users[0].me.replica;
+  const pair = users.filter((u) => u.me.replica === home).slice(0, 2);
+  assert.equal(pair.length, 2);
+  for (const u of pair) assert.equal((await ask(u.socket, "join room", "quiet.room")).ok, true);
+  const others = c.replicaIds.filter((r) => r !== home);
+  // Let the binding settle, then measure.
+  await sleep(500);
+  const before = {};
+  for (const r of c.replicaIds) before[r] = await metric(c.urlOf(r), "chat_bus_consumed_total");
+  const got = collect(pair[1]);
+  const n = 200;
+  for (let i = 0; i < n; i++) {
+    const ack = await ask(pair[0].socket, "new message", { room: "quiet.room", message: `q${i}` });
+    assert.equal(ack.ok, true, JSON.stringify(ack));
+  }
+  await waitFor("the room member to get every message", () => got.filter((m) => m.room === "quiet.room").length === n);
+  await sleep(300);
+  const delta = {};
+  for (const r of c.replicaIds) delta[r] = (await metric(c.urlOf(r), "chat_bus_consumed_total")) - before[r];
+  // The home replica's queue is bound: it gets its own copies back (and drops them).
+  assert.ok(delta[home] >= n, `home replica ${home} consumed ${delta[home]} < ${n}`);
+  // The others get only control traffic (presence heartbeats, a few per second).
+  for (const r of others) assert.ok(delta[r] < n / 4, `replica ${r} without members consumed ${delta[r]} envelopes`);
+});
+
+test("SIGKILL a replica: its users reconnect through HAProxy and keep chatting; presence forgets it", async () => {
+  const users = await spreadUsers("k", 2, ["websocket", "polling"]);
+  const victim = users[0].me.replica;
+  const victims = users.filter((u) => u.me.replica === victim);
+  const survivors = users.filter((u) => u.me.replica !== victim);
+  const infoBefore = await ask(survivors[0].socket, "cluster info");
+  assert.ok(infoBefore.replicas.some((r) => r.id === victim), JSON.stringify(infoBefore));
+
+  // Victims log in again when their socket comes back (as the web page does).
+  const relogged = victims.map(
+    (u) =>
+      new Promise((resolve, reject) => {
+        u.socket.io.once("reconnect", async () => {
+          try {
+            resolve(await ask(u.socket, "add user", u.name));
+          } catch (e) {
+            reject(e);
+          }
+        });
+      }),
+  );
+  await c.killReplica(victim);
+  const again = await Promise.race([
+    Promise.all(relogged),
+    sleep(20000).then(() => {
+      throw new Error("victims did not reconnect within 20 s");
+    }),
+  ]);
+  for (const a of again) {
+    assert.equal(a.ok, true, JSON.stringify(a));
+    assert.notEqual(a.replica, victim, "reconnected to the dead replica");
+  }
+  // Presence: the dead replica and its old users are gone within a few seconds.
+  await waitFor(`cluster info without ${victim}`, async () => {
+    const info = await ask(survivors[0].socket, "cluster info");
+    return info.ok && !info.replicas.some((r) => r.id === victim);
+  }, 15000);
+  const alive = new Set([...survivors, ...victims].map((u) => u.socket.id));
+  await waitFor("numUsers to count only live sessions", async () => {
+    const list = await ask(survivors[0].socket, "list users", "general");
+    return list.ok && list.users.every((x) => x.replica !== victim);
+  }, 15000);
+  assert.ok(alive.size > 0);
+
+  // Moved users chat with the rest.
+  const got = collect(survivors[0]);
+  const ack = await ask(victims[0].socket, "new message", "back from the dead");
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  await waitFor("a survivor to get the moved user's message", () => got.some((m) => m.message === "back from the dead"), 10000);
+});
