@@ -320,7 +320,9 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       if (!outbox_.empty()) continue;
       publisher_idle_ = true;
     }
-    if (!c.has_buffered()) {
+    // The read loop above took every complete frame out of the library's
+    // buffer, so whatever is left there is a partial frame: wait for the socket.
+    {
       pollfd fds[2] = {{c.fd(), POLLIN, 0}, {publisher_wake_fd_, POLLIN, 0}};
       ::poll(fds, 2, stopping_ ? 20 : budget);
     }
@@ -490,13 +492,14 @@ bool AmqpBus::setup_consumer(AmqpConnection& c, std::string& queue, std::string&
   return true;
 }
 
-bool AmqpBus::apply_room_ops(AmqpConnection& c, const std::string& queue) {
+bool AmqpBus::apply_room_ops(AmqpConnection& c, const std::string& queue, bool& did_any) {
   std::vector<std::pair<bool, std::string>> ops;
   {
     std::lock_guard lock(rooms_mu_);
     if (room_ops_.empty()) return true;
     ops.swap(room_ops_);
   }
+  did_any = true;
   auto* conn = c.get();
   const auto exchange = amqp_cstring_bytes(config_.exchange.c_str());
   const auto qb = as_bytes(queue);
@@ -531,13 +534,20 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
     if (on_delivery_) on_delivery_(std::move(batch));
     batch = {};
   };
+  // After an RPC (setup, bind, unbind) complete deliveries may sit in the
+  // library's buffer where poll() cannot see them: read before waiting.
+  bool read_first = true;
   while (!stopping_) {
-    if (!apply_room_ops(c, queue)) return;
-    if (!c.has_buffered()) {
+    bool did_ops = false;
+    if (!apply_room_ops(c, queue, did_ops)) return;
+    // Otherwise only a partial frame can be buffered (the read loop below
+    // takes every complete one), so waiting for the socket is right.
+    if (!read_first && !did_ops && !amqp_frames_enqueued(conn)) {
       pollfd fds[2] = {{c.fd(), POLLIN, 0}, {consumer_wake_fd_, POLLIN, 0}};
       ::poll(fds, 2, budget);
       drain_wake(consumer_wake_fd_);
     }
+    read_first = false;
     for (;;) {
       amqp_maybe_release_buffers(conn);
       amqp_envelope_t env;

@@ -70,7 +70,8 @@ class AmqpBus final : public Bus {
   bool setup_consumer(AmqpConnection& c, std::string& queue, std::string& error);
   // Handle one frame read on the publisher connection; false = connection unusable.
   bool on_publisher_frame(const amqp_frame_t& frame, std::map<std::uint64_t, Pending>& inflight);
-  bool apply_room_ops(AmqpConnection& c, const std::string& queue);
+  // Apply queued (un)bindings; did_any tells whether RPCs were made.
+  bool apply_room_ops(AmqpConnection& c, const std::string& queue, bool& did_any);
   // Sleep up to ms unless stop() is called; false when stopping.
   bool backoff_sleep(int& attempt);
   // Wait until the consumer is up and the settle time passed, servicing heartbeats.

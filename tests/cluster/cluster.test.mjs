@@ -11,7 +11,8 @@ let c;
 const open = [];
 
 before(async () => {
-  c = await startCluster("main", { replicas: 3 });
+  // The room-routing test sends a few hundred messages from one user.
+  c = await startCluster("main", { replicas: 3, serverArgs: "--rate 1000 --burst 1000" });
 });
 
 after(async () => {

@@ -72,8 +72,9 @@ export async function metric(url, name) {
 }
 
 // Start a cluster; resolve with its handles. opts: replicas, amqpUrl (external
-// broker, may be down), wait (false: do not wait for readiness).
-export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = true } = {}) {
+// broker, may be down), wait (false: do not wait for readiness), serverArgs
+// (extra chat-server flags).
+export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = true, serverArgs = "" } = {}) {
   const dir = path.join(projectRoot, "run", `cluster-test-${name}`);
   // A previous run's saved broker ports may be taken now: start clean.
   fs.rmSync(dir, { recursive: true, force: true });
@@ -84,6 +85,7 @@ export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = tr
     "--base-port", String(basePort), "--stats-port", String(statsPort)];
   if (amqpUrl) args.push("--amqp-url", amqpUrl);
   if (!wait) args.push("--no-wait");
+  if (serverArgs) args.push("--server-args", serverArgs);
   const env = { ...process.env, CHAT_SERVER_BIN: serverBin };
   try {
     await run(script("cluster"), args, { cwd: projectRoot, env, timeout: 120000 });
