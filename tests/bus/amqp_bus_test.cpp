@@ -8,7 +8,10 @@
 #include "bus/amqp_bus.hpp"
 #include "bus/factory.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -346,6 +349,38 @@ TEST(AmqpBusNoBroker, NotReadyOutboxBoundedStopIsQuick) {
   EXPECT_EQ(confirms.failed(), 15);  // nothing was ever confirmed
   EXPECT_EQ(confirms.ok(), 0);
   EXPECT_TRUE(r.states().empty());  // never became ready
+}
+
+// A "broker" that accepts TCP connections (the kernel does, from the backlog)
+// but never says a word, like a frozen RabbitMQ: stop() must still be quick.
+TEST(AmqpBusNoBroker, StopIsQuickWhenTheBrokerHangs) {
+  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(lfd, 16), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  BusConfig c;
+  c.amqp_url = "amqp://guest:guest@127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  c.instance_id = "frozen";
+  c.rpc_timeout_ms = 30000;  // the library alone would wait this long
+  Recorder r;
+  {
+    AmqpBus bus(c);
+    bus.start(r.delivery(), r.state());
+    Confirms confirms;
+    bus.publish(make("frozen", "room", "1"), confirms.handler());
+    std::this_thread::sleep_for(500ms);  // both threads are now stuck in the login
+    EXPECT_FALSE(bus.status().ready);
+    const auto t0 = Clock::now();
+    bus.stop();
+    EXPECT_LT(Clock::now() - t0, 2s);
+    EXPECT_EQ(confirms.failed(), 1);
+  }
+  ::close(lfd);
 }
 
 TEST(AmqpBusConfig, BadUrlThrowsAtStartup) {

@@ -51,10 +51,13 @@ test("broker restart during 1000 messages: every acked message reaches every mem
   const senders = users.slice(0, 10);
   const acked = []; // { id, sender }
   const failed = [];
+  let phase = "before"; // when each message was sent, relative to the outage
+  const sentIn = { before: 0, outage: 0, after: 0 };
   const sending = Promise.all(
     senders.map(async (u) => {
       const pending = [];
       for (let i = 0; i < 100; i++) {
+        sentIn[phase]++;
         pending.push(
           u.socket
             .timeout(90000)
@@ -69,10 +72,14 @@ test("broker restart during 1000 messages: every acked message reaches every mem
   );
   await sleep(2500);
   const t0 = Date.now();
+  phase = "outage";
   await c.rabbit("stop");
   await c.rabbit("start");
+  phase = "after";
   const outage = Date.now() - t0;
   await sending;
+  // The restart really happened in the middle of the stream.
+  assert.ok(sentIn.before > 0 && sentIn.outage > 0 && sentIn.after > 0, JSON.stringify(sentIn));
   assert.deepEqual(failed, [], "some messages were refused or never acknowledged");
   assert.equal(acked.length, 1000);
 
