@@ -104,7 +104,7 @@ test("broker restart during 1000 messages: every acked message reaches every mem
   }
 });
 
-test("broker down at start: replicas serve local users, /readyz is 503, then they join", async () => {
+test("broker down at start: replicas serve local users, /readyz is 503, then they join; broker SIGKILL later", async () => {
   const port = await freePort();
   const c = await startCluster("nobroker", {
     replicas: 2,
@@ -144,4 +144,19 @@ test("broker down at start: replicas serve local users, /readyz is 503, then the
   await waitFor("cross-replica messages", () => aliceGot.includes("hello from r2") && carolGot.includes("hello from r1"), 10000);
   // And through the balancer, now that the replicas are ready.
   await waitFor("HAProxy to route again", async () => (await readyz(c.lbUrl)) === 200, 15000);
+
+  // SIGKILL the broker: the replicas notice, report not ready, keep their
+  // users, and come back when a broker is there again.
+  await c.rabbit("kill");
+  await waitFor("replicas to report the broker gone", async () => (await readyz(r1)) === 503 && (await readyz(r2)) === 503, 30000);
+  const during = a.socket.timeout(60000).emitWithAck("new message", "during the outage");
+  await c.rabbit("start", ["--port", String(port)]);
+  await waitFor("both replicas ready again", async () => (await readyz(r1)) === 200 && (await readyz(r2)) === 200, 30000);
+  assert.equal((await during).ok, true);
+  await waitFor("the held message at r2", () => carolGot.includes("during the outage"), 10000);
+  assert.equal((await ask(carol.socket, "new message", "after the kill")).ok, true);
+  await waitFor("cross-replica chat after the kill", () => aliceGot.includes("after the kill"), 10000);
+  await sleep(300);
+  assert.equal(carolGot.filter((m) => m === "during the outage").length, 1, "delivered twice");
+  assert.equal(aliceGot.filter((m) => m === "after the kill").length, 1, "delivered twice");
 });
