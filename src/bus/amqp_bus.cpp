@@ -260,6 +260,7 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
   std::optional<Clock::time_point> flush_deadline;
   const auto exchange = amqp_cstring_bytes(config_.exchange.c_str());
   const int budget = poll_budget_ms(config_.heartbeat_s);
+  const std::size_t max_inflight = std::max<std::size_t>(1, config_.max_inflight);
   for (;;) {
     if (stopping_) {
       if (!flush_deadline) flush_deadline = Clock::now() + milliseconds(1000);
@@ -273,7 +274,10 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
     batch.clear();
     {
       std::lock_guard lock(outbox_mu_);
-      const auto n = std::min(outbox_.size(), std::max<std::size_t>(1, config_.max_batch));
+      // Unconfirmed publishes are bounded too: a broker that reads but never
+      // confirms must not make the in-flight map grow without limit.
+      const auto room = max_inflight > inflight.size() ? max_inflight - inflight.size() : 0;
+      const auto n = std::min({outbox_.size(), std::max<std::size_t>(1, config_.max_batch), room});
       for (std::size_t i = 0; i < n; ++i) {
         batch.push_back(std::move(outbox_.front()));
         outbox_.pop_front();
@@ -317,7 +321,7 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
     if (!batch.empty()) continue;
     {
       std::lock_guard lock(outbox_mu_);
-      if (!outbox_.empty()) continue;
+      if (!outbox_.empty() && inflight.size() < max_inflight) continue;
       publisher_idle_ = true;
     }
     // The read loop above took every complete frame out of the library's

@@ -289,6 +289,29 @@ TEST_F(AmqpBusTest, ThousandsInOrderNoneTwice) {
   for (int i = 0; i < kN; ++i) ASSERT_EQ(got[i]->id, std::to_string(i)) << "order broken at " << i;
 }
 
+TEST_F(AmqpBusTest, SmallInflightWindowAndBatchesStillDeliverEverything) {
+  Recorder ra, rb;
+  auto ca = config("a");
+  ca.max_inflight = 3;  // the publisher waits for confirms every 3 messages
+  ca.max_batch = 2;
+  auto cb = config("b");
+  cb.max_batch = 1;  // one delivery per handler call
+  AmqpBus a(ca), b(cb);
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }));
+  b.bind_room("w");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
+  Confirms confirms;
+  for (int i = 0; i < 300; ++i)
+    a.publish(make(ca.instance_id, "w", std::to_string(i)), confirms.handler());
+  ASSERT_TRUE(confirms.wait_total(300, 20s));
+  EXPECT_EQ(confirms.ok(), 300);
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= 300; }, 10s));
+  const auto got = rb.got();
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(got[i]->id, std::to_string(i));
+}
+
 TEST_F(AmqpBusTest, ReconnectsAfterBrokerClosesConnections) {
   Recorder ra, rb;
   AmqpBus a(config("a")), b(config("b"));
