@@ -46,6 +46,8 @@ void WsConnection::on_accept(beast::error_code ec) {
       session_.reset();
       return close();
     }
+  } else if (server_.shutting_down()) {
+    return close();  // accepted while the server began to drain: no new session
   } else {
     session_ = server_.create_session(worker_, true, raw_echo_, std::move(handshake_));
     session_->attach_websocket(self);
