@@ -149,13 +149,14 @@ before(async () => {
   for (let n = 1; n <= 3; n++) await startTask(n);
   const lbPort = await freePort("127.0.0.1");
   lbUrl = `http://127.0.0.1:${lbPort}`;
-  // Only what cannot be the same on one machine is overridden: where the DNS
-  // and the balancer listen, and the replicas' shared port.
+  // Only what cannot be the same on one machine is overridden: where the DNS,
+  // the balancer and its stats page listen, and the replicas' shared port.
   const env = {
     PATH: process.env.PATH,
     ...stackEnv,
     DNS_SERVER: `127.0.0.1:${dns.port}`,
     LB_PORT: String(lbPort),
+    STATS_PORT: String(await freePort("127.0.0.1")),
     CHAT_PORT: String(chatPort),
   };
   lb = spawn("haproxy", ["-db", "-f", haproxyCfg], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
