@@ -101,7 +101,7 @@ async function startTask(n) {
     serverBin,
     ["--host", address, "--port", String(chatPort), "--replica-id", id],
     // In-process bus: relaying is the cluster tests' job, balancing is ours.
-    { env: { ...process.env, AMQP_URL: "", LOG_LEVEL: "warn" }, ready: /listening on http:/ },
+    { env: { ...process.env, AMQP_URL: "", LOG_LEVEL: "info" }, ready: /listening on http:/ },
   );
   tasks.set(address, { id, proc });
   dns.set([...tasks.keys()]);
