@@ -685,6 +685,8 @@ BusStatus AmqpBus::status() const {
   s.outbox_dropped = outbox_dropped_.load(std::memory_order_relaxed);
   s.reconnects = reconnects_.load(std::memory_order_relaxed);
   s.bound_rooms = bound_rooms_.load(std::memory_order_relaxed);
+  s.duplicates = duplicates_.load(std::memory_order_relaxed);
+  s.bad_envelopes = bad_envelopes_.load(std::memory_order_relaxed);
   std::lock_guard lock(error_mu_);
   s.last_error = last_error_;
   return s;

@@ -47,7 +47,9 @@ struct BusStatus {
   std::uint64_t outbox_depth = 0;    // waiting for a connection
   std::uint64_t outbox_dropped = 0;  // lost to outbox overflow (confirm false)
   std::uint64_t reconnects = 0;
-  std::uint64_t bound_rooms = 0;  // room bindings currently in place
+  std::uint64_t bound_rooms = 0;    // room bindings currently in place
+  std::uint64_t duplicates = 0;     // re-published copies dropped by the consumer
+  std::uint64_t bad_envelopes = 0;  // deliveries that did not parse (dropped)
   std::string last_error;
 };
 
