@@ -244,6 +244,7 @@ bool AmqpBus::settle_after_reconnect(AmqpConnection& c) {
     timeval tv{0, 200000};
     const int st = amqp_simple_wait_frame_noblock(c.get(), &frame, &tv);
     if (st == AMQP_STATUS_TIMEOUT) continue;
+    c.note_rx();
     if (st != AMQP_STATUS_OK) {
       set_error("publisher: " + AmqpConnection::describe(st));
       return false;
@@ -315,7 +316,12 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
         set_error("publisher: " + AmqpConnection::describe(st));
         return;
       }
+      c.note_rx();
       if (!on_publisher_frame(frame, inflight)) return;
+    }
+    if (c.silent_too_long()) {
+      set_error("publisher: the broker has been silent for two heartbeat intervals");
+      return;
     }
     amqp_maybe_release_buffers(conn);
     if (!batch.empty()) continue;
@@ -328,7 +334,7 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
     // buffer, so whatever is left there is a partial frame: wait for the socket.
     {
       pollfd fds[2] = {{c.fd(), POLLIN, 0}, {publisher_wake_fd_, POLLIN, 0}};
-      ::poll(fds, 2, stopping_ ? 20 : budget);
+      if (::poll(fds, 2, stopping_ ? 20 : budget) > 0 && fds[0].revents != 0) c.note_rx();
     }
     {
       std::lock_guard lock(outbox_mu_);
@@ -548,16 +554,22 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
     // takes every complete one), so waiting for the socket is right.
     if (!read_first && !did_ops && !amqp_frames_enqueued(conn)) {
       pollfd fds[2] = {{c.fd(), POLLIN, 0}, {consumer_wake_fd_, POLLIN, 0}};
-      ::poll(fds, 2, budget);
+      if (::poll(fds, 2, budget) > 0 && fds[0].revents != 0) c.note_rx();
       drain_wake(consumer_wake_fd_);
     }
     read_first = false;
+    if (c.silent_too_long()) {
+      flush();
+      set_error("consumer: the broker has been silent for two heartbeat intervals");
+      return;
+    }
     for (;;) {
       amqp_maybe_release_buffers(conn);
       amqp_envelope_t env;
       timeval zero{0, 0};
       const auto r = amqp_consume_message(conn, &env, &zero, 0);
       if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        c.note_rx();
         consumed_.fetch_add(1, std::memory_order_relaxed);
         const auto& props = env.message.properties;
         const bool own = (props._flags & AMQP_BASIC_APP_ID_FLAG) &&

@@ -2,6 +2,8 @@
 #include "bus/amqp_connection.hpp"
 
 #include <amqp_tcp_socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <fmt/format.h>
@@ -76,6 +78,11 @@ bool AmqpConnection::open(const AmqpUrl& url, const std::string& name, int heart
     std::lock_guard lock(fd_mu_);
     fd_ = amqp_get_sockfd(conn_);
   }
+  // Unacknowledged outgoing data for longer than this kills the connection
+  // in the kernel, so a send to a vanished broker fails instead of hanging.
+  const unsigned user_timeout_ms =
+      static_cast<unsigned>(heartbeat_s > 0 ? (heartbeat_s * 2 + 1) * 1000 : 30000);
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
   // connection_name lets an operator (and the tests) tell the connections apart.
   amqp_table_entry_t prop;
   prop.key = amqp_cstring_bytes("connection_name");
@@ -97,7 +104,14 @@ bool AmqpConnection::open(const AmqpUrl& url, const std::string& name, int heart
     abandon();
     return false;
   }
+  heartbeat_s_ = amqp_get_heartbeat(conn_);
+  note_rx();
   return true;
+}
+
+bool AmqpConnection::silent_too_long() const {
+  if (heartbeat_s_ <= 0) return false;
+  return std::chrono::steady_clock::now() - last_rx_ > std::chrono::seconds(2 * heartbeat_s_ + 1);
 }
 
 void AmqpConnection::close() {

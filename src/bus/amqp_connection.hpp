@@ -50,6 +50,13 @@ class AmqpConnection {
   // Frames or bytes already read into the library's buffers (poll() would not see them).
   bool has_buffered() const;
 
+  // rabbitmq-c detects a silent broker only while it waits inside a call with
+  // a timeout; our calls do not wait (we poll() ourselves), so the owner
+  // notes every sign of life and asks whether the broker has been silent for
+  // more than two heartbeat intervals.
+  void note_rx() { last_rx_ = std::chrono::steady_clock::now(); }
+  bool silent_too_long() const;
+
   // Readable reason of a failed RPC ("" when it succeeded).
   static std::string describe(const amqp_rpc_reply_t& r);
   // Readable reason of a failed status code.
@@ -61,6 +68,8 @@ class AmqpConnection {
   amqp_connection_state_t conn_ = nullptr;
   mutable std::mutex fd_mu_;  // guards interrupt() against the socket being freed
   int fd_ = -1;
+  int heartbeat_s_ = 0;
+  std::chrono::steady_clock::time_point last_rx_{};
 };
 
 }  // namespace chat::bus
