@@ -180,6 +180,12 @@ class AmqpBusTest : public ::testing::Test {
     exchange_ = "chat-test-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   }
 
+  // The bus declares a durable exchange per test: do not leave them behind.
+  void TearDown() override {
+    if (!url_.empty())
+      run("curl -sf -u guest:guest -X DELETE '" + mgmt_ + "/api/exchanges/%2F/" + exchange_ + "'");
+  }
+
   BusConfig config(const std::string& instance) {
     BusConfig c;
     c.amqp_url = url_;
