@@ -87,8 +87,24 @@ SendResult EngineSession::send(OutPacket p, bool droppable) {
   }
   queued_bytes_ += size;
   queue_.push_back(std::move(p));
-  flush();
+  schedule_flush();
   return SendResult::ok;
+}
+
+void EngineSession::schedule_flush() {
+  if (kind_ == Kind::websocket) {
+    if (ws_) ws_->kick();
+    return;
+  }
+  // Answer the parked GET on the next loop turn, so that everything queued in
+  // this turn (a broadcast burst, a CONNECT reply and its first event) goes
+  // in one response instead of one round trip each.
+  if (!pending_get_ || flush_posted_) return;
+  flush_posted_ = true;
+  boost::asio::post(context(), [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    if (!self->closed_) self->flush();
+  });
 }
 
 void EngineSession::flush() {

@@ -105,6 +105,7 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
  private:
   void on_packet(protocol::eio::Packet p);
   void flush();
+  void schedule_flush();
   std::string take_polling_body();
   void schedule_ping();
   void on_ping_timer();
@@ -131,7 +132,8 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   bool awaiting_pong_ = false;
   bool closing_ = false;  // graceful close requested: close when the queue is empty
   bool closed_ = false;
-  bool doomed_ = false;  // slow reader: close is posted, nothing more is queued
+  bool flush_posted_ = false;  // a polling flush is posted for this turn
+  bool doomed_ = false;        // slow reader: close is posted, nothing more is queued
   std::string close_reason_;
 };
 

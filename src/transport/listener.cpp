@@ -5,6 +5,7 @@
 #include "transport/server_impl.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 
 namespace chat::transport {
@@ -16,7 +17,14 @@ Listener::Listener(ServerImpl& server)
     : server_(server), acceptor_(server.workers().at(0)), backoff_(server.workers().at(0)) {}
 
 std::uint16_t Listener::open(const std::string& host, std::uint16_t port) {
-  const auto address = asio::ip::make_address(host);
+  // An IP literal, or a host name such as "localhost" (first address wins).
+  boost::system::error_code parse_error;
+  auto address = asio::ip::make_address(host, parse_error);
+  if (parse_error) {
+    tcp::resolver resolver(acceptor_.get_executor());
+    const auto results = resolver.resolve(host, std::to_string(port));  // throws on failure
+    address = results.begin()->endpoint().address();
+  }
   tcp::endpoint ep(address, port);
   acceptor_.open(ep.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
