@@ -661,7 +661,8 @@ void AmqpBus::report_state() {
     std::lock_guard el(error_mu_);
     last_error_.clear();
   }
-  spdlog::info("bus {}", ready ? "ready" : "not ready");
+  spdlog::info("bus: {}",
+               ready ? "broker connected (publishing and consuming)" : "broker unavailable");
   if (on_state_) on_state_(ready);
 }
 
