@@ -101,5 +101,18 @@ TEST(Dedupe, DropsRepeatsWithinTheWindowPerOrigin) {
   EXPECT_EQ(w.origins(), 2u);
 }
 
+TEST(Dedupe, ForgetsOriginsIdleLongerThanTheTtl) {
+  using namespace std::chrono_literals;
+  DedupeWindow w(10, std::chrono::seconds(600));
+  const auto t0 = DedupeWindow::Clock::now();
+  EXPECT_TRUE(w.first_time("old", "1", t0));
+  EXPECT_TRUE(w.first_time("live", "1", t0));
+  EXPECT_TRUE(w.first_time("live", "2", t0 + 500s));
+  // 11 minutes on: "old" was silent for longer than the ttl, "live" was not.
+  EXPECT_TRUE(w.first_time("live", "3", t0 + 660s));
+  EXPECT_EQ(w.origins(), 1u);
+  EXPECT_FALSE(w.first_time("live", "2", t0 + 661s));  // still remembered
+}
+
 }  // namespace
 }  // namespace chat::bus
