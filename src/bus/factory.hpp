@@ -26,9 +26,10 @@ struct BusConfig {
   // so the other replicas, reconnecting with their own backoff, have their
   // queues and bindings back before the broker routes (and confirms) anything.
   int resume_settle_ms = 2500;
-  std::size_t dedupe_window = 4096;  // ids remembered per origin to drop re-published duplicates
-  std::size_t max_batch = 256;       // deliveries handed to the app per call
-  std::size_t max_inflight = 10000;  // publishes sent but not yet confirmed
+  std::size_t dedupe_window = 16384;  // ids remembered per origin; above max_inflight, so
+                                      // every possible re-publish is recognised
+  std::size_t max_batch = 256;        // deliveries handed to the app per call
+  std::size_t max_inflight = 10000;   // publishes sent but not yet confirmed
 };
 
 std::unique_ptr<Bus> make_bus(const BusConfig& config);
