@@ -212,7 +212,7 @@ void EngineSession::protocol_error(const std::string& reason) {
   close("parse error");
 }
 
-EngineSession::PollResult EngineSession::poll(PollResponder respond) {
+EngineSession::PollResult EngineSession::poll(PollResponder respond, const void* owner) {
   if (closed_ || kind_ != Kind::polling) return PollResult::bad_request;
   if (pending_get_) {
     // Two GETs at once: the first gets a close packet, the second 400.
@@ -224,6 +224,7 @@ EngineSession::PollResult EngineSession::poll(PollResponder respond) {
     return PollResult::ok;
   }
   pending_get_ = std::move(respond);
+  pending_owner_ = owner;
   if (!queue_.empty()) {
     flush();
   } else if (closing_) {
@@ -232,8 +233,8 @@ EngineSession::PollResult EngineSession::poll(PollResponder respond) {
   return PollResult::ok;
 }
 
-void EngineSession::poll_aborted() {
-  if (closed_ || !pending_get_) return;
+void EngineSession::poll_aborted(const void* owner) {
+  if (closed_ || !pending_get_ || pending_owner_ != owner) return;
   pending_get_ = nullptr;
   close("transport close");
 }

@@ -76,9 +76,11 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   // A GET for this session. Answered now or when something is queued.
   // Returns false (and answers nothing) when the request must get 400.
   enum class PollResult { ok, bad_request };
-  PollResult poll(PollResponder respond);
+  // owner identifies the HTTP connection that carries the GET.
+  PollResult poll(PollResponder respond, const void* owner);
   // The parked GET's TCP connection went away.
-  void poll_aborted();
+  // Ignored unless that connection's GET is still the parked one.
+  void poll_aborted(const void* owner);
   // A POST body. Returns false when the session was closed for bad input.
   PollResult post(std::string_view body);
 
@@ -123,6 +125,7 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   std::size_t queued_bytes_ = 0;
 
   PollResponder pending_get_;
+  const void* pending_owner_ = nullptr;
   std::shared_ptr<WsLink> ws_;
   std::shared_ptr<WsLink> probe_;
   bool upgrading_ = false;  // probe answered, waiting for "5"

@@ -111,7 +111,8 @@ void HttpConnection::on_read(beast::error_code ec) {
     if (parked_ && !parked_sid_.empty()) {
       // The client gave up on its parked GET: that ends the session.
       if (auto s = server_.find_session(parked_sid_))
-        asio::post(server_.workers().at(s->worker()), [s] { s->poll_aborted(); });
+        asio::post(server_.workers().at(s->worker()),
+                   [s, owner = static_cast<const void*>(this)] { s->poll_aborted(owner); });
     }
     closed_ = true;
     beast::error_code ignored;
@@ -263,15 +264,17 @@ void HttpConnection::handle_engine(Request& req, const std::map<std::string, std
       self->send(std::move(res));
     });
   };
-  asio::post(server_.workers().at(session->worker()), [session, req_ptr, is_get, finish]() {
-    if (is_get) {
-      auto r = session->poll([finish](std::string body) { finish(true, std::move(body), false); });
-      if (r == EngineSession::PollResult::bad_request) finish(false, {}, false);
-    } else {
-      auto r = session->post(req_ptr->body());
-      finish(r == EngineSession::PollResult::ok, "ok", true);
-    }
-  });
+  asio::post(server_.workers().at(session->worker()),
+             [session, req_ptr, is_get, finish, owner = static_cast<const void*>(this)]() {
+               if (is_get) {
+                 auto r = session->poll(
+                     [finish](std::string body) { finish(true, std::move(body), false); }, owner);
+                 if (r == EngineSession::PollResult::bad_request) finish(false, {}, false);
+               } else {
+                 auto r = session->post(req_ptr->body());
+                 finish(r == EngineSession::PollResult::ok, "ok", true);
+               }
+             });
   if (is_get) read_request();  // notice when the client closes the parked request
 }
 
