@@ -237,6 +237,12 @@ void HttpConnection::handle_engine(Request& req, const std::map<std::string, std
   const bool is_get = req.method() == http::verb::get;
   if (!is_get && req.method() != http::verb::post)
     return send_engine_error(req, 400, 2, "Bad handshake method");
+  if (!is_get && req[http::field::content_type] == "application/octet-stream") {
+    // Engine.IO v4 sends binary as "b<base64>" text; raw bytes are a v3 client.
+    asio::post(server_.workers().at(session->worker()),
+               [session] { session->protocol_error("binary polling body"); });
+    return send_engine_error(req, 400, 3, "Bad request");
+  }
 
   // The session lives on its own worker: ask there, answer here.
   parked_ = true;
