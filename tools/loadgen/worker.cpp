@@ -189,7 +189,7 @@ void Worker::on_closed(Connection& conn, std::string_view what) {
     } else {
       ++counters_.disconnects;
     }
-    if (!options_.quiet && counters_.errors() <= 5)
+    if (counters_.errors() <= 5)
       fprintf(stderr, "connection %zu: %.*s\n", c.index, static_cast<int>(what.size()),
               what.data());
   }
