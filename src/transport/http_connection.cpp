@@ -26,6 +26,9 @@ using tcp = asio::ip::tcp;
 
 namespace {
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
+// A new connection must deliver its first request quickly: a client that
+// connects and dribbles header bytes should not hold a descriptor for long.
+constexpr auto kFirstRequestTimeout = std::chrono::seconds(10);
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
 
 int hex(char c) {
@@ -90,7 +93,7 @@ void HttpConnection::read_request() {
   if (parked_)
     stream_.expires_never();
   else
-    stream_.expires_after(kIdleTimeout);
+    stream_.expires_after(served_ ? kIdleTimeout : kFirstRequestTimeout);
   http::async_read(
       stream_, buffer_, *parser_,
       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
@@ -128,6 +131,7 @@ void HttpConnection::on_read(beast::error_code ec) {
 }
 
 void HttpConnection::handle(Request req) {
+  served_ = true;
   WorkerStats::add(server_.worker_stats(worker_).http_requests_total, 1);
   const std::string_view target = req.target();
   const auto qpos = target.find('?');

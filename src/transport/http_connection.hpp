@@ -56,6 +56,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   std::string parked_sid_;
   std::optional<Request> next_;  // a request read while a response was pending
   bool closed_ = false;
+  bool served_ =
+      false;  // at least one request read (idle timeout instead of the first-request one)
 };
 
 }  // namespace chat::transport
