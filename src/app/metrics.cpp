@@ -60,6 +60,9 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
         "Failed accepts (EMFILE and others); the loop backs off", t.accept_errors_total);
   w.put("chat_transport_connections_refused_total", C, "Connections refused over max-connections",
         t.connections_refused_total);
+  w.put("chat_transport_ws_writes_total", C,
+        "Socket writes on WebSockets; each carries every frame queued at the time",
+        t.ws_writes_total);
 
   w.put("chat_bus_ready", G, "1 when publishing and consuming work", b.ready ? 1 : 0);
   w.put("chat_bus_publisher_up", G, "Publisher connection up", b.publisher_up ? 1 : 0);
@@ -73,6 +76,10 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
   w.put("chat_bus_outbox_dropped_total", C, "Envelopes lost to outbox overflow", b.outbox_dropped);
   w.put("chat_bus_reconnects_total", C, "Broker reconnections", b.reconnects);
   w.put("chat_bus_bound_rooms", G, "Room bindings in place", b.bound_rooms);
+  w.put("chat_bus_duplicates_total", C, "Re-published copies dropped by the consumer",
+        b.duplicates);
+  w.put("chat_bus_bad_envelopes_total", C, "Deliveries that did not parse (dropped)",
+        b.bad_envelopes);
 
   if (c) {
     w.put("chat_users_local", G, "Logged-in users on this replica", c->users_local);

@@ -156,6 +156,7 @@ struct Stats {
   std::uint64_t bytes_out_total = 0;
   std::uint64_t accept_errors_total = 0;        // EMFILE/ENFILE and others; the loop backs off
   std::uint64_t connections_refused_total = 0;  // over max_connections
+  std::uint64_t ws_writes_total = 0;  // socket writes on WebSockets (each carries 1+ frames)
 };
 
 class Server {

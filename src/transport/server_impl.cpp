@@ -178,6 +178,7 @@ Stats ServerImpl::stats() const {
     out.bytes_out_total += ld(s.bytes_out_total);
     out.accept_errors_total += ld(s.accept_errors_total);
     out.connections_refused_total += ld(s.connections_refused_total);
+    out.ws_writes_total += ld(s.ws_writes_total);
   }
   return out;
 }

@@ -9,6 +9,8 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/websocket/error.hpp>
 
+#include <vector>
+
 namespace chat::transport {
 
 namespace asio = boost::asio;
@@ -28,10 +30,11 @@ WsConnection::WsConnection(ServerImpl& server, unsigned worker, asio::ip::tcp::s
       handshake_(std::move(handshake)) {}
 
 void WsConnection::run() {
+  ws_.next_layer().set_owner(weak_from_this(),
+                             [this](const beast::error_code& ec) { on_written(ec); });
   beast::get_lowest_layer(ws_).expires_never();
   ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws_.read_message_max(server_.options().max_payload);
-  ws_.auto_fragment(false);
   ws_.async_accept(req_,
                    [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
 }
@@ -88,39 +91,62 @@ void WsConnection::send_direct(OutPacket p) {
   kick();
 }
 
+namespace {
+// Connections of this worker with something new to write. They are flushed
+// together at the end of the current turn of the event loop, so that every
+// packet queued in this turn (a burst of broadcasts) leaves in one write.
+thread_local std::vector<std::shared_ptr<WsConnection>> t_dirty;
+}  // namespace
+
 void WsConnection::kick() {
-  if (writing_ || closed_ || !accepted_) return;
-  OutPacket p;
-  if (!own_.empty()) {
-    p = std::move(own_.front());
-    own_.pop_front();
-  } else if (!session_ || !session_->pop_for_ws(this, p)) {
-    if (closing_) {
-      closed_ = true;
-      server_.io_begin();
-      ws_.async_close(websocket::close_code::normal,
-                      [self = shared_from_this()](beast::error_code) {
-                        self->server_.io_end();
-                        self->session_.reset();
-                      });
-    }
-    return;
+  if (flush_scheduled_ || closed_ || !accepted_) return;
+  flush_scheduled_ = true;
+  if (t_dirty.empty()) {
+    asio::post(ws_.get_executor(), [] {
+      auto dirty = std::move(t_dirty);
+      t_dirty.clear();
+      for (auto& c : dirty) {
+        c->flush_scheduled_ = false;
+        c->flush();
+      }
+    });
   }
-  writing_ = true;
-  current_ = std::move(p);
-  ws_.binary(current_.binary);
-  server_.io_begin();
-  ws_.async_write(
-      asio::buffer(*current_.data),
-      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
+  t_dirty.push_back(shared_from_this());
 }
 
-void WsConnection::on_write(beast::error_code ec) {
-  server_.io_end();
-  writing_ = false;
-  current_.data.reset();
+void WsConnection::flush() {
+  if (closed_ || !accepted_) return;
+  auto& out = ws_.next_layer();
+  if (out.failed()) return;
+  // Beast got a close frame from the peer and answered it: nothing may follow.
+  if (!ws_.is_open()) return;
+  bool drained = false;
+  while (out.waiting_bytes() < kCorkBytes) {
+    OutPacket p;
+    if (!own_.empty()) {
+      p = std::move(own_.front());
+      own_.pop_front();
+    } else if (!session_ || !session_->pop_for_ws(this, p)) {
+      drained = true;
+      break;
+    }
+    out.write_frame(p.binary, std::move(p.data));
+  }
+  if (drained && closing_) {
+    closed_ = true;
+    server_.io_begin();
+    // The close frame queues behind the data frames in the same stream.
+    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {
+      self->server_.io_end();
+      self->session_.reset();
+    });
+  }
+}
+
+void WsConnection::on_written(const beast::error_code& ec) {
+  WorkerStats::add(server_.worker_stats(worker_).ws_writes_total, 1);
   if (ec) return fail("transport error");
-  kick();
+  flush();
 }
 
 void WsConnection::close() {

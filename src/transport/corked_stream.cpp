@@ -1,0 +1,114 @@
+// CorkedStream; see corked_stream.hpp.
+#include "transport/corked_stream.hpp"
+
+#include <boost/asio/write.hpp>
+
+namespace chat::transport {
+
+namespace {
+// Payloads up to this size are copied into the batch; larger ones are
+// referenced (they are shared by every receiver of a broadcast).
+constexpr std::size_t kCopyLimit = 1024;
+// A batch buffer that grew past this is released after its write, so a burst
+// does not pin memory on every connection.
+constexpr std::size_t kKeepCapacity = 16 * 1024;
+}  // namespace
+
+void CorkedStream::Batch::clear() {
+  if (bytes.capacity() > kKeepCapacity)
+    std::string().swap(bytes);
+  else
+    bytes.clear();
+  if (chunks.capacity() > 64)
+    std::vector<Chunk>().swap(chunks);
+  else
+    chunks.clear();
+  size = 0;
+}
+
+void CorkedStream::append_copy(const char* data, std::size_t n) {
+  if (n == 0) return;
+  auto& b = filling_;
+  if (b.chunks.empty() || b.chunks.back().ref)
+    b.chunks.push_back(Chunk{nullptr, b.bytes.size(), 0});
+  b.bytes.append(data, n);
+  b.chunks.back().size += n;
+  b.size += n;
+}
+
+void CorkedStream::write_frame(bool binary, std::shared_ptr<const std::string> payload) {
+  if (error_) return;
+  // RFC 6455 5.2: FIN + opcode, then the length (7 bits, 16 or 64 bits);
+  // frames from a server are not masked.
+  const std::size_t len = payload ? payload->size() : 0;
+  unsigned char header[10];
+  std::size_t h = 0;
+  header[h++] = static_cast<unsigned char>(0x80 | (binary ? 0x2 : 0x1));
+  if (len < 126) {
+    header[h++] = static_cast<unsigned char>(len);
+  } else if (len <= 0xFFFF) {
+    header[h++] = 126;
+    header[h++] = static_cast<unsigned char>(len >> 8);
+    header[h++] = static_cast<unsigned char>(len);
+  } else {
+    header[h++] = 127;
+    for (int shift = 56; shift >= 0; shift -= 8)
+      header[h++] = static_cast<unsigned char>(static_cast<std::uint64_t>(len) >> shift);
+  }
+  append_copy(reinterpret_cast<const char*>(header), h);
+  if (len <= kCopyLimit) {
+    append_copy(payload ? payload->data() : nullptr, len);
+  } else {
+    filling_.chunks.push_back(Chunk{std::move(payload), 0, len});
+    filling_.size += len;
+  }
+  start();
+}
+
+void CorkedStream::start() {
+  if (writing_ || error_ || filling_.size == 0) return;
+  auto owner = owner_.lock();
+  if (!owner) return;  // the connection is going away
+  std::swap(filling_, sending_);
+  iov_.clear();
+  for (const auto& c : sending_.chunks) {
+    const char* base = c.ref ? c.ref->data() : sending_.bytes.data();
+    iov_.emplace_back(base + c.offset, c.size);
+  }
+  writing_ = true;
+  ++socket_writes_;
+  boost::asio::async_write(
+      next_, iov_,
+      [this, owner = std::move(owner)](const boost::system::error_code& ec, std::size_t) {
+        on_write(ec);
+      });
+}
+
+void CorkedStream::on_write(const boost::system::error_code& ec) {
+  writing_ = false;
+  sending_.clear();
+  if (ec && !error_) error_ = ec;
+  if (on_written_) on_written_(ec);  // may queue more frames (and start writing them)
+  start();
+  if (drained_ && (error_ || (!writing_ && filling_.size == 0))) {
+    auto then = std::move(drained_);
+    drained_ = nullptr;
+    then();
+  }
+}
+
+void CorkedStream::when_drained(std::function<void()> then) {
+  if (error_ || (!writing_ && filling_.size == 0)) {
+    // Not inline: Beast expects its teardown to complete asynchronously.
+    boost::asio::post(get_executor(), std::move(then));
+    return;
+  }
+  drained_ = std::move(then);
+}
+
+void teardown(boost::beast::role_type role, CorkedStream& stream, boost::system::error_code& ec) {
+  using boost::beast::websocket::teardown;
+  teardown(role, stream.next_layer().socket(), ec);
+}
+
+}  // namespace chat::transport

@@ -1,0 +1,134 @@
+// CorkedStream: the layer between Beast's WebSocket stream and the TCP socket
+// that gathers outgoing bytes, so that many WebSocket frames leave in one
+// write call instead of one system call (and one Beast write operation) each.
+//
+// Data frames do not go through Beast's write path at all: the connection
+// appends complete server frames (unmasked, FIN set) with write_frame().
+// Beast's own writes (the 101 answer, pongs, close frames) arrive through
+// async_write_some, are copied in order behind whatever is already queued, and
+// complete at once. So every frame is whole on the wire and nothing
+// interleaves. One socket write is in flight at a time; what arrives meanwhile
+// waits in a second batch and leaves when the first is done.
+//
+// Small payloads are copied into the batch (one contiguous buffer); large
+// shared payloads are referenced, not copied, and written with gather I/O.
+#pragma once
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/role.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/websocket/teardown.hpp>
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace chat::transport {
+
+class CorkedStream {
+ public:
+  using next_layer_type = boost::beast::tcp_stream;
+  using executor_type = next_layer_type::executor_type;
+  // Called after each socket write completes (ec set when it failed).
+  using WrittenHandler = std::function<void(const boost::system::error_code&)>;
+
+  explicit CorkedStream(boost::asio::ip::tcp::socket socket) : next_(std::move(socket)) {}
+
+  executor_type get_executor() noexcept { return next_.get_executor(); }
+  next_layer_type& next_layer() noexcept { return next_; }
+  const next_layer_type& next_layer() const noexcept { return next_; }
+
+  // owner is kept alive while a socket write is in flight.
+  void set_owner(std::weak_ptr<void> owner, WrittenHandler on_written) {
+    owner_ = std::move(owner);
+    on_written_ = std::move(on_written);
+  }
+
+  // Append one complete unfragmented frame (text or binary) and start writing.
+  void write_frame(bool binary, std::shared_ptr<const std::string> payload);
+
+  // Bytes waiting for the next socket write (not counting the one in flight).
+  std::size_t waiting_bytes() const noexcept { return filling_.size; }
+  bool writing() const noexcept { return writing_; }
+  bool failed() const noexcept { return static_cast<bool>(error_); }
+  std::uint64_t socket_writes() const noexcept { return socket_writes_; }
+
+  template <class MutableBufferSequence, class ReadToken>
+  auto async_read_some(const MutableBufferSequence& buffers, ReadToken&& token) {
+    return next_.async_read_some(buffers, std::forward<ReadToken>(token));
+  }
+
+  // Beast's writes: copied behind the queued frames, completed at once.
+  template <class ConstBufferSequence, class WriteToken>
+  auto async_write_some(const ConstBufferSequence& buffers, WriteToken&& token) {
+    return boost::asio::async_initiate<WriteToken, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, const ConstBufferSequence& bufs) {
+          boost::system::error_code ec = error_;
+          std::size_t n = 0;
+          if (!ec) {
+            for (auto it = boost::asio::buffer_sequence_begin(bufs);
+                 it != boost::asio::buffer_sequence_end(bufs); ++it) {
+              boost::asio::const_buffer b(*it);
+              append_copy(static_cast<const char*>(b.data()), b.size());
+              n += b.size();
+            }
+            start();
+          }
+          boost::asio::post(get_executor(),
+                            boost::beast::bind_front_handler(std::move(handler), ec, n));
+        },
+        token, buffers);
+  }
+
+  // Run `then` once everything queued has been written (or writing failed).
+  void when_drained(std::function<void()> then);
+
+ private:
+  struct Chunk {
+    std::shared_ptr<const std::string> ref;  // null: the bytes are in Batch::bytes
+    std::size_t offset = 0;
+    std::size_t size = 0;
+  };
+  struct Batch {
+    std::string bytes;
+    std::vector<Chunk> chunks;
+    std::size_t size = 0;
+    void clear();
+  };
+
+  void append_copy(const char* data, std::size_t n);
+  void start();
+  void on_write(const boost::system::error_code& ec);
+
+  next_layer_type next_;
+  std::weak_ptr<void> owner_;
+  WrittenHandler on_written_;
+  std::function<void()> drained_;
+  Batch filling_;
+  Batch sending_;
+  std::vector<boost::asio::const_buffer> iov_;
+  boost::system::error_code error_;
+  bool writing_ = false;
+  std::uint64_t socket_writes_ = 0;
+};
+
+// Closing a WebSocket tears the TCP connection down; queued frames (the close
+// frame among them) are written first. Found by Beast through ADL.
+template <class TeardownHandler>
+void async_teardown(boost::beast::role_type role, CorkedStream& stream, TeardownHandler&& handler) {
+  auto h = std::make_shared<std::decay_t<TeardownHandler>>(std::forward<TeardownHandler>(handler));
+  stream.when_drained([&stream, role, h] {
+    using boost::beast::websocket::async_teardown;
+    async_teardown(role, stream.next_layer(), std::move(*h));
+  });
+}
+
+void teardown(boost::beast::role_type role, CorkedStream& stream, boost::system::error_code& ec);
+
+}  // namespace chat::transport
