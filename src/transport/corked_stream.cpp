@@ -77,11 +77,9 @@ void CorkedStream::start() {
   }
   writing_ = true;
   ++socket_writes_;
-  boost::asio::async_write(
-      next_, iov_,
-      [this, owner = std::move(owner)](const boost::system::error_code& ec, std::size_t) {
-        on_write(ec);
-      });
+  boost::asio::async_write(next_, iov_,
+                           [this, owner = std::move(owner)](const boost::system::error_code& ec,
+                                                            std::size_t) { on_write(ec); });
 }
 
 void CorkedStream::on_write(const boost::system::error_code& ec) {
