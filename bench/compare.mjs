@@ -78,10 +78,15 @@ for (const name of names) {
   );
 }
 
-// Throughput and latency against offered load from the latency sweep.
-const sweep = names.filter((n) => /^latency-\d+$/.test(n));
-if (sweep.length) {
+// Throughput and latency against offered load, for the scenarios run at
+// several rates (latency-<rate>, fanout-<rate>): <scenario>-sweep.dat, and the
+// highest rate each side sustained with p99 under the target and nothing lost.
+const P99_TARGET_MS = 50;
+for (const sc of ["latency", "fanout"]) {
+  const sweep = names.filter((n) => new RegExp(`^${sc}-\\d+$`).test(n));
+  if (!sweep.length) continue;
   const lines = ["# rate_in offered_deliveries ours_deliveries ours_p50 ours_p99 peer_deliveries peer_p50 peer_p99"];
+  const best = { ours: null, peer: null };
   for (const n of sweep) {
     const ours = load(path.join(dir, `${n}-ours.json`));
     const peer = load(path.join(dir, `${n}-peer.json`));
@@ -90,8 +95,18 @@ if (sweep.length) {
     const offered = rate * (any.config.connections - 1);
     const f = (r) => (r ? `${r.derived.deliveries_per_s} ${r.derived.latency.p50_ms} ${r.derived.latency.p99_ms}` : "NaN NaN NaN");
     lines.push(`${rate} ${offered} ${f(ours)} ${f(peer)}`);
+    for (const [who, r] of [["ours", ours], ["peer", peer]]) {
+      if (r && r.derived.latency.p99_ms < P99_TARGET_MS && r.counters.lost === 0 &&
+          (!best[who] || r.derived.deliveries_per_s > best[who].deliveries_per_s))
+        best[who] = { rate_in: rate, deliveries_per_s: r.derived.deliveries_per_s, p99_ms: r.derived.latency.p99_ms };
+    }
   }
-  fs.writeFileSync(path.join(dir, "sweep.dat"), lines.join("\n") + "\n");
+  fs.writeFileSync(path.join(dir, `${sc}-sweep.dat`), lines.join("\n") + "\n");
+  const show = (b) => (b ? `${b.deliveries_per_s} deliveries/s (${b.rate_in} msg/s in, p99 ${fmt(b.p99_ms)} ms)` : "none of the rates tried");
+  console.log(`\n${sc}: highest load with p99 < ${P99_TARGET_MS} ms and no loss`);
+  console.log(`  ours: ${show(best.ours)}`);
+  console.log(`  peer: ${show(best.peer)}`);
+  summary[`${sc}-best`] = { p99_target_ms: P99_TARGET_MS, ...best };
 }
 fs.writeFileSync(path.join(dir, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
 console.log(`\nsummary: ${path.join(dir, "summary.json")}`);
