@@ -65,8 +65,13 @@ void CorkedStream::write_frame(bool binary, std::shared_ptr<const std::string> p
   start();
 }
 
+void CorkedStream::uncork() {
+  if (corked_ > 0) --corked_;
+  start();
+}
+
 void CorkedStream::start() {
-  if (writing_ || error_ || filling_.size == 0) return;
+  if (corked_ > 0 || writing_ || error_ || filling_.size == 0) return;
   auto owner = owner_.lock();
   if (!owner) return;  // the connection is going away
   std::swap(filling_, sending_);
@@ -75,11 +80,52 @@ void CorkedStream::start() {
     const char* base = c.ref ? c.ref->data() : sending_.bytes.data();
     iov_.emplace_back(base + c.offset, c.size);
   }
-  writing_ = true;
   ++socket_writes_;
-  boost::asio::async_write(next_, iov_,
-                           [this, owner = std::move(owner)](const boost::system::error_code& ec,
-                                                            std::size_t) { on_write(ec); });
+  // Write now if the socket takes it: the usual case, and it costs no
+  // asynchronous operation. Only what the kernel did not take waits for the
+  // socket to become writable.
+  auto& sock = next_.socket();
+  boost::system::error_code ec;
+  if (!non_blocking_) {
+    sock.non_blocking(true, ec);
+    non_blocking_ = !ec;
+  }
+  std::size_t written = 0;
+  if (non_blocking_) {
+    written = sock.write_some(iov_, ec);
+    if (!ec && written == sending_.size) {
+      sending_.clear();
+      notify_drained();
+      return;
+    }
+    if (ec && ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) {
+      // Report it from the event loop, not from inside the caller's loop.
+      writing_ = true;
+      boost::asio::post(get_executor(), [this, owner = std::move(owner), ec] { on_write(ec); });
+      return;
+    }
+  }
+  // Skip what was written.
+  std::size_t skip = written;
+  auto it = iov_.begin();
+  while (skip > 0 && skip >= it->size()) {
+    skip -= it->size();
+    ++it;
+  }
+  iov_.erase(iov_.begin(), it);
+  if (skip > 0) iov_.front() += skip;
+  writing_ = true;
+  boost::asio::async_write(sock, iov_,
+                           [this, owner = std::move(owner)](const boost::system::error_code& e,
+                                                            std::size_t) { on_write(e); });
+}
+
+void CorkedStream::notify_drained() {
+  if (drained_ && (error_ || (!writing_ && filling_.size == 0))) {
+    auto then = std::move(drained_);
+    drained_ = nullptr;
+    then();
+  }
 }
 
 void CorkedStream::on_write(const boost::system::error_code& ec) {
@@ -88,11 +134,7 @@ void CorkedStream::on_write(const boost::system::error_code& ec) {
   if (ec && !error_) error_ = ec;
   if (on_written_) on_written_(ec);  // may queue more frames (and start writing them)
   start();
-  if (drained_ && (error_ || (!writing_ && filling_.size == 0))) {
-    auto then = std::move(drained_);
-    drained_ = nullptr;
-    then();
-  }
+  notify_drained();
 }
 
 void CorkedStream::when_drained(std::function<void()> then) {

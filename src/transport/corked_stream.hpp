@@ -10,6 +10,9 @@
 // interleaves. One socket write is in flight at a time; what arrives meanwhile
 // waits in a second batch and leaves when the first is done.
 //
+// Writes are tried synchronously on the non-blocking socket first; an
+// asynchronous write is started only for what the kernel did not take.
+//
 // Small payloads are copied into the batch (one contiguous buffer); large
 // shared payloads are referenced, not copied, and written with gather I/O.
 #pragma once
@@ -50,8 +53,14 @@ class CorkedStream {
     on_written_ = std::move(on_written);
   }
 
-  // Append one complete unfragmented frame (text or binary) and start writing.
+  // Append one complete unfragmented frame (text or binary) and start writing
+  // (unless corked).
   void write_frame(bool binary, std::shared_ptr<const std::string> payload);
+  // Between cork() and uncork(), frames only collect; uncork() writes them
+  // all at once. The write is tried at once (non-blocking); only what the
+  // socket does not take becomes an asynchronous write.
+  void cork() noexcept { ++corked_; }
+  void uncork();
 
   // Bytes waiting for the next socket write (not counting the one in flight).
   std::size_t waiting_bytes() const noexcept { return filling_.size; }
@@ -105,6 +114,7 @@ class CorkedStream {
   void append_copy(const char* data, std::size_t n);
   void start();
   void on_write(const boost::system::error_code& ec);
+  void notify_drained();
 
   next_layer_type next_;
   std::weak_ptr<void> owner_;
@@ -115,6 +125,8 @@ class CorkedStream {
   std::vector<boost::asio::const_buffer> iov_;
   boost::system::error_code error_;
   bool writing_ = false;
+  bool non_blocking_ = false;
+  int corked_ = 0;
   std::uint64_t socket_writes_ = 0;
 };
 

@@ -120,18 +120,27 @@ void WsConnection::flush() {
   if (out.failed()) return;
   // Beast got a close frame from the peer and answered it: nothing may follow.
   if (!ws_.is_open()) return;
+  const auto writes_before = out.socket_writes();
   bool drained = false;
-  while (out.waiting_bytes() < kCorkBytes) {
-    OutPacket p;
-    if (!own_.empty()) {
-      p = std::move(own_.front());
-      own_.pop_front();
-    } else if (!session_ || !session_->pop_for_ws(this, p)) {
-      drained = true;
-      break;
+  for (;;) {
+    out.cork();
+    while (out.waiting_bytes() < kCorkBytes) {
+      OutPacket p;
+      if (!own_.empty()) {
+        p = std::move(own_.front());
+        own_.pop_front();
+      } else if (!session_ || !session_->pop_for_ws(this, p)) {
+        drained = true;
+        break;
+      }
+      out.write_frame(p.binary, std::move(p.data));
     }
-    out.write_frame(p.binary, std::move(p.data));
+    out.uncork();  // one write for all of them
+    // Written at once and more is queued: take the next batch.
+    if (drained || out.writing() || out.failed()) break;
   }
+  WorkerStats::add(server_.worker_stats(worker_).ws_writes_total,
+                   out.socket_writes() - writes_before);
   if (drained && closing_) {
     closed_ = true;
     server_.io_begin();
@@ -144,7 +153,6 @@ void WsConnection::flush() {
 }
 
 void WsConnection::on_written(const beast::error_code& ec) {
-  WorkerStats::add(server_.worker_stats(worker_).ws_writes_total, 1);
   if (ec) return fail("transport error");
   flush();
 }
