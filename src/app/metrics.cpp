@@ -68,10 +68,12 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
   w.put("chat_bus_publisher_up", G, "Publisher connection up", b.publisher_up ? 1 : 0);
   w.put("chat_bus_consumer_up", G, "Consumer connection up", b.consumer_up ? 1 : 0);
   w.put("chat_bus_published_total", C, "Envelopes handed to the broker", b.published);
+  w.put("chat_bus_broker_messages_total", C,
+        "Broker messages published (envelopes queued together travel in one)", b.broker_messages);
   w.put("chat_bus_confirmed_total", C, "Publishes confirmed by the broker", b.confirmed);
   w.put("chat_bus_nacked_total", C, "Publishes refused by the broker", b.nacked);
   w.put("chat_bus_returned_total", C, "Publishes returned unroutable", b.returned);
-  w.put("chat_bus_consumed_total", C, "Envelopes received from the broker", b.consumed);
+  w.put("chat_bus_consumed_total", C, "Broker messages received (own copies included)", b.consumed);
   w.put("chat_bus_outbox_depth", G, "Envelopes waiting for the broker", b.outbox_depth);
   w.put("chat_bus_outbox_dropped_total", C, "Envelopes lost to outbox overflow", b.outbox_dropped);
   w.put("chat_bus_reconnects_total", C, "Broker reconnections", b.reconnects);

@@ -4,8 +4,10 @@
 #include "bus/routing.hpp"
 
 #include <poll.h>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -120,8 +122,13 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
   if (!envelope) return;
   // Local members get it now; the consumer drops our own copy from the broker.
   if (on_delivery_) on_delivery_(std::vector<EnvelopePtr>{envelope});
-  Pending p{serialize(*envelope), routing_key(envelope->room), envelope->origin, envelope->id,
-            std::move(confirm)};
+  Pending p{serialize(*envelope),
+            routing_key(envelope->room),
+            envelope->origin,
+            envelope->id,
+            std::move(confirm),
+            1,
+            {}};
   ConfirmHandler dropped;
   bool refused = false;
   {
@@ -131,9 +138,10 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
     } else {
       if (outbox_.size() >= std::max<std::size_t>(1, config_.outbox_max)) {
         // Drop the oldest: during a long outage the newest messages matter most.
-        dropped = std::move(outbox_.front().confirm);
+        auto old = std::move(outbox_.front());
         outbox_.pop_front();
-        outbox_dropped_.fetch_add(1, std::memory_order_relaxed);
+        outbox_dropped_.fetch_add(old.count, std::memory_order_relaxed);
+        dropped = [old = std::make_shared<Pending>(std::move(old))](bool) { old->settle(false); };
       }
       outbox_.push_back(std::move(p));
       outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
@@ -143,10 +151,7 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
       }
     }
   }
-  if (refused) {
-    outbox_dropped_.fetch_add(1, std::memory_order_relaxed);
-    if (p.confirm) p.confirm(false);
-  }
+  if (refused) outbox_dropped_.fetch_add(p.settle(false), std::memory_order_relaxed);
   if (dropped) dropped(false);
 }
 
@@ -204,10 +209,59 @@ void AmqpBus::publisher_main() {
     outbox_depth_ = 0;
   }
   if (!left.empty()) spdlog::warn("bus: {} publishes not confirmed at stop", left.size());
-  for (auto& p : left) {
-    outbox_dropped_.fetch_add(1, std::memory_order_relaxed);
-    if (p.confirm) p.confirm(false);
+  for (auto& p : left) outbox_dropped_.fetch_add(p.settle(false), std::memory_order_relaxed);
+}
+
+std::size_t AmqpBus::Pending::settle(bool ok) {
+  if (confirm) std::exchange(confirm, nullptr)(ok);
+  for (auto& cb : more)
+    if (cb) std::exchange(cb, nullptr)(ok);
+  more.clear();
+  return count;
+}
+
+namespace {
+// A joined message stays well under the broker's frame size and keeps one
+// slow consumer's burst small.
+constexpr std::size_t kJoinMaxBytes = 64 * 1024;
+constexpr std::size_t kJoinMaxEnvelopes = 128;
+}  // namespace
+
+void AmqpBus::join_runs(std::vector<Pending>& batch) {
+  std::vector<Pending> out;
+  out.reserve(batch.size());
+  std::size_t i = 0;
+  while (i < batch.size()) {
+    // [i, j): singles with the same routing key, within the limits.
+    std::size_t j = i + 1;
+    std::size_t bytes = batch[i].body.size();
+    if (batch[i].count == 1) {
+      while (j < batch.size() && batch[j].count == 1 && batch[j].key == batch[i].key &&
+             j - i < kJoinMaxEnvelopes && bytes + batch[j].body.size() + 1 <= kJoinMaxBytes) {
+        bytes += batch[j].body.size() + 1;
+        ++j;
+      }
+    }
+    if (j - i == 1) {
+      out.push_back(std::move(batch[i]));
+    } else {
+      std::vector<const std::string*> bodies;
+      bodies.reserve(j - i);
+      for (std::size_t k = i; k < j; ++k) bodies.push_back(&batch[k].body);
+      Pending joined;
+      joined.body = join_batch(bodies);
+      joined.key = batch[i].key;
+      joined.origin = batch[i].origin;
+      joined.id = batch[i].id;  // message-id of the broker message: its first envelope
+      joined.confirm = std::move(batch[i].confirm);
+      joined.count = j - i;
+      joined.more.reserve(j - i - 1);
+      for (std::size_t k = i + 1; k < j; ++k) joined.more.push_back(std::move(batch[k].confirm));
+      out.push_back(std::move(joined));
+    }
+    i = j;
   }
+  batch.swap(out);
 }
 
 bool AmqpBus::setup_publisher(AmqpConnection& c, std::string& error) {
@@ -285,6 +339,10 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       }
       outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
     }
+    // What queued up while the previous round ran goes out joined: under load
+    // the broker handles one message per room and round instead of one per
+    // envelope; when idle a round holds one envelope and nothing waits.
+    join_runs(batch);
     for (std::size_t i = 0; i < batch.size(); ++i) {
       auto& p = batch[i];
       amqp_basic_properties_t props{};
@@ -303,8 +361,9 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
         outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
         return;
       }
+      published_.fetch_add(p.count, std::memory_order_relaxed);
+      broker_messages_.fetch_add(1, std::memory_order_relaxed);
       inflight.emplace(next_tag++, std::move(p));
-      published_.fetch_add(1, std::memory_order_relaxed);
     }
     // Read confirms (and send a heartbeat when due) without waiting.
     for (;;) {
@@ -362,19 +421,19 @@ bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
       tag = m->delivery_tag;
       multiple = m->multiple;
     }
-    std::vector<ConfirmHandler> done;
+    std::vector<Pending> done;
     if (multiple) {
       auto end = inflight.upper_bound(tag);
-      for (auto it = inflight.begin(); it != end; ++it)
-        done.push_back(std::move(it->second.confirm));
+      for (auto it = inflight.begin(); it != end; ++it) done.push_back(std::move(it->second));
       inflight.erase(inflight.begin(), end);
     } else if (auto it = inflight.find(tag); it != inflight.end()) {
-      done.push_back(std::move(it->second.confirm));
+      done.push_back(std::move(it->second));
       inflight.erase(it);
     }
-    (ok ? confirmed_ : nacked_).fetch_add(done.size(), std::memory_order_relaxed);
-    for (auto& cb : done)
-      if (cb) cb(ok);
+    std::size_t envelopes = 0;
+    for (auto& p : done) envelopes += p.count;
+    (ok ? confirmed_ : nacked_).fetch_add(envelopes, std::memory_order_relaxed);
+    for (auto& p : done) p.settle(ok);
     return true;
   }
   if (id == AMQP_BASIC_RETURN_METHOD) {
@@ -575,11 +634,13 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
         const bool own = (props._flags & AMQP_BASIC_APP_ID_FLAG) &&
                          to_string(props.app_id) == config_.instance_id;
         if (!own) {
-          auto e = parse(std::string_view(static_cast<const char*>(env.message.body.bytes),
-                                          env.message.body.len));
-          if (!e) {
-            bad_envelopes_.fetch_add(1, std::memory_order_relaxed);
-          } else if (e->origin != config_.instance_id) {
+          std::size_t bad = 0;
+          auto got = parse_batch(std::string_view(static_cast<const char*>(env.message.body.bytes),
+                                                  env.message.body.len),
+                                 bad);
+          if (bad) bad_envelopes_.fetch_add(bad, std::memory_order_relaxed);
+          for (auto& e : got) {
+            if (e->origin == config_.instance_id) continue;
             if (dedupe_.first_time(e->origin, e->id))
               batch.push_back(std::move(e));
             else
@@ -690,6 +751,7 @@ BusStatus AmqpBus::status() const {
   s.consumer_up = consumer_up_;
   s.ready = s.publisher_up && s.consumer_up && !stopping_;
   s.published = published_.load(std::memory_order_relaxed);
+  s.broker_messages = broker_messages_.load(std::memory_order_relaxed);
   s.confirmed = confirmed_.load(std::memory_order_relaxed);
   s.nacked = nacked_.load(std::memory_order_relaxed);
   s.returned = returned_.load(std::memory_order_relaxed);

@@ -52,13 +52,21 @@ class AmqpBus final : public Bus {
 
  private:
   // One publish waiting for the broker or for its confirm.
+  // One broker message to publish: one envelope, or several of one room
+  // joined by the publisher (count > 1, their confirms in `more`).
   struct Pending {
     std::string body;
     std::string key;
     std::string origin;
     std::string id;
     ConfirmHandler confirm;
+    std::size_t count = 1;
+    std::vector<ConfirmHandler> more;
+    // Run every confirm handler once; returns how many envelopes it covered.
+    std::size_t settle(bool ok);
   };
+  // Join runs of single envelopes with the same routing key into one message.
+  static void join_runs(std::vector<Pending>& batch);
 
   void publisher_main();
   void consumer_main();
@@ -126,6 +134,7 @@ class AmqpBus final : public Bus {
   std::thread consumer_thread_;
 
   std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> broker_messages_{0};
   std::atomic<std::uint64_t> confirmed_{0};
   std::atomic<std::uint64_t> nacked_{0};
   std::atomic<std::uint64_t> returned_{0};

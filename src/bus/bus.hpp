@@ -33,19 +33,27 @@ using EnvelopePtr = std::shared_ptr<const Envelope>;
 std::string serialize(const Envelope& e);
 EnvelopePtr parse(std::string_view bytes);
 
+// Several envelopes of one replica for one room may travel as one broker
+// message: a JSON array of serialized envelopes. join_batch builds it from
+// serialize() outputs; parse_batch accepts one envelope or such an array,
+// returns the envelopes that parse and counts the ones that do not.
+std::string join_batch(const std::vector<const std::string*>& bodies);
+std::vector<EnvelopePtr> parse_batch(std::string_view bytes, std::size_t& bad);
+
 // Snapshot of the bus state for /readyz and /metrics.
 struct BusStatus {
   std::string kind;    // "inprocess" or "amqp"
   bool ready = false;  // publishing and consuming both work
   bool publisher_up = false;
   bool consumer_up = false;
-  std::uint64_t published = 0;       // handed to the broker
-  std::uint64_t confirmed = 0;       // broker acked
-  std::uint64_t nacked = 0;          // broker nacked (confirm false)
-  std::uint64_t returned = 0;        // unroutable returns
-  std::uint64_t consumed = 0;        // deliveries received from the broker
-  std::uint64_t outbox_depth = 0;    // waiting for a connection
-  std::uint64_t outbox_dropped = 0;  // lost to outbox overflow (confirm false)
+  std::uint64_t published = 0;        // envelopes handed to the broker
+  std::uint64_t broker_messages = 0;  // broker messages they travelled in (1+ envelopes each)
+  std::uint64_t confirmed = 0;        // broker acked
+  std::uint64_t nacked = 0;           // broker nacked (confirm false)
+  std::uint64_t returned = 0;         // unroutable returns
+  std::uint64_t consumed = 0;         // deliveries received from the broker
+  std::uint64_t outbox_depth = 0;     // waiting for a connection
+  std::uint64_t outbox_dropped = 0;   // lost to outbox overflow (confirm false)
   std::uint64_t reconnects = 0;
   std::uint64_t bound_rooms = 0;    // room bindings currently in place
   std::uint64_t duplicates = 0;     // re-published copies dropped by the consumer

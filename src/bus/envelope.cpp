@@ -18,8 +18,9 @@ std::string serialize(const Envelope& e) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-EnvelopePtr parse(std::string_view bytes) {
-  auto j = nlohmann::json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+namespace {
+
+EnvelopePtr from_json(nlohmann::json& j) {
   if (!j.is_object()) return nullptr;
   const auto v = j.find("v");
   if (v == j.end() || !v->is_number_integer() || v->get<int>() != kVersion) return nullptr;
@@ -45,6 +46,48 @@ EnvelopePtr parse(std::string_view bytes) {
     e->ts = ts->get<std::int64_t>();
   }
   return e;
+}
+
+}  // namespace
+
+EnvelopePtr parse(std::string_view bytes) {
+  auto j = nlohmann::json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+  return from_json(j);
+}
+
+std::string join_batch(const std::vector<const std::string*>& bodies) {
+  std::size_t size = 2 + bodies.size();
+  for (const auto* b : bodies) size += b->size();
+  std::string out;
+  out.reserve(size);
+  out += '[';
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    if (i) out += ',';
+    out += *bodies[i];
+  }
+  out += ']';
+  return out;
+}
+
+std::vector<EnvelopePtr> parse_batch(std::string_view bytes, std::size_t& bad) {
+  std::vector<EnvelopePtr> out;
+  auto j = nlohmann::json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+  if (j.is_array()) {
+    out.reserve(j.size());
+    for (auto& item : j) {
+      if (auto e = from_json(item))
+        out.push_back(std::move(e));
+      else
+        ++bad;
+    }
+    if (j.empty()) ++bad;
+    return out;
+  }
+  if (auto e = from_json(j))
+    out.push_back(std::move(e));
+  else
+    ++bad;
+  return out;
 }
 
 }  // namespace chat::bus

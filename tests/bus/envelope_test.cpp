@@ -114,5 +114,37 @@ TEST(Dedupe, ForgetsOriginsIdleLongerThanTheTtl) {
   EXPECT_FALSE(w.first_time("live", "2", t0 + 661s));  // still remembered
 }
 
+TEST(Envelope, BatchRoundTripKeepsOrder) {
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 3; ++i) {
+    auto e = sample();
+    e.id = "id" + std::to_string(i);
+    bodies.push_back(serialize(e));
+  }
+  std::vector<const std::string*> refs;
+  for (const auto& b : bodies) refs.push_back(&b);
+  std::size_t bad = 0;
+  const auto got = parse_batch(join_batch(refs), bad);
+  EXPECT_EQ(bad, 0u);
+  ASSERT_EQ(got.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(got[i]->id, "id" + std::to_string(i));
+}
+
+TEST(Envelope, BatchAcceptsOneObjectAndCountsBadItems) {
+  std::size_t bad = 0;
+  auto got = parse_batch(serialize(sample()), bad);
+  EXPECT_EQ(got.size(), 1u);
+  EXPECT_EQ(bad, 0u);
+  // Good items survive their bad neighbours; each bad one is counted.
+  got = parse_batch("[" + serialize(sample()) + ",{\"v\":1},7]", bad);
+  EXPECT_EQ(got.size(), 1u);
+  EXPECT_EQ(bad, 2u);
+  bad = 0;
+  EXPECT_TRUE(parse_batch("[]", bad).empty());
+  EXPECT_EQ(bad, 1u);
+  bad = 0;
+  EXPECT_TRUE(parse_batch("not json", bad).empty());
+  EXPECT_EQ(bad, 1u);
+}
 }  // namespace
 }  // namespace chat::bus
