@@ -71,8 +71,8 @@ std::string ChatService::next_id() {
          std::to_string(seq_.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 
-bus::EnvelopePtr ChatService::make_envelope(std::string room, std::string event, json payload,
-                                            std::string sender) {
+std::shared_ptr<bus::Envelope> ChatService::make_envelope(std::string room, std::string event,
+                                                          json payload, std::string sender) {
   auto e = std::make_shared<bus::Envelope>();
   e->origin = options_.instance_id;
   e->id = next_id();
@@ -326,7 +326,7 @@ void ChatService::on_new_message(LocalUser& u, const json& args, Ack ack) {
   auto& counters = states_[u.socket->worker()]->counters;
   counters.messages_in.fetch_add(1, std::memory_order_relaxed);
   auto env = make_envelope(room, "new message", json{}, u.socket->id());
-  auto& e = const_cast<bus::Envelope&>(*env);
+  auto& e = *env;  // filled in before it is shared
   e.payload = json{{"id", e.id},
                    {"username", u.username},
                    {"userId", u.user_id},

@@ -119,8 +119,8 @@ class ChatService {
   void announce_gone(const std::vector<UserInfo>& users);
   void presence_tick();
 
-  bus::EnvelopePtr make_envelope(std::string room, std::string event, nlohmann::json payload,
-                                 std::string sender = {});
+  std::shared_ptr<bus::Envelope> make_envelope(std::string room, std::string event,
+                                               nlohmann::json payload, std::string sender = {});
   std::string next_id();
   static std::int64_t now_ms();
 
