@@ -132,6 +132,7 @@ void CorkedStream::on_write(const boost::system::error_code& ec) {
   writing_ = false;
   sending_.clear();
   if (ec && !error_) error_ = ec;
+  if (error_) filling_.clear();      // never to be written: release the payloads now
   if (on_written_) on_written_(ec);  // may queue more frames (and start writing them)
   start();
   notify_drained();
@@ -148,7 +149,10 @@ void CorkedStream::when_drained(std::function<void()> then) {
 
 void teardown(boost::beast::role_type role, CorkedStream& stream, boost::system::error_code& ec) {
   using boost::beast::websocket::teardown;
-  teardown(role, stream.next_layer().socket(), ec);
+  // The blocking teardown reads until the peer closes: undo non-blocking mode.
+  auto& sock = stream.next_layer().socket();
+  sock.non_blocking(false, ec);
+  teardown(role, sock, ec);
 }
 
 }  // namespace chat::transport

@@ -38,7 +38,9 @@ class CorkedStream {
  public:
   using next_layer_type = boost::beast::tcp_stream;
   using executor_type = next_layer_type::executor_type;
-  // Called after each socket write completes (ec set when it failed).
+  // Called after each asynchronous socket write completes (ec set when it
+  // failed), and once when a write fails. A write the kernel takes at once
+  // does not call it: the caller sees writing() false and goes on itself.
   using WrittenHandler = std::function<void(const boost::system::error_code&)>;
 
   explicit CorkedStream(boost::asio::ip::tcp::socket socket) : next_(std::move(socket)) {}
