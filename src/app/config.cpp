@@ -60,12 +60,14 @@ Config parse_config(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--cors-origin", c.cors_origin, "Comma-separated allowed origins (empty: any)")
       ->envname("CORS_ORIGIN");
-  cli.add_option("--ping-interval", ping_interval, "Engine.IO ping interval, ms")
-      ->envname("PING_INTERVAL")
-      ->capture_default_str();
-  cli.add_option("--ping-timeout", ping_timeout, "Engine.IO ping timeout, ms")
-      ->envname("PING_TIMEOUT")
-      ->capture_default_str();
+  auto* ping_interval_opt =
+      cli.add_option("--ping-interval", ping_interval, "Engine.IO ping interval, ms")
+          ->envname("PING_INTERVAL")
+          ->capture_default_str();
+  auto* ping_timeout_opt =
+      cli.add_option("--ping-timeout", ping_timeout, "Engine.IO ping timeout, ms")
+          ->envname("PING_TIMEOUT")
+          ->capture_default_str();
   cli.add_option("--upgrade-timeout", upgrade_timeout, "Polling to WebSocket upgrade timeout, ms")
       ->envname("UPGRADE_TIMEOUT")
       ->capture_default_str();
@@ -147,8 +149,9 @@ Config parse_config(int argc, char** argv) {
     if (!o.empty()) c.transport.cors_origins.push_back(o);
 
   if (c.conformance) {
-    c.transport.ping_interval = std::chrono::milliseconds(300);
-    c.transport.ping_timeout = std::chrono::milliseconds(200);
+    // The suites' timings, unless the heartbeat was set explicitly.
+    if (ping_interval_opt->count() == 0) c.transport.ping_interval = std::chrono::milliseconds(300);
+    if (ping_timeout_opt->count() == 0) c.transport.ping_timeout = std::chrono::milliseconds(200);
     c.transport.connect_timeout = std::chrono::milliseconds(1000);
     c.transport.max_payload = 1000000;
     c.transport.raw_echo_path = "/engine.io/";

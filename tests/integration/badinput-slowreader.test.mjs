@@ -10,7 +10,10 @@ import { rawWsConnect, wsFrame } from "./lib/rawtcp.mjs";
 let srv;
 let bystander;
 before(async () => {
-  srv = await startTarget();
+  // A long heartbeat: this client's pongs queue behind megabytes of its own
+  // frames, and on a slow build (sanitizers) a 300 ms ping would close it
+  // before the send queue does.
+  srv = await startTarget(["--ping-interval", "20000", "--ping-timeout", "20000"]);
   bystander = await connected(srv.url, { transports: ["websocket"] });
 });
 after(async () => {
