@@ -129,7 +129,7 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
             std::move(confirm),
             1,
             {}};
-  ConfirmHandler dropped;
+  std::optional<Pending> dropped;
   bool refused = false;
   {
     std::lock_guard lock(outbox_mu_);
@@ -138,10 +138,8 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
     } else {
       if (outbox_.size() >= std::max<std::size_t>(1, config_.outbox_max)) {
         // Drop the oldest: during a long outage the newest messages matter most.
-        auto old = std::move(outbox_.front());
+        dropped.emplace(std::move(outbox_.front()));
         outbox_.pop_front();
-        outbox_dropped_.fetch_add(old.count, std::memory_order_relaxed);
-        dropped = [old = std::make_shared<Pending>(std::move(old))](bool) { old->settle(false); };
       }
       outbox_.push_back(std::move(p));
       outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
@@ -151,8 +149,9 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
       }
     }
   }
+  // Confirm handlers run outside the lock.
   if (refused) outbox_dropped_.fetch_add(p.settle(false), std::memory_order_relaxed);
-  if (dropped) dropped(false);
+  if (dropped) outbox_dropped_.fetch_add(dropped->settle(false), std::memory_order_relaxed);
 }
 
 void AmqpBus::publisher_main() {
@@ -228,8 +227,8 @@ constexpr std::size_t kJoinMaxEnvelopes = 128;
 }  // namespace
 
 void AmqpBus::join_runs(std::vector<Pending>& batch) {
-  std::vector<Pending> out;
-  out.reserve(batch.size());
+  // Compacts in place: what goes to batch[w] is read from [i, j) with w <= i.
+  std::size_t w = 0;
   std::size_t i = 0;
   while (i < batch.size()) {
     // [i, j): singles with the same routing key, within the limits.
@@ -243,7 +242,7 @@ void AmqpBus::join_runs(std::vector<Pending>& batch) {
       }
     }
     if (j - i == 1) {
-      out.push_back(std::move(batch[i]));
+      if (w != i) batch[w] = std::move(batch[i]);
     } else {
       std::vector<const std::string*> bodies;
       bodies.reserve(j - i);
@@ -257,11 +256,12 @@ void AmqpBus::join_runs(std::vector<Pending>& batch) {
       joined.count = j - i;
       joined.more.reserve(j - i - 1);
       for (std::size_t k = i + 1; k < j; ++k) joined.more.push_back(std::move(batch[k].confirm));
-      out.push_back(std::move(joined));
+      batch[w] = std::move(joined);
     }
+    ++w;
     i = j;
   }
-  batch.swap(out);
+  batch.resize(w);
 }
 
 bool AmqpBus::setup_publisher(AmqpConnection& c, std::string& error) {

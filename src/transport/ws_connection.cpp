@@ -95,7 +95,9 @@ namespace {
 // Connections of this worker with something new to write. They are flushed
 // together at the end of the current turn of the event loop, so that every
 // packet queued in this turn (a burst of broadcasts) leaves in one write.
+// The two vectors swap roles each turn and keep their capacity.
 thread_local std::vector<std::shared_ptr<WsConnection>> t_dirty;
+thread_local std::vector<std::shared_ptr<WsConnection>> t_flushing;
 }  // namespace
 
 void WsConnection::kick() {
@@ -103,12 +105,12 @@ void WsConnection::kick() {
   flush_scheduled_ = true;
   if (t_dirty.empty()) {
     asio::post(ws_.get_executor(), [] {
-      auto dirty = std::move(t_dirty);
-      t_dirty.clear();
-      for (auto& c : dirty) {
+      t_flushing.swap(t_dirty);  // a flush may mark others dirty: for the next turn
+      for (auto& c : t_flushing) {
         c->flush_scheduled_ = false;
         c->flush();
       }
+      t_flushing.clear();
     });
   }
   t_dirty.push_back(shared_from_this());

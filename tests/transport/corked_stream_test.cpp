@@ -160,6 +160,17 @@ class CorkedStreamTest : public ::testing::Test {
     ASSERT_TRUE(server->is_open());
   }
 
+  // The client reads until every frame of `sent` arrived, which must be
+  // exactly `sent`; then the server's writing must be over.
+  void receive_all(const std::vector<Frame>& sent) {
+    client_read();
+    ASSERT_TRUE(run_until([&] { return got.size() >= sent.size() || client_read_done; }))
+        << "got " << got.size() << " of " << sent.size();
+    EXPECT_FALSE(client_read_done) << client_read_ec.message();
+    expect_frames(got, sent);
+    ASSERT_TRUE(run_until([&] { return !out().writing(); }));
+  }
+
   // The client reads messages until an error (close, reset).
   void client_read() {
     client->async_read(client_buf, [this](beast::error_code ec, std::size_t) {
@@ -235,12 +246,7 @@ TEST_F(CorkedStreamTest, MixedSizesInOneTurnArriveWholeInOrderInOneWrite) {
   EXPECT_EQ(writes, 1u);
   EXPECT_LT(writes, sent.size());
 
-  client_read();
-  ASSERT_TRUE(run_until([&] { return got.size() >= sent.size() || client_read_done; }))
-      << "got " << got.size() << " of " << sent.size();
-  EXPECT_FALSE(client_read_done) << client_read_ec.message();
-  expect_frames(got, sent);
-  ASSERT_TRUE(run_until([&] { return !o.writing(); }));
+  ASSERT_NO_FATAL_FAILURE(receive_all(sent));
   EXPECT_EQ(o.socket_writes() - writes_before, 1u);
   EXPECT_EQ(o.waiting_bytes(), 0u);
   EXPECT_FALSE(o.failed());
@@ -282,12 +288,7 @@ TEST_F(CorkedStreamTest, ManyPiecesInOneBatchArriveInOrder) {
   o.cork();
   for (const auto& f : sent) write(f);
   o.uncork();
-  client_read();
-  ASSERT_TRUE(run_until([&] { return got.size() >= sent.size() || client_read_done; }))
-      << "got " << got.size() << " of " << sent.size();
-  EXPECT_FALSE(client_read_done) << client_read_ec.message();
-  expect_frames(got, sent);
-  ASSERT_TRUE(run_until([&] { return !o.writing(); }));
+  ASSERT_NO_FATAL_FAILURE(receive_all(sent));
   EXPECT_EQ(o.socket_writes() - writes_before, 1u);
   EXPECT_FALSE(o.failed());
 }
@@ -328,12 +329,7 @@ TEST_F(CorkedStreamTest, FramesWrittenDuringInFlightWriteArriveInOrder) {
   };
   sent.push_back(late);
 
-  client_read();
-  ASSERT_TRUE(run_until([&] { return got.size() >= sent.size() || client_read_done; }))
-      << "got " << got.size() << " of " << sent.size();
-  EXPECT_FALSE(client_read_done) << client_read_ec.message();
-  expect_frames(got, sent);
-  ASSERT_TRUE(run_until([&] { return !o.writing(); }));
+  ASSERT_NO_FATAL_FAILURE(receive_all(sent));
   // The big frame, then everything queued meanwhile in one more write.
   EXPECT_EQ(o.socket_writes() - writes_before, 2u);
   EXPECT_LT(o.socket_writes() - writes_before, sent.size());
