@@ -433,14 +433,7 @@ socket.on("disconnect", (reason) => {
   }
   renderTyping();
   setConn(socket.active ? "reconnecting" : "disconnected", socket.active ? "reconnecting" : `disconnected (${reason})`);
-  if (state.userId) systemLine(state.current, "Connection lost, reconnecting…");
-  // The client does not retry by itself after a server-side disconnect (for
-  // example a replica draining for an update): come back after a short,
-  // jittered pause so a whole room does not return at the same instant.
-  if (reason === "io server disconnect" && state.username) {
-    setConn("reconnecting");
-    setTimeout(() => socket.connect(), 1000 + Math.random() * 2000);
-  }
+  if (state.userId && socket.active) systemLine(state.current, "Connection lost, reconnecting…");
 });
 
 socket.on("login", (data) => {

@@ -110,6 +110,12 @@ Config parse_config(int argc, char** argv) {
   cli.add_option("--drain-timeout", c.drain_timeout_ms, "Longest graceful shutdown, ms")
       ->envname("DRAIN_TIMEOUT")
       ->capture_default_str();
+  unsigned drain_jitter = 1000;
+  cli.add_option("--drain-jitter", drain_jitter,
+                 "Window over which a shutdown closes its sessions (ms), so their clients do not "
+                 "all reconnect elsewhere at once")
+      ->envname("DRAIN_JITTER")
+      ->capture_default_str();
   cli.add_flag(
          "--conformance", c.conformance,
          "Protocol test mode for the public Engine.IO/Socket.IO suites (raw echo on /engine.io/, "
@@ -126,6 +132,7 @@ Config parse_config(int argc, char** argv) {
   c.transport.ping_timeout = std::chrono::milliseconds(ping_timeout);
   c.transport.upgrade_timeout = std::chrono::milliseconds(upgrade_timeout);
   c.transport.connect_timeout = std::chrono::milliseconds(connect_timeout);
+  c.transport.drain_jitter = std::chrono::milliseconds(drain_jitter);
   if (c.replica_id.empty()) c.replica_id = default_replica_id();
 
   c.transport.allow_polling = c.transport.allow_websocket = false;
@@ -142,6 +149,10 @@ Config parse_config(int argc, char** argv) {
   }
   if (!c.transport.allow_polling && !c.transport.allow_websocket) {
     std::cerr << "chat-server: --transports allows nothing\n";
+    std::exit(2);
+  }
+  if (drain_jitter >= c.drain_timeout_ms) {
+    std::cerr << "chat-server: --drain-jitter must be shorter than --drain-timeout\n";
     std::exit(2);
   }
   std::stringstream os(c.cors_origin);

@@ -40,6 +40,9 @@ struct Options {
   bool allow_websocket = true;
   std::vector<std::string> cors_origins;  // empty: reflect any Origin; else allow-list
   std::string raw_echo_path;              // conformance only: e.g. "/engine.io/" raw Engine.IO echo
+  // Shutdown closes each session at a random moment within this window, so
+  // the clients of a replica do not all reconnect elsewhere in the same instant.
+  std::chrono::milliseconds drain_jitter{1000};
 };
 
 // What the client sent when it opened the Engine.IO session.
@@ -172,8 +175,9 @@ class Server {
   // Throws std::system_error on bind failure (start-up only).
   virtual std::uint16_t listen(const std::string& host, std::uint16_t port) = 0;
 
-  // Graceful shutdown: stop accepting, send every socket a DISCONNECT and close
-  // every session cleanly, then call done (from some worker thread).
+  // Graceful shutdown: stop accepting, close every session's transport (no
+  // Socket.IO DISCONNECT, so official clients reconnect by themselves), spread
+  // over drain_jitter, then call done (from some worker thread).
   virtual void shutdown(std::function<void()> done) = 0;
 
   virtual Stats stats() const = 0;

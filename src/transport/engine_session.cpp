@@ -360,11 +360,11 @@ void EngineSession::forget_socket(const std::string& nsp) {
 }
 
 void EngineSession::shutdown(const std::string& reason) {
-  if (closed_) return;
-  if (sio_)
-    sio_->disconnect_all(reason);
-  else
-    close_gracefully(reason);
+  // No Socket.IO DISCONNECT: the official client takes one as "io server
+  // disconnect" and never retries. Closing the Engine.IO transport (a close
+  // frame, or the "1" packet on polling) reads as "transport close", and the
+  // client reconnects by itself, through the balancer, to another replica.
+  close_gracefully(reason);
 }
 
 void EngineSession::close(const std::string& reason, bool client_initiated) {

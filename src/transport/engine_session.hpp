@@ -99,7 +99,8 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   void close_gracefully(const std::string& reason);
   // A socket left its namespace from the server side.
   void forget_socket(const std::string& nsp);
-  // Server shutdown: disconnect every namespace, then close gracefully.
+  // Server shutdown: close the transport (no Socket.IO DISCONNECT), so
+  // clients reconnect by themselves.
   void shutdown(const std::string& reason);
   // Called by the upper layer on protocol errors.
   void protocol_error(const std::string& reason);

@@ -125,8 +125,22 @@ void ServerImpl::shutdown(std::function<void()> done) {
     finish_shutdown();
     return;
   }
-  for (auto& s : all)
-    boost::asio::post(workers_.at(s->worker()), [s] { s->shutdown("server shutting down"); });
+  const auto window = options_.drain_jitter.count();
+  std::uniform_int_distribution<std::int64_t> pick(0, window > 0 ? window : 0);
+  std::minstd_rand spread{std::random_device{}()};  // spreading only: no secret here
+  for (auto& s : all) {
+    auto& ctx = workers_.at(s->worker());
+    const auto delay = std::chrono::milliseconds(window > 0 ? pick(spread) : 0);
+    if (delay.count() == 0) {
+      boost::asio::post(ctx, [s] { s->shutdown("server shutting down"); });
+      continue;
+    }
+    boost::asio::post(ctx, [s, delay, &ctx] {
+      auto timer = std::make_shared<boost::asio::steady_timer>(ctx, delay);
+      timer->async_wait(
+          [s, timer](const boost::system::error_code&) { s->shutdown("server shutting down"); });
+    });
+  }
 }
 
 void ServerImpl::finish_shutdown() {

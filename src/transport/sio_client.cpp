@@ -115,16 +115,6 @@ void SioClient::forget(const std::string& nsp) {
   sockets_.erase(nsp);
 }
 
-void SioClient::disconnect_all(const std::string& reason) {
-  auto sockets = std::move(sockets_);
-  sockets_.clear();
-  for (auto& [nsp, sock] : sockets) {
-    send_raw("1" + (nsp == "/" ? std::string{} : nsp + ","));
-    sock->mark_disconnected(reason);
-  }
-  session_.close_gracefully(reason);
-}
-
 void SioClient::on_close(const std::string& reason) {
   connect_timer_.cancel();
   auto sockets = std::move(sockets_);

@@ -29,8 +29,6 @@ class SioClient {
 
   // A socket left its namespace from the server side.
   void forget(const std::string& nsp);
-  // Server shutdown: DISCONNECT every namespace, then close gracefully.
-  void disconnect_all(const std::string& reason);
 
  private:
   void handle(protocol::sio::Packet p);

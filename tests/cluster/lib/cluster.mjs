@@ -103,6 +103,7 @@ export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = tr
     urlOf: (id) => `http://127.0.0.${Number(id.slice(1)) + 1}:${basePort}`,
     log: (file) => fs.readFileSync(path.join(dir, file), "utf8"),
     killReplica: (id) => run(script("cluster"), ["kill", id, "--dir", dir], { cwd: projectRoot, env }),
+    stopReplica: (id) => run(script("cluster"), ["stop", id, "--dir", dir], { cwd: projectRoot, env, timeout: 60000 }),
     startReplica: (id) => run(script("cluster"), ["start", id, "--dir", dir], { cwd: projectRoot, env }),
     rabbit: (cmd, extra = []) =>
       run(script("rabbitmq"), [cmd, "--dir", rabbitDir, ...extra], { cwd: projectRoot, timeout: 120000 }),

@@ -12,7 +12,8 @@ export const serverBin =
 // Resolve with { url, port, proc, logs(), stop() } once the server logs its port.
 export function startServer(args = [], { env = {}, timeoutMs = 15000, cwd = root } = {}) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(serverBin, ["--host", "127.0.0.1", "--port", "0", ...args], {
+    const port = args.includes("--port") ? [] : ["--port", "0"];
+    const proc = spawn(serverBin, ["--host", "127.0.0.1", ...port, ...args], {
       cwd,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],

@@ -62,16 +62,28 @@ export function client(url, { nsp = "/", ...opts } = {}) {
 export async function connected(url, opts = {}) {
   const s = client(url, opts);
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("connect timeout")), 8000);
-    s.once("connect", () => {
+    // Both listeners go once settled: a reconnecting socket's later
+    // connect_error must not close it.
+    const done = () => {
       clearTimeout(timer);
+      s.off("connect", onConnect);
+      s.off("connect_error", onError);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error("connect timeout"));
+    }, 8000);
+    const onConnect = () => {
+      done();
       resolve();
-    });
-    s.once("connect_error", (err) => {
-      clearTimeout(timer);
+    };
+    const onError = (err) => {
+      done();
       s.close();
       reject(err);
-    });
+    };
+    s.once("connect", onConnect);
+    s.once("connect_error", onError);
   });
   return s;
 }
