@@ -25,6 +25,8 @@ Config parse_config(int argc, char** argv) {
   cli.get_formatter()->column_width(36);
   std::uint64_t ping_interval = 25000, ping_timeout = 20000, upgrade_timeout = 10000,
                 connect_timeout = 45000;
+  std::uint64_t write_timeout = 30000, close_timeout = 5000, binary_timeout = 10000,
+                connect_window = 10000;
 
   cli.add_option("--host", c.host, "Address to listen on")->envname("HOST")->capture_default_str();
   cli.add_option("--port", c.port, "TCP port (0 picks a free one)")
@@ -88,6 +90,29 @@ Config parse_config(int argc, char** argv) {
   cli.add_option("--max-attachments", c.transport.max_attachments, "Binary attachments per packet")
       ->envname("MAX_ATTACHMENTS")
       ->capture_default_str();
+  cli.add_option("--write-timeout-ms", write_timeout,
+                 "Longest socket write; a peer that takes nothing for it is disconnected, ms")
+      ->envname("WRITE_TIMEOUT_MS")
+      ->capture_default_str();
+  cli.add_option("--close-timeout-ms", close_timeout,
+                 "Longest graceful WebSocket close before the socket is dropped, ms")
+      ->envname("CLOSE_TIMEOUT_MS")
+      ->capture_default_str();
+  cli.add_option("--max-binary-packet", c.transport.max_binary_packet,
+                 "Bytes of one binary packet (header and attachments) held while it arrives")
+      ->envname("MAX_BINARY_PACKET")
+      ->capture_default_str();
+  cli.add_option("--binary-timeout-ms", binary_timeout,
+                 "Time for the attachments of a binary packet to arrive, ms")
+      ->envname("BINARY_TIMEOUT_MS")
+      ->capture_default_str();
+  cli.add_option("--max-connects", c.transport.max_connects,
+                 "Socket.IO CONNECTs per session per --connect-window-ms")
+      ->envname("MAX_CONNECTS")
+      ->capture_default_str();
+  cli.add_option("--connect-window-ms", connect_window, "Window of --max-connects, ms")
+      ->envname("CONNECT_WINDOW_MS")
+      ->capture_default_str();
   cli.add_option("--max-name", c.limits.max_name, "Longest user name, characters")
       ->envname("MAX_NAME")
       ->capture_default_str();
@@ -133,6 +158,13 @@ Config parse_config(int argc, char** argv) {
   c.transport.upgrade_timeout = std::chrono::milliseconds(upgrade_timeout);
   c.transport.connect_timeout = std::chrono::milliseconds(connect_timeout);
   c.transport.drain_jitter = std::chrono::milliseconds(drain_jitter);
+  c.transport.write_timeout = std::chrono::milliseconds(write_timeout);
+  c.transport.close_timeout = std::chrono::milliseconds(close_timeout);
+  c.transport.binary_timeout = std::chrono::milliseconds(binary_timeout);
+  c.transport.connect_window = std::chrono::milliseconds(connect_window);
+  // The chat rate limit is a budget per Engine.IO session, kept by the transport.
+  c.transport.session_rate = c.limits.rate_per_second;
+  c.transport.session_burst = c.limits.burst;
   if (c.replica_id.empty()) c.replica_id = default_replica_id();
 
   c.transport.allow_polling = c.transport.allow_websocket = false;

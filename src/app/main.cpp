@@ -15,6 +15,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <atomic>
@@ -67,6 +68,11 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
   spdlog::flush_on(spdlog::level::info);
   raise_fd_limit();
+  // Buffers of large messages come from mmap and go back to the system when
+  // freed. By default glibc raises its mmap threshold after the first such
+  // free and serves later ones from the heap, where they stay resident after
+  // the connections that read them are idle or gone.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
   const auto instance = cfg.replica_id + "#" + random_suffix();
   const unsigned threads =

@@ -63,6 +63,17 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
   w.put("chat_transport_ws_writes_total", C,
         "Socket writes on WebSockets; each carries every frame queued at the time",
         t.ws_writes_total);
+  w.put("chat_transport_write_timeouts_total", C,
+        "Connections closed: a write took over write-timeout", t.write_timeouts_total);
+  w.put("chat_transport_close_timeouts_total", C,
+        "WebSockets aborted: the graceful close took over close-timeout", t.close_timeouts_total);
+  w.put("chat_transport_binary_packet_aborts_total", C,
+        "Sessions closed: a binary packet over its byte budget or deadline",
+        t.binary_packet_aborts_total);
+  w.put("chat_transport_connects_limited_total", C,
+        "Socket.IO CONNECTs refused over the per-session budget", t.connects_limited_total);
+  w.put("chat_transport_invalid_packets_total", C,
+        "Invalid packets that cost a token of the session's rate budget", t.invalid_packets_total);
 
   w.put("chat_bus_ready", G, "1 when publishing and consuming work", b.ready ? 1 : 0);
   w.put("chat_bus_publisher_up", G, "Publisher connection up", b.publisher_up ? 1 : 0);

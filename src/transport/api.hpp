@@ -43,6 +43,19 @@ struct Options {
   // Shutdown closes each session at a random moment within this window, so
   // the clients of a replica do not all reconnect elsewhere in the same instant.
   std::chrono::milliseconds drain_jitter{1000};
+
+  // Bounds per connection and per session (docs/transport.md).
+  std::chrono::milliseconds write_timeout{30000};  // one socket write (WebSocket and HTTP)
+  std::chrono::milliseconds close_timeout{5000};   // graceful WebSocket close, then abort
+  std::size_t max_binary_packet = 1'000'000;  // header + attachments of one pending binary packet
+  std::chrono::milliseconds binary_timeout{10000};  // header to last attachment
+  std::size_t max_connects = 10;                    // Socket.IO CONNECTs per session per window
+  std::chrono::milliseconds connect_window{10000};
+  // Rate budget per Engine.IO session, shared by its namespace sockets and
+  // kept across namespace reconnects (Socket::take_tokens). Invalid packets
+  // that do not close the session cost one token each. 0: no limit.
+  double session_rate = 20.0;   // tokens per second
+  double session_burst = 40.0;  // bucket size
 };
 
 // What the client sent when it opened the Engine.IO session.
@@ -94,6 +107,12 @@ class Socket : public std::enable_shared_from_this<Socket> {
   // The buffer is shared, never copied: one encode per broadcast.
   virtual SendResult send_encoded(const std::shared_ptr<const std::string>& packet,
                                   bool droppable = false) = 0;
+
+  // Take cost tokens from the rate budget of this socket's Engine.IO session
+  // (Options::session_rate/session_burst). The budget is shared by every
+  // namespace socket of the session and survives namespace reconnects, so a
+  // new CONNECT does not get a full bucket. False when the budget is empty.
+  virtual bool take_tokens(double cost = 1.0) = 0;
 
   // Leave the namespace (sends DISCONNECT); close=true also closes the Engine.IO connection.
   virtual void disconnect(bool close = false) = 0;
@@ -159,7 +178,12 @@ struct Stats {
   std::uint64_t bytes_out_total = 0;
   std::uint64_t accept_errors_total = 0;        // EMFILE/ENFILE and others; the loop backs off
   std::uint64_t connections_refused_total = 0;  // over max_connections
-  std::uint64_t ws_writes_total = 0;  // socket writes on WebSockets (each carries 1+ frames)
+  std::uint64_t ws_writes_total = 0;       // socket writes on WebSockets (each carries 1+ frames)
+  std::uint64_t write_timeouts_total = 0;  // connections closed: a write over write_timeout
+  std::uint64_t close_timeouts_total = 0;  // WebSockets aborted: close over close_timeout
+  std::uint64_t binary_packet_aborts_total = 0;  // pending binary packets over budget or deadline
+  std::uint64_t connects_limited_total = 0;      // CONNECTs refused over the per-session budget
+  std::uint64_t invalid_packets_total = 0;       // tolerated invalid packets (each costs a token)
 };
 
 class Server {

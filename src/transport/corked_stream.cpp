@@ -115,9 +115,25 @@ void CorkedStream::start() {
   iov_.erase(iov_.begin(), it);
   if (skip > 0) iov_.front() += skip;
   writing_ = true;
+  arm_write_timer();
   boost::asio::async_write(sock, iov_,
                            [this, owner = std::move(owner)](const boost::system::error_code& e,
                                                             std::size_t) { on_write(e); });
+}
+
+void CorkedStream::arm_write_timer() {
+  if (write_timeout_.count() <= 0) return;
+  timer_.expires_after(write_timeout_);
+  timer_.async_wait(
+      [this, owner = owner_, gen = socket_writes_](const boost::system::error_code& ec) {
+        if (ec || !owner.lock() || !writing_ || gen != socket_writes_) return;
+        // The peer took nothing for write_timeout: give up on it. Closing the
+        // socket completes the write (and Beast's read) with an error.
+        timed_out_ = true;
+        if (!error_) error_ = boost::asio::error::timed_out;
+        boost::system::error_code ignored;
+        next_.socket().close(ignored);
+      });
 }
 
 void CorkedStream::notify_drained() {
@@ -130,6 +146,7 @@ void CorkedStream::notify_drained() {
 
 void CorkedStream::on_write(const boost::system::error_code& ec) {
   writing_ = false;
+  if (write_timeout_.count() > 0) timer_.cancel();
   sending_.clear();
   if (ec && !error_) error_ = ec;
   if (error_) filling_.clear();      // never to be written: release the payloads now

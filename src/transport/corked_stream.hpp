@@ -15,17 +15,25 @@
 //
 // Small payloads are copied into the batch (one contiguous buffer); large
 // shared payloads are referenced, not copied, and written with gather I/O.
+//
+// Bounds: Beast's own frames (pongs above all: a peer that sends pings and
+// never reads would otherwise queue them without end) are refused once the
+// owner's limit says they do not fit; the write fails with no_buffer_space
+// and overflowed() turns true. An asynchronous socket write that takes longer
+// than the write timeout closes the socket; timed_out() turns true.
 #pragma once
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/role.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -43,7 +51,11 @@ class CorkedStream {
   // does not call it: the caller sees writing() false and goes on itself.
   using WrittenHandler = std::function<void(const boost::system::error_code&)>;
 
-  explicit CorkedStream(boost::asio::ip::tcp::socket socket) : next_(std::move(socket)) {}
+  // Answers whether n more bytes of Beast's own frames may be queued.
+  using ControlLimit = std::function<bool(std::size_t n)>;
+
+  explicit CorkedStream(boost::asio::ip::tcp::socket socket)
+      : next_(std::move(socket)), timer_(next_.get_executor()) {}
 
   executor_type get_executor() noexcept { return next_.get_executor(); }
   next_layer_type& next_layer() noexcept { return next_; }
@@ -64,8 +76,17 @@ class CorkedStream {
   void cork() noexcept { ++corked_; }
   void uncork();
 
+  void set_limits(ControlLimit control_limit, std::chrono::milliseconds write_timeout) {
+    control_limit_ = std::move(control_limit);
+    write_timeout_ = write_timeout;
+  }
+
   // Bytes waiting for the next socket write (not counting the one in flight).
   std::size_t waiting_bytes() const noexcept { return filling_.size; }
+  // Bytes held: waiting and in flight.
+  std::size_t buffered_bytes() const noexcept { return filling_.size + sending_.size; }
+  bool overflowed() const noexcept { return overflowed_; }
+  bool timed_out() const noexcept { return timed_out_; }
   bool writing() const noexcept { return writing_; }
   bool failed() const noexcept { return static_cast<bool>(error_); }
   std::uint64_t socket_writes() const noexcept { return socket_writes_; }
@@ -82,6 +103,11 @@ class CorkedStream {
         [this](auto handler, const ConstBufferSequence& bufs) {
           boost::system::error_code ec = error_;
           std::size_t n = 0;
+          if (!ec && control_limit_ && !control_limit_(boost::asio::buffer_size(bufs))) {
+            overflowed_ = true;
+            ec = error_ = boost::asio::error::no_buffer_space;
+            filling_.clear();
+          }
           if (!ec) {
             for (auto it = boost::asio::buffer_sequence_begin(bufs);
                  it != boost::asio::buffer_sequence_end(bufs); ++it) {
@@ -117,8 +143,12 @@ class CorkedStream {
   void start();
   void on_write(const boost::system::error_code& ec);
   void notify_drained();
+  void arm_write_timer();
 
   next_layer_type next_;
+  boost::asio::steady_timer timer_;
+  ControlLimit control_limit_;
+  std::chrono::milliseconds write_timeout_{0};
   std::weak_ptr<void> owner_;
   WrittenHandler on_written_;
   std::function<void()> drained_;
@@ -128,6 +158,8 @@ class CorkedStream {
   boost::system::error_code error_;
   bool writing_ = false;
   bool non_blocking_ = false;
+  bool overflowed_ = false;
+  bool timed_out_ = false;
   int corked_ = 0;
   std::uint64_t socket_writes_ = 0;
 };

@@ -9,6 +9,8 @@
 #include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 namespace chat::transport {
 
 using protocol::eio::Packet;
@@ -32,6 +34,8 @@ EngineSession::EngineSession(ServerImpl& server, unsigned worker, std::string si
       kind_(kind),
       raw_echo_(raw_echo),
       handshake_(std::move(handshake)),
+      tokens_(server.options().session_burst),
+      tokens_at_(std::chrono::steady_clock::now()),
       ping_timer_(server.workers().at(worker)),
       upgrade_timer_(server.workers().at(worker)) {
   auto& s = stats();
@@ -71,14 +75,17 @@ SendResult EngineSession::send(OutPacket p, bool droppable) {
   if (closed_) return SendResult::closed;
   const auto& o = server_.options();
   const auto size = p.data->size();
-  if (droppable && queued_bytes_ > o.max_send_queue_bytes / 2) {
+  // The bound covers what the WebSocket already holds too (frames in its
+  // stream, pongs): together they are what this peer costs.
+  const auto held = queued_bytes_ + (ws_ ? ws_->buffered_bytes() : 0);
+  if (droppable && held > o.max_send_queue_bytes / 2) {
     WorkerStats::add(stats().dropped_packets_total, 1);
     return SendResult::dropped;
   }
   if (doomed_) return SendResult::closed;
-  if (queued_bytes_ > 0 && queued_bytes_ + size > o.max_send_queue_bytes) {
+  if (held > 0 && held + size > o.max_send_queue_bytes) {
     WorkerStats::add(stats().slow_reader_closes_total, 1);
-    spdlog::info("session {} closed: slow reader ({} bytes queued)", sid_, queued_bytes_);
+    spdlog::info("session {} closed: slow reader ({} bytes held)", sid_, held);
     // The caller may be iterating over sockets (a broadcast): closing here
     // would run disconnect handlers inside its loop. Close on the next turn.
     doomed_ = true;
@@ -145,6 +152,27 @@ bool EngineSession::pop_for_ws(WsLink* link, OutPacket& out) {
   return true;
 }
 
+// ------------------------------------------------------------------ rate budget
+
+bool EngineSession::take_tokens(double cost) {
+  const auto& o = server_.options();
+  if (o.session_rate <= 0) return true;  // no limit
+  const auto now = std::chrono::steady_clock::now();
+  const std::chrono::duration<double> dt = now - tokens_at_;
+  tokens_at_ = now;
+  tokens_ = std::min(o.session_burst, tokens_ + dt.count() * o.session_rate);
+  if (tokens_ < cost) return false;
+  tokens_ -= cost;
+  return true;
+}
+
+bool EngineSession::charge_invalid(const char* what) {
+  WorkerStats::add(stats().invalid_packets_total, 1);
+  if (take_tokens(1.0)) return true;
+  protocol_error(std::string("too many invalid packets (last: ") + what + ")");
+  return false;
+}
+
 // ------------------------------------------------------------------ heartbeat
 
 void EngineSession::schedule_ping() {
@@ -196,6 +224,9 @@ void EngineSession::on_packet(Packet p) {
       close("transport close", true);
       return;
     case PacketType::noop:
+      // A noop carries nothing; a body is only a way to make the server
+      // read (and buffer) large frames for free.
+      if (!p.data.empty()) protocol_error("noop with a body");
       return;
     case PacketType::ping:  // clients do not ping in v4
     case PacketType::open:
@@ -209,6 +240,7 @@ void EngineSession::protocol_error(const std::string& reason) {
   if (closed_) return;
   WorkerStats::add(stats().protocol_errors_total, 1);
   spdlog::debug("session {} protocol error: {}", sid_, reason);
+  protocol_failed_ = true;
   close("parse error");
 }
 
@@ -248,7 +280,7 @@ EngineSession::PollResult EngineSession::post(std::string_view body) {
       return PollResult::bad_request;
     }
     on_packet(std::move(*p));
-    if (closed_) break;
+    if (closed_) return protocol_failed_ ? PollResult::bad_request : PollResult::ok;
   }
   return PollResult::ok;
 }

@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -44,6 +45,8 @@ class WsLink {
   virtual void close() = 0;
   // Drop everything and close the socket now (slow reader).
   virtual void abort() = 0;
+  // Bytes the connection holds for writing (they count against the send bound).
+  virtual std::size_t buffered_bytes() const = 0;
 };
 
 class EngineSession : public std::enable_shared_from_this<EngineSession> {
@@ -64,6 +67,7 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   // Read from other workers when routing a request, hence atomic.
   Kind kind() const { return kind_.load(std::memory_order_relaxed); }
   bool closed() const { return closed_; }
+  std::size_t queued_bytes() const { return queued_bytes_; }
   const Handshake& handshake() const { return handshake_; }
   ServerImpl& server() { return server_; }
   boost::asio::io_context& context();
@@ -91,6 +95,13 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   void on_ws_closed(WsLink* link, const char* reason);
   // The WebSocket connection popped one queued packet for writing.
   bool pop_for_ws(WsLink* link, OutPacket& out);
+
+  // ---- rate budget (Options::session_rate/session_burst), shared by the
+  // session's namespace sockets: chat events, invalid packets.
+  bool take_tokens(double cost);
+  // A tolerated invalid packet: costs a token; an empty budget closes the
+  // session as a protocol error. Returns false when it did.
+  bool charge_invalid(const char* what);
 
   // ---- closing
   // Close now. Pending polling GET gets "1" (or "6" when the client asked).
@@ -122,6 +133,9 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   Handshake handshake_;
   std::unique_ptr<SioClient> sio_;
 
+  double tokens_ = 0;
+  std::chrono::steady_clock::time_point tokens_at_;
+
   std::deque<OutPacket> queue_;
   std::size_t queued_bytes_ = 0;
 
@@ -136,8 +150,9 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   bool awaiting_pong_ = false;
   bool closing_ = false;  // graceful close requested: close when the queue is empty
   bool closed_ = false;
-  bool flush_posted_ = false;  // a polling flush is posted for this turn
-  bool doomed_ = false;        // slow reader: close is posted, nothing more is queued
+  bool flush_posted_ = false;     // a polling flush is posted for this turn
+  bool protocol_failed_ = false;  // closed for invalid input
+  bool doomed_ = false;           // slow reader: close is posted, nothing more is queued
   std::string close_reason_;
 };
 

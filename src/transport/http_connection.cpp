@@ -29,7 +29,6 @@ constexpr auto kIdleTimeout = std::chrono::seconds(60);
 // A new connection must deliver its first request quickly: a client that
 // connects and dribbles header bytes should not hold a descriptor for long.
 constexpr auto kFirstRequestTimeout = std::chrono::seconds(10);
-constexpr auto kWriteTimeout = std::chrono::seconds(30);
 
 int hex(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -367,7 +366,7 @@ void HttpConnection::send(Response res) {
   writing_ = true;
   const bool close = res.need_eof();
   auto sp = std::make_shared<Response>(std::move(res));
-  stream_.expires_after(kWriteTimeout);
+  stream_.expires_after(server_.options().write_timeout);
   server_.io_begin();
   http::async_write(stream_, *sp,
                     [self = shared_from_this(), sp, close](beast::error_code ec, std::size_t) {

@@ -193,6 +193,11 @@ Stats ServerImpl::stats() const {
     out.accept_errors_total += ld(s.accept_errors_total);
     out.connections_refused_total += ld(s.connections_refused_total);
     out.ws_writes_total += ld(s.ws_writes_total);
+    out.write_timeouts_total += ld(s.write_timeouts_total);
+    out.close_timeouts_total += ld(s.close_timeouts_total);
+    out.binary_packet_aborts_total += ld(s.binary_packet_aborts_total);
+    out.connects_limited_total += ld(s.connects_limited_total);
+    out.invalid_packets_total += ld(s.invalid_packets_total);
   }
   return out;
 }

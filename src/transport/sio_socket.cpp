@@ -115,6 +115,11 @@ void SioSocket::disconnect(bool close) {
   }
 }
 
+bool SioSocket::take_tokens(double cost) {
+  auto s = session_.lock();
+  return s && s->take_tokens(cost);
+}
+
 void SioSocket::mark_disconnected(const std::string& reason) {
   if (!connected_) return;
   connected_ = false;

@@ -31,6 +31,7 @@ class SioSocket final : public Socket {
   SendResult send_encoded(const std::shared_ptr<const std::string>& packet,
                           bool droppable) override;
   void disconnect(bool close) override;
+  bool take_tokens(double cost) override;
 
   // ---- called by SioClient
   void dispatch(nlohmann::json data, std::optional<std::uint64_t> ack_id);

@@ -17,12 +17,19 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 
+namespace {
+// A read buffer that grew past this for a large message is released after
+// the message is handled, so an idle connection holds only a few KiB.
+constexpr std::size_t kKeepReadCapacity = 16 * 1024;
+}  // namespace
+
 WsConnection::WsConnection(ServerImpl& server, unsigned worker, asio::ip::tcp::socket socket,
                            HttpConnection::Request req, std::shared_ptr<EngineSession> session,
                            bool raw_echo, Handshake handshake)
     : server_(server),
       worker_(worker),
       ws_(std::move(socket)),
+      close_timer_(ws_.get_executor()),
       req_(std::move(req)),
       session_(std::move(session)),
       upgrade_(session_ != nullptr),
@@ -32,6 +39,15 @@ WsConnection::WsConnection(ServerImpl& server, unsigned worker, asio::ip::tcp::s
 void WsConnection::run() {
   ws_.next_layer().set_owner(weak_from_this(),
                              [this](const beast::error_code& ec) { on_written(ec); });
+  const auto& o = server_.options();
+  // Beast's frames (pongs, the close frame) fit only while they, the frames
+  // in the stream and the session queue stay within the send bound.
+  ws_.next_layer().set_limits(
+      [this, max = o.max_send_queue_bytes](std::size_t n) {
+        const std::size_t queued = session_ ? session_->queued_bytes() : 0;
+        return queued + ws_.next_layer().buffered_bytes() + n <= max;
+      },
+      o.write_timeout);
   beast::get_lowest_layer(ws_).expires_never();
   ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws_.read_message_max(server_.options().max_payload);
@@ -67,12 +83,20 @@ void WsConnection::read() {
 
 void WsConnection::on_read(beast::error_code ec) {
   if (ec) {
-    if (ec == websocket::error::message_too_big)
-      WorkerStats::add(server_.worker_stats(worker_).payload_too_large_total, 1);
+    auto& st = server_.worker_stats(worker_);
+    if (ec == websocket::error::message_too_big) WorkerStats::add(st.payload_too_large_total, 1);
+    if (ws_.next_layer().overflowed()) {
+      // Beast could not queue a pong (or close frame): the peer does not read.
+      WorkerStats::add(st.slow_reader_closes_total, 1);
+      spdlog::info("websocket closed: slow reader (control frames over the send bound)");
+      return fail("slow reader");
+    }
+    if (ws_.next_layer().timed_out()) return fail("write timeout");
     return fail(ec == websocket::error::closed ? "transport close" : "transport error");
   }
   auto data = beast::buffers_to_string(buffer_.data());
   buffer_.consume(buffer_.size());
+  if (buffer_.capacity() > kKeepReadCapacity) buffer_.shrink_to_fit();
   const bool binary = !ws_.got_text();
   if (session_) {
     auto s = session_;  // the frame may end the session
@@ -82,8 +106,43 @@ void WsConnection::on_read(beast::error_code ec) {
 }
 
 void WsConnection::fail(const char* reason) {
+  const bool was_closed = closed_;
   closed_ = true;
+  close_timer_.cancel();
+  auto& out = ws_.next_layer();
+  if (out.timed_out() && !was_closed) {
+    WorkerStats::add(server_.worker_stats(worker_).write_timeouts_total, 1);
+    spdlog::info("websocket closed: a write took over {} ms",
+                 server_.options().write_timeout.count());
+  }
+  // Nothing more goes out: a peer that does not read must not keep the
+  // descriptor (and the frames in flight) until the kernel gives up.
+  if (out.overflowed() || out.timed_out()) drop_socket();
   if (auto s = std::move(session_)) s->on_ws_closed(this, reason);
+}
+
+void WsConnection::drop_socket() {
+  own_.clear();
+  beast::error_code ignored;
+  beast::get_lowest_layer(ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  beast::get_lowest_layer(ws_).socket().close(ignored);
+}
+
+void WsConnection::arm_close_timer() {
+  const auto timeout = server_.options().close_timeout;
+  if (timeout.count() <= 0) return;
+  close_armed_ = true;
+  close_timer_.expires_after(timeout);
+  close_timer_.async_wait([self = shared_from_this()](const beast::error_code& ec) {
+    if (ec) return;
+    // The peer did not take the queued frames and the close frame in time.
+    WorkerStats::add(self->server_.worker_stats(self->worker_).close_timeouts_total, 1);
+    spdlog::debug("websocket aborted: close took over {} ms",
+                  self->server_.options().close_timeout.count());
+    self->closed_ = true;
+    self->session_.reset();
+    self->drop_socket();
+  });
 }
 
 void WsConnection::send_direct(OutPacket p) {
@@ -149,13 +208,14 @@ void WsConnection::flush() {
     // The close frame queues behind the data frames in the same stream.
     ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {
       self->server_.io_end();
+      self->close_timer_.cancel();
       self->session_.reset();
     });
   }
 }
 
 void WsConnection::on_written(const beast::error_code& ec) {
-  if (ec) return fail("transport error");
+  if (ec) return fail(ws_.next_layer().timed_out() ? "write timeout" : "transport error");
   flush();
 }
 
@@ -163,17 +223,16 @@ void WsConnection::close() {
   if (closed_) return;
   closing_ = true;
   if (!accepted_) return;
+  if (!close_armed_) arm_close_timer();
   kick();
 }
 
 void WsConnection::abort() {
   if (closed_) return;
   closed_ = true;
-  own_.clear();
+  close_timer_.cancel();
   session_.reset();
-  beast::error_code ignored;
-  beast::get_lowest_layer(ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  beast::get_lowest_layer(ws_).socket().close(ignored);
+  drop_socket();
 }
 
 }  // namespace chat::transport

@@ -4,6 +4,12 @@
 // of queued packets leaves in one socket write. One write in flight; frames
 // come from the session's bounded queue, probe answers from a small queue of
 // its own, and at most kCorkBytes wait behind the write in flight.
+//
+// Bounds: Beast's own frames (pongs, close) and the session queue share one
+// byte limit (Options::max_send_queue_bytes): a peer that sends pings and
+// never reads is closed as a slow reader. Every socket write has a deadline
+// (Options::write_timeout), a graceful close too (Options::close_timeout),
+// and the read buffer is released after a large message.
 #pragma once
 
 #include "transport/corked_stream.hpp"
@@ -34,6 +40,7 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
   void send_direct(OutPacket p) override;
   void close() override;
   void abort() override;
+  std::size_t buffered_bytes() const override { return ws_.next_layer().buffered_bytes(); }
 
  private:
   void flush();  // move queued packets into the stream (now)
@@ -42,11 +49,14 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
   void on_read(boost::beast::error_code ec);
   void on_written(const boost::beast::error_code& ec);
   void fail(const char* reason);
+  void drop_socket();
+  void arm_close_timer();
 
   ServerImpl& server_;
   unsigned worker_;
   boost::beast::websocket::stream<CorkedStream> ws_;
   boost::beast::flat_buffer buffer_;
+  boost::asio::steady_timer close_timer_;
   HttpConnection::Request req_;
   std::shared_ptr<EngineSession> session_;
   bool upgrade_;
@@ -56,6 +66,7 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
   bool accepted_ = false;
   bool flush_scheduled_ = false;
   bool closing_ = false;
+  bool close_armed_ = false;
   bool closed_ = false;
 };
 
