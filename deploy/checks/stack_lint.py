@@ -8,7 +8,6 @@ lines, so HAProxy can check deploy/haproxy.cfg with exactly what swarm sets.
 """
 import re
 import sys
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -89,16 +88,33 @@ def main():
     need(duration_s(chat.get("stop_grace_period")) > drain,
          "chat stop_grace_period must exceed DRAIN_TIMEOUT, or swarm kills the drain")
 
-    # The broker: credentials shared with chat, not guest, not published.
-    url = urlsplit(cenv.get("AMQP_URL", ""))
+    # The broker: one user shared with chat, not guest; its password only in
+    # a swarm secret that the operator creates (never a constant here); not published.
     menv = env_of(mq)
-    need(url.scheme == "amqp" and url.hostname == "rabbitmq" and (url.port or 5672) == 5672,
+    secrets = stack.get("secrets") or {}
+    need(any((sec or {}).get("external") for sec in secrets.values()) and secrets,
+         "the broker password must be an external swarm secret (docker secret create)")
+    for sname, svc in (("chat", chat), ("rabbitmq", mq)):
+        used = [x if isinstance(x, str) else x.get("source") for x in (svc.get("secrets") or [])]
+        need(any(u in secrets and (secrets[u] or {}).get("external") for u in used),
+             f"{sname} must get the broker password from the external secret")
+        ep = " ".join(svc.get("entrypoint") or [])
+        need("/run/secrets/" in ep, f"{sname} must read the password from /run/secrets at start")
+        for k, v in env_of(svc).items():
+            need(not re.search(r"PASS|SECRET", k) and not re.search(r"amqp://[^:/@]+:[^@]+@", v),
+                 f"{sname}: {k} looks like a password in the stack file")
+    cep = " ".join(chat.get("entrypoint") or [])
+    need("exec /usr/local/bin/chat-server" in cep,
+         "chat's entrypoint must exec chat-server (PID 1 gets SIGTERM)")
+    m = re.search(r'AMQP_URL="amqp://[^"]*@([\w.-]+)(?::(\d+))?"', cep)
+    need(m and m.group(1) == "rabbitmq" and int(m.group(2) or 5672) == 5672,
          "AMQP_URL must point at the rabbitmq service by name, port 5672")
-    need(url.username == menv.get("RABBITMQ_DEFAULT_USER") and
-         url.password == menv.get("RABBITMQ_DEFAULT_PASS"),
-         "AMQP_URL credentials must match RABBITMQ_DEFAULT_USER/PASS")
+    need(cenv.get("AMQP_USER") == menv.get("RABBITMQ_DEFAULT_USER"),
+         "chat's AMQP_USER must match RABBITMQ_DEFAULT_USER")
     need(menv.get("RABBITMQ_DEFAULT_USER") not in (None, "", "guest"),
          "RabbitMQ user must be set and not guest (guest may only log in from localhost)")
+    need("docker-entrypoint.sh" in " ".join(mq.get("entrypoint") or []) and mq.get("command"),
+         "rabbitmq must still run the image's docker-entrypoint.sh with a command")
     need(mq.get("image", "").startswith("rabbitmq:3") and "management" in mq.get("image", ""),
          "rabbitmq must use a rabbitmq:3 management image")
     need("rabbitmq-diagnostics" in health_cmd(mq) and "ping" in health_cmd(mq),

@@ -114,13 +114,24 @@ async function stopTask(address, signal) {
   await stopProcess(t.proc, signal);
 }
 
-// Replicas that answer fresh (cookie-less) requests through the balancer.
+// The replica a fresh (cookie-less) connection through the balancer reaches:
+// `cluster info` names it (the balancer keeps /readyz inside the stack).
+async function replicaOfNewConnection() {
+  const s = io(lbUrl, { forceNew: true, reconnection: false, transports: ["websocket"] });
+  try {
+    await new Promise((resolve, reject) => {
+      s.once("connect", resolve);
+      s.once("connect_error", reject);
+    });
+    return (await s.timeout(5000).emitWithAck("cluster info")).replica;
+  } finally {
+    s.close();
+  }
+}
+
 async function replicasSeen(expected) {
   const seen = new Set();
-  for (let i = 0; i < expected * 8 && seen.size < expected; i++) {
-    const res = await fetch(`${lbUrl}/readyz`);
-    if (res.status === 200) seen.add((await res.json()).replica);
-  }
+  for (let i = 0; i < expected * 8 && seen.size < expected; i++) seen.add(await replicaOfNewConnection());
   return seen;
 }
 
@@ -165,7 +176,7 @@ before(async () => {
   lb.stderr.on("data", (d) => (lbOut += d));
   await waitFor(
     "HAProxy to route to a replica",
-    async () => (await fetch(`${lbUrl}/readyz`)).status === 200,
+    async () => (await fetch(`${lbUrl}/healthz`)).status === 200,
     20000,
   ).catch((e) => {
     throw new Error(`${e.message}\nHAProxy output:\n${lbOut}`);

@@ -146,7 +146,8 @@ test("broker down at start: replicas serve local users, /readyz is 503, then the
   assert.equal((await ask(a.socket, "new message", "hello from r1")).ok, true);
   await waitFor("cross-replica messages", () => aliceGot.includes("hello from r2") && carolGot.includes("hello from r1"), 10000);
   // And through the balancer, now that the replicas are ready.
-  await waitFor("HAProxy to route again", async () => (await readyz(c.lbUrl)) === 200, 15000);
+  // (/healthz: the balancer keeps /readyz and /metrics inside.)
+  await waitFor("HAProxy to route again", async () => (await fetch(`${c.lbUrl}/healthz`)).status === 200, 15000);
 
   // SIGKILL the broker: the replicas notice, report not ready, keep their
   // users, and come back when a broker is there again.

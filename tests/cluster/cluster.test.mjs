@@ -5,6 +5,7 @@
 // Needs the release chat-server, rabbitmq-server and haproxy.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { io } from "socket.io-client";
 import { startCluster, user, ask, metric, waitFor, sleep } from "./lib/cluster.mjs";
 
 let c;
@@ -43,10 +44,17 @@ function collect(u) {
 
 test("HAProxy serves every replica and sets a sticky cookie", async () => {
   const seen = new Set();
+  // The balancer keeps /readyz inside: users tell which replica serves them.
   await waitFor("three ready replicas behind HAProxy", async () => {
-    for (let i = 0; i < 12; i++) {
-      const r = await fetch(`${c.lbUrl}/readyz`);
-      if (r.status === 200) seen.add((await r.json()).replica);
+    for (let i = 0; i < 6; i++) {
+      // Connected but not logged in (no presence): `cluster info` names the replica.
+      const s = io(c.lbUrl, { forceNew: true, reconnection: false, transports: ["websocket"] });
+      try {
+        await new Promise((resolve, reject) => (s.once("connect", resolve), s.once("connect_error", reject)));
+        seen.add((await ask(s, "cluster info")).replica);
+      } finally {
+        s.close();
+      }
     }
     return seen.size === 3;
   });

@@ -1,0 +1,153 @@
+// Helpers for the tests against the deployed stack (scripts/deploy-test): the
+// stack's addresses come from the environment, docker commands go to the
+// engine in DOCKER_HOST, users are the official socket.io-client through the
+// balancer.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { io } from "socket.io-client";
+
+const run = promisify(execFile);
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run these tests with scripts/deploy-test`);
+  return v;
+}
+
+export const stack = need("DEPLOY_STACK");
+export const lbUrl = need("DEPLOY_LB_URL");
+export const mgmtUrl = need("DEPLOY_MGMT_URL");
+export const amqpUser = need("DEPLOY_AMQP_USER");
+export const amqpPassword = need("DEPLOY_AMQP_PASSWORD");
+export const chatService = `${stack}_chat`;
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export async function docker(...args) {
+  const { stdout } = await run("docker", args, { timeout: 600000, maxBuffer: 16 << 20 });
+  return stdout.trim();
+}
+
+export async function waitFor(what, fn, timeoutMs = 60000, everyMs = 500) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ""}`);
+}
+
+// Running containers of one service: [{id, slot, health}] (health: healthy,
+// starting, unhealthy or none).
+export async function containers(service) {
+  const out = await docker(
+    "ps",
+    "--filter",
+    `label=com.docker.swarm.service.name=${stack}_${service}`,
+    "--format",
+    '{{.ID}} {{.Label "com.docker.swarm.task.name"}} {{.Status}}',
+  );
+  return out
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const [id, task] = line.split(" ");
+      const health = /\(healthy\)/.test(line)
+        ? "healthy"
+        : /health: starting/.test(line)
+          ? "starting"
+          : /unhealthy/.test(line)
+            ? "unhealthy"
+            : "none";
+      return { id, slot: Number(task.split(".")[1]), health };
+    });
+}
+
+// Wait until the service runs exactly n containers, all healthy.
+export async function waitHealthy(service, n, timeoutMs = 180000) {
+  return waitFor(
+    `${n} healthy ${service} task(s)`,
+    async () => {
+      const cs = await containers(service);
+      return cs.length === n && cs.every((c) => c.health === "healthy" || c.health === "none") && cs;
+    },
+    timeoutMs,
+    1000,
+  );
+}
+
+// Ids of the service's tasks that swarm wants running.
+export async function runningTaskIds(service) {
+  const out = await docker("service", "ps", "-q", "--filter", "desired-state=running", `${stack}_${service}`);
+  return out.split("\n").filter(Boolean).sort();
+}
+
+// Emit with an ack; reject after ms.
+export function ask(socket, event, arg, ms = 10000) {
+  return arg === undefined
+    ? socket.timeout(ms).emitWithAck(event)
+    : socket.timeout(ms).emitWithAck(event, arg);
+}
+
+// A logged-in user through the balancer. opts go to io() (transports, ...).
+// With withCredentials, engine.io-client keeps the balancer's sticky cookie in
+// Node, as a browser does.
+export async function user(name, opts = {}) {
+  const socket = io(lbUrl, {
+    forceNew: true,
+    reconnection: false,
+    withCredentials: true,
+    timeout: 8000,
+    ...opts,
+  });
+  const got = [];
+  socket.on("new message", (m) => got.push(m));
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name}: connect timeout`)), 15000);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.once("connect_error", (e) => {
+      clearTimeout(timer);
+      reject(new Error(`${name}: ${e.message}`));
+    });
+  });
+  const me = await ask(socket, "add user", name);
+  if (!me.ok) throw new Error(`add user ${name}: ${JSON.stringify(me)}`);
+  return { socket, me, name, got, replica: me.replica, close: () => socket.close() };
+}
+
+// Users until `count` distinct replicas have one (or `want` replica ids are
+// all covered); the balancer spreads new connections by least connections.
+// Returns a Map replica -> user; extra users are closed.
+export async function usersOnReplicas(count, { prefix = "u", opts = {}, want = null, maxUsers = 40 } = {}) {
+  const byReplica = new Map();
+  const extra = [];
+  const done = () => (want ? want.every((r) => byReplica.has(r)) : byReplica.size >= count);
+  for (let i = 0; i < maxUsers && !done(); i++) {
+    const u = await user(`${prefix}${i}`, opts);
+    if (byReplica.has(u.replica)) extra.push(u);
+    else byReplica.set(u.replica, u);
+  }
+  for (const u of extra) u.close();
+  if (!done()) {
+    for (const u of byReplica.values()) u.close();
+    throw new Error(`${maxUsers} users reached only replicas ${[...byReplica.keys()]}`);
+  }
+  return byReplica;
+}
+
+// from sends text; resolves with the ack once `to` received it.
+export async function relay(from, to, text, ms = 10000) {
+  const ack = await ask(from.socket, "new message", text);
+  if (!ack.ok) throw new Error(`${from.name}: new message refused: ${JSON.stringify(ack)}`);
+  await waitFor(`${to.name} to get "${text}"`, () => to.got.some((m) => m.message === text && m.id === ack.id), ms, 50);
+  return ack;
+}
