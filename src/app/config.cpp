@@ -39,7 +39,8 @@ Config parse_config(int argc, char** argv) {
       ->envname("THREADS")
       ->capture_default_str();
   cli.add_option("--amqp-url", c.amqp_url,
-                 "RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672 (empty: in-process bus)")
+                 "RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672, or the URLs of a RabbitMQ "
+                 "cluster's nodes separated by commas (failover) (empty: in-process bus)")
       ->envname("AMQP_URL");
   cli.add_option("--amqp-exchange", c.amqp_exchange, "RabbitMQ exchange (topic, durable)")
       ->envname("AMQP_EXCHANGE")

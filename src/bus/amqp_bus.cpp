@@ -59,8 +59,10 @@ int poll_budget_ms(int heartbeat_s) {
 
 AmqpBus::AmqpBus(BusConfig config)
     : config_(std::move(config)),
-      url_(parse_amqp_url(config_.amqp_url)),
-      dedupe_(config_.dedupe_window) {}
+      urls_(parse_amqp_urls(config_.amqp_url)),
+      dedupe_(config_.dedupe_window) {
+  publisher_node_ = consumer_node_ = std::hash<std::string>{}(config_.instance_id) % urls_.size();
+}
 
 AmqpBus::~AmqpBus() {
   stop();
@@ -157,25 +159,32 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
 void AmqpBus::publisher_main() {
   std::map<std::uint64_t, Pending> inflight;
   int attempt = 0;
+  std::size_t publisher_tried = 0;
   bool was_connected = false;
   bool failed_before = false;
   while (!stopping_) {
     std::string err;
-    if (!publisher_conn_.open(url_, config_.instance_id + " publisher", config_.heartbeat_s,
+    const auto& url = urls_[publisher_node_ % urls_.size()];
+    if (!publisher_conn_.open(url, config_.instance_id + " publisher", config_.heartbeat_s,
                               milliseconds(config_.rpc_timeout_ms), err) ||
         !setup_publisher(publisher_conn_, err)) {
       publisher_conn_.abandon();
+      ++publisher_node_;
+      failed_before = true;
+      // A cluster's other nodes are tried at once; the backoff is per round.
+      if (++publisher_tried < urls_.size()) continue;
+      publisher_tried = 0;
       if (attempt == 0 || attempt % 20 == 0) spdlog::warn("bus publisher: {}", err);
       set_error("publisher: " + err);
-      failed_before = true;
       if (!backoff_sleep(attempt)) break;
       continue;
     }
     attempt = 0;
+    publisher_tried = 0;
     if (was_connected) reconnects_.fetch_add(1, std::memory_order_relaxed);
     const bool settle = was_connected || failed_before;
     was_connected = true;
-    spdlog::info("bus publisher connected to {}:{}", url_.host, url_.port);
+    spdlog::info("bus publisher connected to {}:{}", url.host, url.port);
     // Ready only once publishes really flow: after the settle time, so the
     // application does not expire other replicas' presence while their
     // heartbeats are still held back the same way.
@@ -191,6 +200,7 @@ void AmqpBus::publisher_main() {
                    inflight.size());
       publisher_conn_.abandon();
       failed_before = true;
+      ++publisher_node_;  // that node may be gone: try the next one first
     }
     // Unconfirmed publishes go out again, first, in their original order.
     std::lock_guard lock(outbox_mu_);
@@ -476,23 +486,31 @@ void AmqpBus::unbind_room(const std::string& room) {
 
 void AmqpBus::consumer_main() {
   int attempt = 0;
+  std::size_t consumer_tried = 0;
   bool was_connected = false;
   while (!stopping_) {
     std::string err;
     std::string queue;
-    if (!consumer_conn_.open(url_, config_.instance_id + " consumer", config_.heartbeat_s,
+    const auto& url = urls_[consumer_node_ % urls_.size()];
+    if (!consumer_conn_.open(url, config_.instance_id + " consumer", config_.heartbeat_s,
                              milliseconds(config_.rpc_timeout_ms), err) ||
         !setup_consumer(consumer_conn_, queue, err)) {
       consumer_conn_.abandon();
+      ++consumer_node_;
+      // A cluster's other nodes are tried at once; the backoff is per round.
+      if (++consumer_tried < urls_.size()) continue;
+      consumer_tried = 0;
       if (attempt == 0 || attempt % 20 == 0) spdlog::warn("bus consumer: {}", err);
       set_error("consumer: " + err);
       if (!backoff_sleep(attempt)) break;
       continue;
     }
     attempt = 0;
+    consumer_tried = 0;
     if (was_connected) reconnects_.fetch_add(1, std::memory_order_relaxed);
     was_connected = true;
-    spdlog::info("bus consumer connected, queue {} ({} rooms bound)", queue, bound_rooms_.load());
+    spdlog::info("bus consumer connected to {}:{}, queue {} ({} rooms bound)", url.host, url.port,
+                 queue, bound_rooms_.load());
     set_consumer_up(true);
     run_consumer(consumer_conn_, queue);
     set_consumer_up(false);
@@ -502,6 +520,7 @@ void AmqpBus::consumer_main() {
     } else {
       spdlog::warn("bus consumer disconnected");
       consumer_conn_.abandon();
+      ++consumer_node_;
     }
   }
 }

@@ -93,7 +93,12 @@ class AmqpBus final : public Bus {
   void drain_wake(int fd);
 
   const BusConfig config_;
-  const AmqpUrl url_;
+  // The broker's nodes. Each thread starts at a node picked by the instance id
+  // (so replicas spread over a RabbitMQ cluster) and moves to the next one
+  // whenever a connection fails or is lost. Each index is touched by its thread only.
+  const std::vector<AmqpUrl> urls_;
+  std::size_t publisher_node_ = 0;
+  std::size_t consumer_node_ = 0;
   DeliveryHandler on_delivery_;
   StateHandler on_state_;
 

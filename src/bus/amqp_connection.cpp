@@ -45,6 +45,22 @@ AmqpUrl parse_amqp_url(const std::string& url) {
   return u;
 }
 
+std::vector<AmqpUrl> parse_amqp_urls(const std::string& list) {
+  std::vector<AmqpUrl> out;
+  std::size_t from = 0;
+  while (from <= list.size()) {
+    auto to = list.find(',', from);
+    if (to == std::string::npos) to = list.size();
+    auto one = list.substr(from, to - from);
+    one.erase(0, one.find_first_not_of(" \t"));
+    one.erase(one.find_last_not_of(" \t") + 1);
+    if (!one.empty()) out.push_back(parse_amqp_url(one));
+    from = to + 1;
+  }
+  if (out.empty()) throw std::invalid_argument("no AMQP URL given");
+  return out;
+}
+
 AmqpConnection::~AmqpConnection() {
   abandon();
 }

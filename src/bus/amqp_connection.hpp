@@ -12,6 +12,7 @@
 #include <chrono>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace chat::bus {
 
@@ -25,6 +26,8 @@ struct AmqpUrl {
 
 // Parses amqp://user:pass@host:port/vhost. Throws std::invalid_argument (start-up only).
 AmqpUrl parse_amqp_url(const std::string& url);
+// Several URLs separated by commas (the nodes of a RabbitMQ cluster); at least one.
+std::vector<AmqpUrl> parse_amqp_urls(const std::string& list);
 
 class AmqpConnection {
  public:

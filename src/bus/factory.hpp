@@ -14,7 +14,7 @@
 namespace chat::bus {
 
 struct BusConfig {
-  std::string amqp_url;             // amqp://user:pass@host:port/vhost; empty = in-process
+  std::string amqp_url;  // amqp://user:pass@host:port/vhost[,more nodes]; empty = in-process
   std::string exchange = "chat";    // durable topic exchange shared by all replicas
   std::string instance_id;          // unique per process; origin of published envelopes
   std::size_t outbox_max = 100000;  // publishes waiting for the broker before the oldest drop

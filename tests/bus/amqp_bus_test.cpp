@@ -494,5 +494,54 @@ TEST(AmqpBusConfig, BadUrlThrowsAtStartup) {
   EXPECT_THROW(make_bus(c), std::invalid_argument);
 }
 
+TEST(AmqpUrls, ListOfNodes) {
+  const auto one = parse_amqp_urls("amqp://u:p@h1:5701/v");
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].host, "h1");
+  EXPECT_EQ(one[0].port, 5701);
+  EXPECT_EQ(one[0].vhost, "v");
+  const auto three = parse_amqp_urls(" amqp://a:b@n1:1 ,amqp://a:b@n2:2,, amqp://a:b@n3:3 ");
+  ASSERT_EQ(three.size(), 3u);
+  EXPECT_EQ(three[0].host, "n1");
+  EXPECT_EQ(three[1].port, 2);
+  EXPECT_EQ(three[2].host, "n3");
+  EXPECT_THROW(parse_amqp_urls(""), std::invalid_argument);
+  EXPECT_THROW(parse_amqp_urls(" , "), std::invalid_argument);
+  EXPECT_THROW(parse_amqp_urls("amqp://a:b@n1:1,not a url"), std::invalid_argument);
+}
+
+// Two of three "nodes" refuse connections: wherever each thread starts, it
+// finds the live one and the bus works.
+TEST_F(AmqpBusTest, FailsOverToALiveNode) {
+  const std::string dead1 = "amqp://guest:guest@127.0.0.1:1";
+  const std::string dead2 = "amqp://guest:guest@127.0.0.1:2";
+  // Instance ids whose start node (hash % 3) is the first, dead one.
+  auto starting_dead = [&](const std::string& prefix) {
+    for (int i = 0;; ++i) {
+      auto c = config(prefix + std::to_string(i));
+      if (std::hash<std::string>{}(c.instance_id) % 3 == 0) return c;
+    }
+  };
+  Recorder ra, rb;
+  auto ca = starting_dead("fa");
+  ca.amqp_url = dead1 + "," + url_ + "," + dead2;
+  auto cb = starting_dead("fb");
+  cb.amqp_url = dead2 + "," + dead1 + "," + url_;
+  AmqpBus a(ca), b(cb);
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }, 20s));
+  b.bind_room("fail.over");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
+  Confirms confirms;
+  a.publish(make(ca.instance_id, "fail.over", "f1"), confirms.handler());
+  ASSERT_TRUE(confirms.wait_total(1));
+  EXPECT_EQ(confirms.ok(), 1);
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return !got.empty(); }));
+  EXPECT_EQ(rb.count_by_id(), (std::map<std::string, int>{{"f1", 1}}));
+  a.stop();
+  b.stop();
+}
+
 }  // namespace
 }  // namespace chat::bus
