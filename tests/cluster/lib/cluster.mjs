@@ -74,7 +74,7 @@ export async function metric(url, name) {
 // Start a cluster; resolve with its handles. opts: replicas, amqpUrl (external
 // broker, may be down), wait (false: do not wait for readiness), serverArgs
 // (extra chat-server flags).
-export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = true, serverArgs = "" } = {}) {
+export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = true, serverArgs = "", rabbitmqNodes = 1 } = {}) {
   const dir = path.join(projectRoot, "run", `cluster-test-${name}`);
   // A previous run's saved broker ports may be taken now: start clean.
   fs.rmSync(dir, { recursive: true, force: true });
@@ -86,6 +86,7 @@ export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = tr
   if (amqpUrl) args.push("--amqp-url", amqpUrl);
   if (!wait) args.push("--no-wait");
   if (serverArgs) args.push("--server-args", serverArgs);
+  if (rabbitmqNodes > 1) args.push("--rabbitmq-nodes", String(rabbitmqNodes));
   const env = { ...process.env, CHAT_SERVER_BIN: serverBin };
   try {
     await run(script("cluster"), args, { cwd: projectRoot, env, timeout: 120000 });
@@ -107,6 +108,20 @@ export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = tr
     startReplica: (id) => run(script("cluster"), ["start", id, "--dir", dir], { cwd: projectRoot, env }),
     rabbit: (cmd, extra = []) =>
       run(script("rabbitmq"), [cmd, "--dir", rabbitDir, ...extra], { cwd: projectRoot, timeout: 120000 }),
+    // Node k (1-based) of a --rabbitmq-nodes cluster.
+    rabbitNode: (k, cmd, extra = []) =>
+      run(script("rabbitmq"), [cmd, "--dir", k === 1 ? rabbitDir : `${rabbitDir}-${k}`, ...extra], {
+        cwd: projectRoot,
+        timeout: 120000,
+      }),
+    rabbitPorts: (k) =>
+      Object.fromEntries(
+        fs
+          .readFileSync(path.join(k === 1 ? rabbitDir : `${rabbitDir}-${k}`, "ports"), "utf8")
+          .trim()
+          .split("\n")
+          .map((l) => l.split("=")),
+      ),
     down: () => run(script("cluster"), ["down", "--dir", dir], { cwd: projectRoot, env, timeout: 120000 }),
   };
   return c;

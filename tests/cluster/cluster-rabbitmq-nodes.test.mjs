@@ -1,0 +1,89 @@
+// Three replicas on a three-node RabbitMQ cluster (scripts/cluster
+// --rabbitmq-nodes 3; every replica gets all three URLs). SIGKILL the node
+// that holds most of the replicas' connections while users chat: every
+// replica fails over to a live node by itself, turns ready again, and the
+// chat goes on across replicas. (What sat in the dead node's transient queues
+// is lost: durable history is a separate change; the count is reported.)
+// Needs the release chat-server, rabbitmq-server and haproxy.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { startCluster, user, ask, readyz, waitFor, sleep } from "./lib/cluster.mjs";
+
+let c;
+const sockets = [];
+after(async () => {
+  for (const s of sockets) s.close();
+  if (c) await c.down();
+});
+
+// Bus connections per RabbitMQ node, as node `via` (1-based) lists them.
+async function connectionsByNode(via = 1) {
+  const { saved_mgmt_port: port } = c.rabbitPorts(via);
+  const auth = "Basic " + Buffer.from("guest:guest").toString("base64");
+  const list = await (await fetch(`http://127.0.0.1:${port}/api/connections`, { headers: { authorization: auth } })).json();
+  const by = new Map();
+  for (const x of list) by.set(x.node, (by.get(x.node) ?? 0) + 1);
+  return by;
+}
+
+test("SIGKILL of the RabbitMQ node the replicas use: they fail over and the chat goes on", async (t) => {
+  c = await startCluster("rmq-nodes", { replicas: 3, rabbitmqNodes: 3, serverArgs: "--rate 100 --burst 100" });
+  const users = [];
+  const count = new Map();
+  for (let i = 0; users.length < 30 && !c.replicaIds.every((r) => (count.get(r) ?? 0) >= 2); i++) {
+    const u = await user(c.lbUrl, `n${i}`, { transports: [i % 2 ? "polling" : "websocket"] });
+    sockets.push(u.socket);
+    users.push(u);
+    count.set(u.me.replica, (count.get(u.me.replica) ?? 0) + 1);
+  }
+  assert.ok(c.replicaIds.every((r) => (count.get(r) ?? 0) >= 2), `users spread: ${[...count]}`);
+  const got = new Map(users.map((u) => [u.name, new Set()]));
+  for (const u of users) u.socket.on("new message", (m) => got.get(u.name).add(m.message));
+
+  // Six connections (publisher and consumer of three replicas) over three nodes.
+  let by;
+  await waitFor("six bus connections listed", async () => {
+    by = await connectionsByNode();
+    return [...by.values()].reduce((a, b) => a + b, 0) >= 6;
+  }, 20000);
+  const [victim] = [...by].sort((a, b) => b[1] - a[1])[0];
+  const k = Number(victim.match(/^chat(\d+)@/)[1]) - Number(c.rabbitPorts(1).saved_port) + 1;
+  t.diagnostic(`connections by node: ${JSON.stringify([...by])}; killing node ${k} (${victim})`);
+
+  let stop = false;
+  let sent = 0;
+  const acked = [];
+  const sending = (async () => {
+    while (!stop) {
+      const u = users[sent % users.length];
+      const text = `during-${sent++}`;
+      u.socket.timeout(30000).emitWithAck("new message", text).then((a) => a.ok && acked.push({ text, from: u.name }), () => {});
+      await sleep(50);
+    }
+  })();
+  await sleep(1500);
+  const t0 = Date.now();
+  await c.rabbitNode(k, "kill");
+  // Every replica is ready again, on a live node, without help.
+  await waitFor("every replica ready after the node died", async () => {
+    for (const r of c.replicaIds) if ((await readyz(c.urlOf(r))) !== 200) return false;
+    return true;
+  }, 45000);
+  t.diagnostic(`all replicas ready ${Date.now() - t0} ms after the kill`);
+  await sleep(1500);
+  stop = true;
+  await sending;
+  const after = await connectionsByNode(k === 1 ? 2 : 1);
+  assert.ok(!after.has(victim), `connections still on ${victim}: ${JSON.stringify([...after])}`);
+
+  // The chat goes on across replicas: a fresh message from every replica reaches everyone.
+  const senders = c.replicaIds.map((r) => users.find((u) => u.me.replica === r));
+  for (const s of senders) {
+    const a = await ask(s.socket, "new message", `after-${s.name}`);
+    assert.equal(a.ok, true, JSON.stringify(a));
+  }
+  await waitFor("messages after the failover reach every member", () =>
+    users.every((u) => senders.every((s) => s === u || got.get(u.name).has(`after-${s.name}`))), 15000);
+  const lost = acked.filter((a) => users.some((u) => u.name !== a.from && !got.get(u.name).has(a.text))).length;
+  t.diagnostic(`sent ${sent} during the failover, ${acked.length} acknowledged, ${lost} not at every member`);
+});
