@@ -37,9 +37,7 @@ struct ChatService::LocalUser {
   std::string username;
   std::set<std::string> rooms;
   bool logged_in = false;
-  RateLimiter limiter;
-  LocalUser(transport::SocketPtr s, double rate, double burst)
-      : socket(std::move(s)), limiter(rate, burst) {}
+  explicit LocalUser(transport::SocketPtr s) : socket(std::move(s)) {}
 };
 
 struct ChatService::Prepared {
@@ -127,8 +125,7 @@ void ChatService::stop() {
 
 void ChatService::on_connection(const transport::SocketPtr& socket) {
   auto& ws = *states_[socket->worker()];
-  auto user =
-      std::make_shared<LocalUser>(socket, options_.limits.rate_per_second, options_.limits.burst);
+  auto user = std::make_shared<LocalUser>(socket);
   user->user_id = socket->id();
   ws.users[socket.get()] = user;
   std::weak_ptr<LocalUser> weak = user;
@@ -210,7 +207,9 @@ void ChatService::fail(LocalUser& u, const char* event, const Ack& ack, const Ch
 }
 
 bool ChatService::admit(LocalUser& u, const char* event, const Ack& ack, bool need_login) {
-  if (!u.limiter.allow()) {
+  // The rate budget belongs to the Engine.IO session: a namespace reconnect
+  // does not refill it.
+  if (!u.socket->take_tokens(1.0)) {
     states_[u.socket->worker()]->counters.rate_limited.fetch_add(1, std::memory_order_relaxed);
     fail(u, event, ack, ChatError{"RATE_LIMITED", "too many requests: slow down"});
     return false;

@@ -29,6 +29,13 @@ constexpr auto kIdleTimeout = std::chrono::seconds(60);
 // A new connection must deliver its first request quickly: a client that
 // connects and dribbles header bytes should not hold a descriptor for long.
 constexpr auto kFirstRequestTimeout = std::chrono::seconds(10);
+// While a polling GET is parked the connection still reads, to notice a
+// client that goes away. What it may read meanwhile is small (clients do not
+// pipeline behind a GET), and the read has a deadline: the heartbeat answers
+// a parked GET within the ping interval, so a GET parked much longer has a
+// peer that vanished without a FIN.
+constexpr std::size_t kParkedBodyLimit = 16 * 1024;
+constexpr auto kParkedSlack = std::chrono::seconds(5);
 
 int hex(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -87,10 +94,11 @@ void HttpConnection::read_request() {
   if (reading_ || closed_) return;
   reading_ = true;
   parser_.emplace();
-  parser_->body_limit(server_.options().max_payload);
+  const auto& o = server_.options();
+  parser_->body_limit(parked_ ? kParkedBodyLimit : o.max_payload);
   parser_->header_limit(16 * 1024);
   if (parked_)
-    stream_.expires_never();
+    stream_.expires_after(o.ping_interval + o.ping_timeout + kParkedSlack);
   else
     stream_.expires_after(served_ ? kIdleTimeout : kFirstRequestTimeout);
   http::async_read(
@@ -110,6 +118,8 @@ void HttpConnection::on_read(beast::error_code ec) {
     return send(std::move(res));
   }
   if (ec) {
+    if (ec == http::error::body_limit)
+      WorkerStats::add(server_.worker_stats(worker_).payload_too_large_total, 1);
     if (parked_ && !parked_sid_.empty()) {
       // The client gave up on its parked GET: that ends the session.
       if (auto s = server_.find_session(parked_sid_))
@@ -388,10 +398,14 @@ void HttpConnection::on_written(bool close, beast::error_code ec) {
     next_.reset();
     return handle(std::move(r));
   }
-  if (reading_)
-    stream_.expires_after(kIdleTimeout);  // re-arm the read that is already waiting
-  else
+  if (reading_) {
+    // The read that is already waiting (started while a GET was parked):
+    // the next request may carry a full body, and gets the idle deadline.
+    if (parser_) parser_->body_limit(server_.options().max_payload);
+    stream_.expires_after(kIdleTimeout);
+  } else {
     read_request();
+  }
 }
 
 }  // namespace chat::transport

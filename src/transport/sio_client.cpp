@@ -4,6 +4,7 @@
 #include "transport/engine_session.hpp"
 #include "transport/server_impl.hpp"
 #include "transport/sio_socket.hpp"
+#include "transport/worker_stats.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -14,7 +15,10 @@ using protocol::sio::Packet;
 using protocol::sio::Type;
 
 SioClient::SioClient(EngineSession& session)
-    : session_(session), connect_timer_(session.context()) {}
+    : session_(session),
+      connect_timer_(session.context()),
+      binary_timer_(session.context()),
+      window_start_(std::chrono::steady_clock::now()) {}
 
 SioClient::~SioClient() = default;
 
@@ -33,29 +37,58 @@ void SioClient::send_raw(std::string text) {
   session_.send(OutPacket{std::make_shared<const std::string>("4" + text), false}, false);
 }
 
+void SioClient::abort_binary(const char* why) {
+  WorkerStats::add(session_.server().worker_stats(session_.worker()).binary_packet_aborts_total, 1);
+  partial_.reset();
+  attachments_.clear();
+  binary_timer_.cancel();
+  session_.protocol_error(why);
+}
+
 void SioClient::on_message(std::string data, bool binary) {
+  const auto& o = session_.server().options();
+  protocol::sio::DecodeLimits limits;
+  limits.max_attachments = o.max_attachments;
   if (binary) {
     if (!partial_) return session_.protocol_error("unexpected binary attachment");
+    partial_bytes_ += data.size();
+    if (partial_bytes_ > o.max_binary_packet) return abort_binary("binary packet over its budget");
     attachments_.push_back(std::move(data));
-    if (attachments_.size() < partial_->attachments) return;
-    auto p = std::move(*partial_);
+    if (attachments_.size() < partial_expected_) return;
+    binary_timer_.cancel();
+    auto text = std::move(*partial_);
     partial_.reset();
-    if (p.data && !protocol::sio::reconstruct(*p.data, attachments_)) {
-      attachments_.clear();
-      return session_.protocol_error("bad attachment placeholder");
-    }
+    auto attachments = std::move(attachments_);
     attachments_.clear();
+    // Validated when the header came: decoding it again cannot fail.
+    auto decoded = protocol::sio::decode(text, limits);
+    if (auto* err = std::get_if<protocol::sio::DecodeError>(&decoded))
+      return session_.protocol_error(err->reason);
+    auto p = std::get<Packet>(std::move(decoded));
+    text = {};
+    if (p.data && !protocol::sio::reconstruct(*p.data, attachments))
+      return session_.protocol_error("bad attachment placeholder");
     return handle(std::move(p));
   }
   if (partial_) return session_.protocol_error("text packet while attachments were expected");
-  protocol::sio::DecodeLimits limits;
-  limits.max_attachments = session_.server().options().max_attachments;
   auto decoded = protocol::sio::decode(data, limits);
   if (auto* err = std::get_if<protocol::sio::DecodeError>(&decoded))
     return session_.protocol_error(err->reason);
   auto p = std::get<Packet>(std::move(decoded));
   if ((p.type == Type::binary_event || p.type == Type::binary_ack) && p.attachments > 0) {
-    partial_ = std::move(p);
+    // Hold the wire bytes, not the decoded tree (which can be many times
+    // larger), within a byte budget and a deadline.
+    if (data.size() > o.max_binary_packet) return abort_binary("binary packet over its budget");
+    partial_expected_ = p.attachments;
+    partial_bytes_ = data.size();
+    partial_ = std::move(data);
+    binary_timer_.expires_after(o.binary_timeout);
+    binary_timer_.async_wait(
+        [self = session_.weak_from_this(), this](const boost::system::error_code& ec) {
+          auto s = self.lock();
+          if (!s || ec || s->closed() || !partial_) return;
+          abort_binary("binary packet attachments late");
+        });
     return;
   }
   handle(std::move(p));
@@ -67,7 +100,10 @@ void SioClient::handle(Packet p) {
       return on_connect(p);
     case Type::disconnect: {
       auto it = sockets_.find(p.nsp);
-      if (it == sockets_.end()) return;
+      if (it == sockets_.end()) {
+        session_.charge_invalid("DISCONNECT for a namespace not joined");
+        return;
+      }
       auto sock = it->second;
       sockets_.erase(it);
       sock->mark_disconnected("client namespace disconnect");
@@ -83,7 +119,9 @@ void SioClient::handle(Packet p) {
     }
     case Type::ack:
     case Type::binary_ack:
-      return;  // the server does not ask clients for acks
+      // The server does not ask clients for acks: tolerated, at a cost.
+      session_.charge_invalid("ACK from a client");
+      return;
     case Type::connect_error:
       return session_.protocol_error("CONNECT_ERROR from a client");
   }
@@ -92,14 +130,20 @@ void SioClient::handle(Packet p) {
 void SioClient::on_connect(const Packet& p) {
   auto& server = session_.server();
   const std::string prefix = p.nsp == "/" ? "" : p.nsp + ",";
+  if (!admit_connect(prefix)) return;
   auto* nsp = server.find_namespace(p.nsp);
   if (!nsp) {
+    if (!session_.charge_invalid("CONNECT to an unknown namespace")) return;
     send_raw("4" + prefix + R"({"message":"Invalid namespace"})");
     return;
   }
-  if (sockets_.count(p.nsp)) return;  // already connected: nothing to do
+  if (sockets_.count(p.nsp)) {  // already connected: nothing to do
+    session_.charge_invalid("CONNECT to a namespace already joined");
+    return;
+  }
   const json auth = p.data ? *p.data : json::object();
   if (auto refusal = nsp->authorize(session_.handshake(), auth)) {
+    if (!session_.charge_invalid("refused CONNECT")) return;
     send_raw("4" + prefix + refusal->dump());
     return;
   }
@@ -111,12 +155,37 @@ void SioClient::on_connect(const Packet& p) {
   nsp->connected(sock, auth);
 }
 
+bool SioClient::admit_connect(const std::string& prefix) {
+  const auto& o = session_.server().options();
+  if (o.max_connects == 0) return true;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - window_start_ >= o.connect_window) {
+    window_start_ = now;
+    window_connects_ = 0;
+    connect_refused_ = false;
+  }
+  if (++window_connects_ <= o.max_connects) return true;
+  WorkerStats::add(session_.server().worker_stats(session_.worker()).connects_limited_total, 1);
+  // Namespace reconnects on one session (each one a fresh socket, presence
+  // and broadcasts): refused once with CONNECT_ERROR, then the session ends.
+  if (connect_refused_) {
+    session_.protocol_error("CONNECT over the per-session budget again");
+    return false;
+  }
+  connect_refused_ = true;
+  send_raw("4" + prefix + R"({"message":"Too many connects: slow down"})");
+  return false;
+}
+
 void SioClient::forget(const std::string& nsp) {
   sockets_.erase(nsp);
 }
 
 void SioClient::on_close(const std::string& reason) {
   connect_timer_.cancel();
+  binary_timer_.cancel();
+  partial_.reset();
+  attachments_.clear();
   auto sockets = std::move(sockets_);
   sockets_.clear();
   for (auto& [nsp, sock] : sockets) sock->mark_disconnected(reason);

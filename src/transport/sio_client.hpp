@@ -1,12 +1,18 @@
 // SioClient: the Socket.IO layer of one Engine.IO session: namespace
 // connections, packet decoding, binary attachment reassembly, and the
 // connect timeout.
+//
+// Bounds: a binary packet waiting for its attachments holds its wire bytes
+// only (the header text, decoded again when complete), at most
+// Options::max_binary_packet of them, for at most Options::binary_timeout.
+// CONNECTs are limited to Options::max_connects per connect_window.
 #pragma once
 
 #include "protocol/socketio.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -34,14 +40,25 @@ class SioClient {
   void handle(protocol::sio::Packet p);
   void on_connect(const protocol::sio::Packet& p);
   void send_raw(std::string text);
+  void abort_binary(const char* why);
+  // A CONNECT over the per-session budget: false when it must be refused.
+  bool admit_connect(const std::string& prefix);
 
   EngineSession& session_;
   std::map<std::string, std::shared_ptr<SioSocket>> sockets_;
   boost::asio::steady_timer connect_timer_;
   bool ever_connected_ = false;
-  // Binary packet waiting for its attachments.
-  std::optional<protocol::sio::Packet> partial_;
+  // Binary packet waiting for its attachments: its header text (validated),
+  // how many attachments it announced, and the bytes held.
+  std::optional<std::string> partial_;
+  std::size_t partial_expected_ = 0;
+  std::size_t partial_bytes_ = 0;
   std::vector<std::string> attachments_;
+  boost::asio::steady_timer binary_timer_;
+  // CONNECT budget: connects in the current window, refusals since.
+  std::chrono::steady_clock::time_point window_start_;
+  std::size_t window_connects_ = 0;
+  bool connect_refused_ = false;
 };
 
 }  // namespace chat::transport

@@ -118,22 +118,43 @@ test("oversize binary websocket message -> the socket closes", async () => {
   }
 });
 
-test("two concurrent GETs on one session -> 400 for the second", async () => {
-  const { sid } = await pollingHandshake(srv.url);
-  const ctl = new AbortController();
-  const first = fetch(eioPath(srv.url, `sid=${sid}`), { signal: ctl.signal })
-    .then((r) => r.status)
-    .catch(() => "aborted");
+test("two concurrent GETs on one session -> 400 for the second, the first gets a close packet", async () => {
+  // A long heartbeat, so that no ping can answer the parked GET meanwhile.
+  const quiet = await startTarget(["--ping-interval", "20000", "--ping-timeout", "20000"]);
+  try {
+    await overlappingGets(quiet.url);
+  } finally {
+    await quiet.stop();
+  }
+});
+
+async function overlappingGets(base) {
+  // The raw Engine.IO endpoint of --conformance: no Socket.IO connect
+  // timeout that would close the session (and answer the GET) by itself.
+  const url = `${base}/engine.io`;
+  const eioPath = (u, q) => `${u}/?EIO=4&transport=polling&${q}`;
+  const hs = await fetch(`${url}/?EIO=4&transport=polling`);
+  assert.equal(hs.status, 200);
+  const { sid } = JSON.parse((await hs.text()).slice(1));
+  let firstDone = false;
+  const first = fetch(eioPath(url, `sid=${sid}`)).then(async (r) => {
+    firstDone = true;
+    return { status: r.status, body: await r.text() };
+  });
   await sleep(100); // let the first poll reach the server and wait there
-  const second = await fetch(eioPath(srv.url, `sid=${sid}`));
+  assert.equal(firstDone, false, "the first GET was answered before the second was sent");
+  const second = await fetch(eioPath(url, `sid=${sid}`));
   assert.equal(second.status, 400);
   await second.text();
-  // the first one must not hang for ever either: the session is closed or
-  // it is answered; give it the ping period, then abort
-  setTimeout(() => ctl.abort(), 1500).unref();
-  const firstStatus = await first;
-  assert.ok(firstStatus === 200 || firstStatus === 400 || firstStatus === "aborted", String(firstStatus));
-});
+  // The overlap ends the session: the parked GET is answered at once with a
+  // close packet (not left to hang until the client gives up), well before
+  // the next ping would have answered it.
+  const answer = await withTimeout(first, 2000, "answer to the first GET after the overlap");
+  assert.deepEqual(answer, { status: 200, body: "1" });
+  const after = await fetch(eioPath(url, `sid=${sid}`));
+  assert.equal(after.status, 400);
+  assert.deepEqual(await after.json(), { code: 1, message: "Session ID unknown" });
+}
 
 test("garbage HTTP request line gets 400 or a close, not a hang", async () => {
   const res = await withTimeout(

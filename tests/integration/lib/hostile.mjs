@@ -37,6 +37,7 @@ export function rssSampler(pid) {
       // the process is gone: the test's liveness check reports it
     }
   }, 50);
+  timer.unref(); // a failed assertion before stop() must not keep the test alive
   return {
     peak: () => peak,
     stop: () => clearInterval(timer),
