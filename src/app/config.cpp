@@ -48,6 +48,11 @@ Config parse_config(int argc, char** argv) {
   cli.add_option("--outbox-max", c.outbox_max, "Messages held while the broker is unreachable")
       ->envname("OUTBOX_MAX")
       ->capture_default_str();
+  cli.add_option("--amqp-max-message", c.amqp_max_message,
+                 "Largest broker message read, bytes (larger ones are counted and dropped)")
+      ->envname("AMQP_MAX_MESSAGE")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
+      ->capture_default_str();
   cli.add_option("--static-root", c.static_root, "Folder with the web page")
       ->envname("STATIC_ROOT")
       ->capture_default_str();

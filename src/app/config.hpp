@@ -18,6 +18,7 @@ struct Config {
   std::string amqp_url;    // empty: in-process bus
   std::string amqp_exchange = "chat";
   std::size_t outbox_max = 100000;
+  std::size_t amqp_max_message = 16 * 1024 * 1024;  // bytes; larger broker messages are dropped
   std::string static_root = "web";
   std::string client_dist = "node_modules/socket.io-client/dist";
   std::string log_level = "info";

@@ -17,6 +17,15 @@ struct Writer {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n{}{{{}}} {}\n", name, help,
                    name, type, name, labels, v);
   }
+  // One metric, one sample per value of an extra label.
+  template <class Name, class Value>
+  void put_labelled(const char* name, const char* type, const char* help, const char* label,
+                    std::size_t n, Name name_of, Value value_of) {
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (std::size_t i = 0; i < n; ++i)
+      fmt::format_to(std::back_inserter(out), "{}{{{},{}=\"{}\"}} {}\n", name, labels, label,
+                     name_of(i), value_of(i));
+  }
 };
 
 // Resident set size in bytes, from /proc/self/statm.
@@ -93,6 +102,8 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
         b.duplicates);
   w.put("chat_bus_bad_envelopes_total", C, "Deliveries that did not parse (dropped)",
         b.bad_envelopes);
+  w.put("chat_bus_exceptions_total", C, "Exceptions caught by the bus threads' last resort",
+        b.exceptions);
 
   if (c) {
     w.put("chat_users_local", G, "Logged-in users on this replica", c->users_local);
@@ -114,6 +125,13 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
     w.put("chat_errors_total", C, "Error replies sent to clients", c->errors_total);
     w.put("chat_rate_limited_total", C, "Requests refused by the rate limit",
           c->rate_limited_total);
+    w.put_labelled(
+        "chat_bus_bad_payloads_total", C, "Envelopes whose payload failed its checks (dropped)",
+        "kind", kInboundKinds,
+        [](std::size_t k) { return inbound_kind_name(static_cast<InboundKind>(k)); },
+        [c](std::size_t k) { return c->bad_payloads[k]; });
+    w.put("chat_exceptions_total", C, "Exceptions caught by a last resort (workers, bus input)",
+          c->exceptions_total);
   }
   w.put("process_resident_memory_bytes", G, "Resident memory", rss_bytes());
   return std::move(w.out);

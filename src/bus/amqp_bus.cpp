@@ -152,12 +152,14 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
     }
   }
   // Confirm handlers run outside the lock.
-  if (refused) outbox_dropped_.fetch_add(p.settle(false), std::memory_order_relaxed);
-  if (dropped) outbox_dropped_.fetch_add(dropped->settle(false), std::memory_order_relaxed);
+  if (refused) outbox_dropped_.fetch_add(p.settle(false, last_resort_), std::memory_order_relaxed);
+  if (dropped)
+    outbox_dropped_.fetch_add(dropped->settle(false, last_resort_), std::memory_order_relaxed);
 }
 
 void AmqpBus::publisher_main() {
   std::map<std::uint64_t, Pending> inflight;
+  std::vector<Pending> batch;  // taken from the outbox, not yet sent
   int attempt = 0;
   std::size_t publisher_tried = 0;
   bool was_connected = false;
@@ -188,10 +190,19 @@ void AmqpBus::publisher_main() {
     // Ready only once publishes really flow: after the settle time, so the
     // application does not expire other replicas' presence while their
     // heartbeats are still held back the same way.
-    if (!settle || settle_after_reconnect(publisher_conn_)) {
-      set_publisher_up(true);
-      run_publisher(publisher_conn_, inflight);
+    try {
+      if (!settle || settle_after_reconnect(publisher_conn_)) {
+        set_publisher_up(true);
+        run_publisher(publisher_conn_, inflight, batch);
+      }
+    } catch (...) {
+      // Out of memory, most likely: treat it like a lost connection, so
+      // what was sent is sent again and the thread lives on.
+      last_resort_.caught();
+      set_error("publisher: internal error");
+      for (auto& p : batch) outbox_dropped_.fetch_add(p.settle(false, last_resort_));
     }
+    batch.clear();
     set_publisher_up(false);
     if (stopping_) {
       publisher_conn_.close();
@@ -218,13 +229,21 @@ void AmqpBus::publisher_main() {
     outbox_depth_ = 0;
   }
   if (!left.empty()) spdlog::warn("bus: {} publishes not confirmed at stop", left.size());
-  for (auto& p : left) outbox_dropped_.fetch_add(p.settle(false), std::memory_order_relaxed);
+  for (auto& p : left)
+    outbox_dropped_.fetch_add(p.settle(false, last_resort_), std::memory_order_relaxed);
 }
 
-std::size_t AmqpBus::Pending::settle(bool ok) {
-  if (confirm) std::exchange(confirm, nullptr)(ok);
-  for (auto& cb : more)
-    if (cb) std::exchange(cb, nullptr)(ok);
+std::size_t AmqpBus::Pending::settle(bool ok, core::LastResort& lr) {
+  auto call = [&](ConfirmHandler& cb) {
+    if (!cb) return;
+    try {
+      std::exchange(cb, nullptr)(ok);
+    } catch (...) {
+      lr.caught();
+    }
+  };
+  call(confirm);
+  for (auto& cb : more) call(cb);
   more.clear();
   return count;
 }
@@ -318,10 +337,10 @@ bool AmqpBus::settle_after_reconnect(AmqpConnection& c) {
   return true;
 }
 
-void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>& inflight) {
+void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>& inflight,
+                            std::vector<Pending>& batch) {
   auto* conn = c.get();
   std::uint64_t next_tag = 1;  // confirm-mode delivery tags count from 1 per channel
-  std::vector<Pending> batch;
   std::optional<Clock::time_point> flush_deadline;
   const auto exchange = amqp_cstring_bytes(config_.exchange.c_str());
   const int budget = poll_budget_ms(config_.heartbeat_s);
@@ -369,12 +388,15 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
         std::lock_guard lock(outbox_mu_);
         for (std::size_t j = batch.size(); j-- > i;) outbox_.push_front(std::move(batch[j]));
         outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+        batch.clear();
         return;
       }
       published_.fetch_add(p.count, std::memory_order_relaxed);
       broker_messages_.fetch_add(1, std::memory_order_relaxed);
       inflight.emplace(next_tag++, std::move(p));
     }
+    const bool sent_any = !batch.empty();
+    batch.clear();
     // Read confirms (and send a heartbeat when due) without waiting.
     for (;;) {
       amqp_frame_t frame;
@@ -393,7 +415,7 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       return;
     }
     amqp_maybe_release_buffers(conn);
-    if (!batch.empty()) continue;
+    if (sent_any) continue;
     {
       std::lock_guard lock(outbox_mu_);
       if (!outbox_.empty() && inflight.size() < max_inflight) continue;
@@ -443,7 +465,7 @@ bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
     std::size_t envelopes = 0;
     for (auto& p : done) envelopes += p.count;
     (ok ? confirmed_ : nacked_).fetch_add(envelopes, std::memory_order_relaxed);
-    for (auto& p : done) p.settle(ok);
+    for (auto& p : done) p.settle(ok, last_resort_);
     return true;
   }
   if (id == AMQP_BASIC_RETURN_METHOD) {
@@ -512,7 +534,13 @@ void AmqpBus::consumer_main() {
     spdlog::info("bus consumer connected to {}:{}, queue {} ({} rooms bound)", url.host, url.port,
                  queue, bound_rooms_.load());
     set_consumer_up(true);
-    run_consumer(consumer_conn_, queue);
+    try {
+      run_consumer(consumer_conn_, queue);
+    } catch (...) {
+      // Out of memory, most likely: start over on a new connection.
+      last_resort_.caught();
+      set_error("consumer: internal error");
+    }
     set_consumer_up(false);
     bound_rooms_ = 0;
     if (stopping_) {
@@ -619,7 +647,11 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
   std::vector<EnvelopePtr> batch;
   auto flush = [&] {
     if (batch.empty()) return;
-    if (on_delivery_) on_delivery_(std::move(batch));
+    try {
+      if (on_delivery_) on_delivery_(std::move(batch));
+    } catch (...) {
+      last_resort_.caught();
+    }
     batch = {};
   };
   // After an RPC (setup, bind, unbind) complete deliveries may sit in the
@@ -653,17 +685,12 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
         const bool own = (props._flags & AMQP_BASIC_APP_ID_FLAG) &&
                          to_string(props.app_id) == config_.instance_id;
         if (!own) {
-          std::size_t bad = 0;
-          auto got = parse_batch(std::string_view(static_cast<const char*>(env.message.body.bytes),
-                                                  env.message.body.len),
-                                 bad);
-          if (bad) bad_envelopes_.fetch_add(bad, std::memory_order_relaxed);
-          for (auto& e : got) {
-            if (e->origin == config_.instance_id) continue;
-            if (dedupe_.first_time(e->origin, e->id))
-              batch.push_back(std::move(e));
-            else
-              duplicates_.fetch_add(1, std::memory_order_relaxed);
+          try {
+            take_delivery(std::string_view(static_cast<const char*>(env.message.body.bytes),
+                                           env.message.body.len),
+                          batch);
+          } catch (...) {
+            last_resort_.caught();
           }
         }
         amqp_destroy_envelope(&env);
@@ -703,6 +730,19 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
       return;
     }
     flush();
+  }
+}
+
+void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch) {
+  std::size_t bad = 0;
+  auto got = parse_batch(body, bad, config_.max_message_bytes);
+  if (bad) bad_envelopes_.fetch_add(bad, std::memory_order_relaxed);
+  for (auto& e : got) {
+    if (e->origin == config_.instance_id) continue;
+    if (dedupe_.first_time(e->origin, e->id))
+      batch.push_back(std::move(e));
+    else
+      duplicates_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -781,6 +821,7 @@ BusStatus AmqpBus::status() const {
   s.bound_rooms = bound_rooms_.load(std::memory_order_relaxed);
   s.duplicates = duplicates_.load(std::memory_order_relaxed);
   s.bad_envelopes = bad_envelopes_.load(std::memory_order_relaxed);
+  s.exceptions = last_resort_.count();
   std::lock_guard lock(error_mu_);
   s.last_error = last_error_;
   return s;

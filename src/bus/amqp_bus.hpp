@@ -21,6 +21,7 @@
 #include "bus/bus.hpp"
 #include "bus/dedupe_window.hpp"
 #include "bus/factory.hpp"
+#include "core/last_resort.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -63,7 +64,8 @@ class AmqpBus final : public Bus {
     std::size_t count = 1;
     std::vector<ConfirmHandler> more;
     // Run every confirm handler once; returns how many envelopes it covered.
-    std::size_t settle(bool ok);
+    // A handler that throws is counted in lr and does not stop the others.
+    std::size_t settle(bool ok, core::LastResort& lr);
   };
   // Join runs of single envelopes with the same routing key into one message.
   static void join_runs(std::vector<Pending>& batch);
@@ -72,8 +74,11 @@ class AmqpBus final : public Bus {
   void consumer_main();
   // Returns when the connection fails or the bus stops; inflight holds what
   // was published but not confirmed.
-  void run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>& inflight);
+  void run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>& inflight,
+                     std::vector<Pending>& batch);
   void run_consumer(AmqpConnection& c, const std::string& queue);
+  // Parse one delivery body, count what is bad, drop duplicates, append the rest.
+  void take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch);
   bool setup_publisher(AmqpConnection& c, std::string& error);
   bool setup_consumer(AmqpConnection& c, std::string& queue, std::string& error);
   // Handle one frame read on the publisher connection; false = connection unusable.
@@ -150,6 +155,7 @@ class AmqpBus final : public Bus {
   std::atomic<std::uint64_t> bound_rooms_{0};
   std::atomic<std::uint64_t> duplicates_{0};
   std::atomic<std::uint64_t> bad_envelopes_{0};
+  core::LastResort last_resort_{"bus"};
 };
 
 }  // namespace chat::bus

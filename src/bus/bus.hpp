@@ -8,10 +8,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace chat::bus {
@@ -28,17 +30,34 @@ struct Envelope {
 };
 using EnvelopePtr = std::shared_ptr<const Envelope>;
 
+// Bounds on what a consumer accepts from the broker; anything beyond them is
+// counted as a bad envelope and dropped (docs/cluster.md, "Bad input").
+inline constexpr std::size_t kMaxBodyBytes = 16 * 1024 * 1024;  // one broker message (default)
+inline constexpr std::size_t kMaxNesting = 32;                  // [ and { levels in a body
+inline constexpr std::size_t kMaxJoined = 1024;                 // envelopes in one joined message
+inline constexpr std::size_t kMaxOriginBytes = 256;
+inline constexpr std::size_t kMaxIdBytes = 256;  // id and sender
+inline constexpr std::size_t kMaxRoomBytes = 1024;
+inline constexpr std::size_t kMaxEventBytes = 64;
+
 // Serialise an envelope for the wire and back (compact JSON object with keys
-// v, origin, id, room, event, payload, ts, sender). parse returns nullptr on bad input.
+// v, origin, id, room, event, payload, ts, sender). parse returns nullptr on
+// bad input: not JSON, over the bounds above, a field missing or of the wrong
+// type, a payload that is not an object. Never throws.
 std::string serialize(const Envelope& e);
 EnvelopePtr parse(std::string_view bytes);
+
+// True when bytes (JSON text) open more than max_depth arrays/objects at once.
+// Linear, no allocation; strings are skipped.
+bool nesting_exceeds(std::string_view bytes, std::size_t max_depth);
 
 // Several envelopes of one replica for one room may travel as one broker
 // message: a JSON array of serialized envelopes. join_batch builds it from
 // serialize() outputs; parse_batch accepts one envelope or such an array,
 // returns the envelopes that parse and counts the ones that do not.
 std::string join_batch(const std::vector<const std::string*>& bodies);
-std::vector<EnvelopePtr> parse_batch(std::string_view bytes, std::size_t& bad);
+std::vector<EnvelopePtr> parse_batch(std::string_view bytes, std::size_t& bad,
+                                     std::size_t max_bytes = kMaxBodyBytes);
 
 // Snapshot of the bus state for /readyz and /metrics.
 struct BusStatus {
@@ -58,6 +77,7 @@ struct BusStatus {
   std::uint64_t bound_rooms = 0;    // room bindings currently in place
   std::uint64_t duplicates = 0;     // re-published copies dropped by the consumer
   std::uint64_t bad_envelopes = 0;  // deliveries that did not parse (dropped)
+  std::uint64_t exceptions = 0;     // caught by a bus thread's last-resort handler
   std::string last_error;
 };
 

@@ -30,6 +30,7 @@ struct BusConfig {
                                       // every possible re-publish is recognised
   std::size_t max_batch = 256;        // deliveries handed to the app per call
   std::size_t max_inflight = 10000;   // publishes sent but not yet confirmed
+  std::size_t max_message_bytes = kMaxBodyBytes;  // larger broker messages are dropped unread
 };
 
 std::unique_ptr<Bus> make_bus(const BusConfig& config);

@@ -16,11 +16,11 @@ using nlohmann::json;
 using transport::Ack;
 
 namespace {
-constexpr const char* kDelta = "presence.delta";
-constexpr const char* kHeartbeat = "presence.heartbeat";
-constexpr const char* kSync = "presence.sync";
-constexpr const char* kSnapshot = "presence.snapshot";
-constexpr const char* kBye = "presence.bye";
+constexpr const char* kDelta = kPresenceDelta;
+constexpr const char* kHeartbeat = kPresenceHeartbeat;
+constexpr const char* kSync = kPresenceSync;
+constexpr const char* kSnapshot = kPresenceSnapshot;
+constexpr const char* kBye = kPresenceBye;
 
 bool droppable_event(const std::string& event) {
   return event == "typing" || event == "stop typing";
@@ -466,17 +466,30 @@ void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
   prepared->reserve(batch.size());
   for (auto& e : batch) {
     if (!e) continue;
-    if (e->room.empty()) {
-      handle_control(*e);
-      continue;
+    // One envelope nobody foresaw must not cost its neighbours their delivery.
+    try {
+      on_bus_envelope(e, *prepared);
+    } catch (...) {
+      inbound_errors_.caught();
     }
-    // One encode per envelope; the buffer is shared by every receiver on every worker.
-    prepared->push_back(Prepared{e,
-                                 transport::encode_event("/", e->event, json::array({e->payload})),
-                                 droppable_event(e->event)});
   }
   if (prepared->empty()) return;
   workers_.post_all([this, prepared](unsigned w) { deliver_batch(w, *prepared); });
+}
+
+void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepared>& prepared) {
+  // Our own envelopes (local delivery) were built here; the others are checked.
+  const bool own = e->origin == options_.instance_id;
+  if (e->room.empty()) {
+    if (own) return;
+    auto in = decode_inbound(*e);
+    if (!in.ok) return inbound_.count(in.kind);
+    return handle_control(*e, in);
+  }
+  if (!own && !valid_room_event(*e)) return inbound_.count(InboundKind::room);
+  // One encode per envelope; the buffer is shared by every receiver on every worker.
+  prepared.push_back(Prepared{e, transport::encode_event("/", e->event, json::array({e->payload})),
+                              droppable_event(e->event)});
 }
 
 void ChatService::deliver_local(std::vector<bus::EnvelopePtr> batch) {
@@ -511,19 +524,18 @@ void ChatService::deliver_batch(unsigned worker, const std::vector<Prepared>& ba
   if (closed) c.deliveries_closed.fetch_add(closed, std::memory_order_relaxed);
 }
 
-void ChatService::handle_control(const bus::Envelope& e) {
-  if (e.origin == options_.instance_id) return;
+void ChatService::handle_control(const bus::Envelope& e, Inbound& in) {
   bool need_sync = false;
-  if (e.event == kDelta) {
-    need_sync = presence_.apply_delta(e.origin, e.payload);
-  } else if (e.event == kHeartbeat) {
-    need_sync = presence_.apply_heartbeat(e.origin, e.payload);
-  } else if (e.event == kSnapshot) {
-    presence_.apply_snapshot(e.origin, e.payload);
-  } else if (e.event == kSync) {
-    if (e.payload.value("target", std::string{}) == options_.instance_id)
+  if (auto* d = std::get_if<PresenceDelta>(&in.control)) {
+    need_sync = presence_.apply_delta(e.origin, *d);
+  } else if (auto* hb = std::get_if<PresenceHeartbeat>(&in.control)) {
+    need_sync = presence_.apply_heartbeat(e.origin, *hb);
+  } else if (auto* snap = std::get_if<PresenceSnapshot>(&in.control)) {
+    presence_.apply_snapshot(e.origin, *snap);
+  } else if (auto* sync = std::get_if<PresenceSync>(&in.control)) {
+    if (sync->target == options_.instance_id)
       bus_.publish(make_envelope("", kSnapshot, presence_.snapshot()), {});
-  } else if (e.event == kBye) {
+  } else if (std::holds_alternative<PresenceBye>(in.control)) {
     auto gone = presence_.remove_replica(e.origin);
     if (!gone.empty()) announce_gone(gone);
   }
@@ -565,6 +577,9 @@ ChatStats ChatService::stats() {
     s.errors_total += c.errors.load(std::memory_order_relaxed);
     s.rate_limited_total += c.rate_limited.load(std::memory_order_relaxed);
   }
+  for (std::size_t k = 0; k < kInboundKinds; ++k)
+    s.bad_payloads[k] = inbound_.bad[k].load(std::memory_order_relaxed);
+  s.exceptions_total = workers_.exceptions() + inbound_errors_.count();
   {
     std::lock_guard lk(bind_mu_);
     s.rooms_local = bound_.size();

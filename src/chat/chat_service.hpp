@@ -9,9 +9,11 @@
 #pragma once
 
 #include "bus/bus.hpp"
+#include "chat/inbound.hpp"
 #include "chat/limits.hpp"
 #include "chat/presence.hpp"
 #include "chat/validation.hpp"
+#include "core/last_resort.hpp"
 #include "transport/api.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -55,6 +57,8 @@ struct ChatStats {
   std::uint64_t envelopes_in_total = 0;        // room envelopes handed over by the bus
   std::uint64_t errors_total = 0;              // error replies sent to clients
   std::uint64_t rate_limited_total = 0;
+  std::array<std::uint64_t, kInboundKinds> bad_payloads{};  // bus input dropped, by InboundKind
+  std::uint64_t exceptions_total = 0;  // caught by a last-resort handler (workers, bus input)
 };
 
 class ChatService {
@@ -113,7 +117,8 @@ class ChatService {
   // Bus side.
   void on_bus_batch(std::vector<bus::EnvelopePtr> batch);
   void on_bus_state(bool ready);
-  void handle_control(const bus::Envelope& e);
+  void on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepared>& prepared);
+  void handle_control(const bus::Envelope& e, Inbound& in);
   void deliver_batch(unsigned worker, const std::vector<Prepared>& batch);
   void deliver_local(std::vector<bus::EnvelopePtr> batch);  // no bus round trip
   void announce_gone(const std::vector<UserInfo>& users);
@@ -135,6 +140,8 @@ class ChatService {
   std::unordered_map<std::string, std::size_t> bound_;  // room -> local members over all workers
 
   std::atomic<std::uint64_t> seq_{0};
+  InboundCounters inbound_;
+  core::LastResort inbound_errors_{"bus delivery"};
   std::atomic<bool> bus_ready_{false};
   std::atomic<bool> stopping_{false};
   std::unique_ptr<boost::asio::steady_timer> timer_;

@@ -2,6 +2,7 @@
 #include "chat/presence.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace chat::app {
 
@@ -13,7 +14,101 @@ constexpr auto kSyncRetry = std::chrono::seconds(2);
 std::int64_t ms_between(Presence::Clock::time_point a, Presence::Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
+
+// Field readers for the decoders: false when the field is missing (and
+// required), of another type or over its bound.
+bool get_string(const json& j, const char* key, std::string& out, bool required = true,
+                bool allow_empty = true) {
+  const auto it = j.find(key);
+  if (it == j.end()) return !required;
+  if (!it->is_string()) return false;
+  const auto& s = it->get_ref<const std::string&>();
+  if (s.size() > kMaxPresenceField || (!allow_empty && s.empty())) return false;
+  out = s;
+  return true;
+}
+
+bool get_count(const json& j, const char* key, std::uint64_t& out) {
+  const auto it = j.find(key);
+  // Parsed JSON holds non-negative integers as unsigned; built in code they
+  // may be signed: accept both, never a negative or a fraction.
+  if (it == j.end() || !it->is_number_integer()) return false;
+  if (!it->is_number_unsigned() && it->get<std::int64_t>() < 0) return false;
+  out = it->get<std::uint64_t>();
+  return true;
+}
 }  // namespace
+
+std::optional<PresenceDelta> decode_delta(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  PresenceDelta d;
+  std::string op;
+  if (!get_string(j, "op", op) || !get_count(j, "v", d.v) ||
+      !get_string(j, "u", d.user, true, false) || !get_string(j, "replica", d.replica))
+    return std::nullopt;
+  if (op == "login") {
+    d.op = PresenceDelta::Op::login;
+    if (!get_string(j, "n", d.name)) return std::nullopt;
+  } else if (op == "join" || op == "leave") {
+    d.op = op == "join" ? PresenceDelta::Op::join : PresenceDelta::Op::leave;
+    if (!get_string(j, "r", d.room, true, false)) return std::nullopt;
+  } else if (op == "logout") {
+    d.op = PresenceDelta::Op::logout;
+  } else {
+    return std::nullopt;
+  }
+  return d;
+}
+
+std::optional<PresenceHeartbeat> decode_heartbeat(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  PresenceHeartbeat hb;
+  if (!get_count(j, "v", hb.v) || !get_string(j, "replica", hb.replica) ||
+      !get_count(j, "users", hb.users) || !get_count(j, "connections", hb.connections))
+    return std::nullopt;
+  return hb;
+}
+
+std::optional<PresenceSnapshot> decode_snapshot(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  PresenceSnapshot snap;
+  if (!get_count(j, "v", snap.v) || !get_string(j, "replica", snap.replica) ||
+      !get_count(j, "connections", snap.connections))
+    return std::nullopt;
+  const auto users = j.find("users");
+  if (users == j.end() || !users->is_array()) return std::nullopt;
+  snap.users.reserve(users->size());
+  for (const auto& u : *users) {
+    if (!u.is_object()) return std::nullopt;
+    UserInfo info;
+    if (!get_string(u, "u", info.user_id, true, false) || !get_string(u, "n", info.username))
+      return std::nullopt;
+    const auto rooms = u.find("r");
+    if (rooms == u.end() || !rooms->is_array()) return std::nullopt;
+    for (const auto& room : *rooms) {
+      if (!room.is_string()) return std::nullopt;
+      const auto& name = room.get_ref<const std::string&>();
+      if (name.empty() || name.size() > kMaxPresenceField) return std::nullopt;
+      info.rooms.insert(name);
+    }
+    snap.users.push_back(std::move(info));
+  }
+  return snap;
+}
+
+std::optional<PresenceSync> decode_sync(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  PresenceSync s;
+  if (!get_string(j, "target", s.target, true, false)) return std::nullopt;
+  return s;
+}
+
+std::optional<PresenceBye> decode_bye(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  PresenceBye b;
+  if (!get_string(j, "replica", b.replica)) return std::nullopt;
+  return b;
+}
 
 Presence::Presence(std::string self_instance, std::string self_replica)
     : self_instance_(std::move(self_instance)), self_replica_(std::move(self_replica)) {
@@ -105,54 +200,58 @@ bool Presence::want_sync(Replica& r, Clock::time_point now) {
   return true;
 }
 
-bool Presence::apply_delta(const std::string& instance, const json& d) {
-  if (instance == self_instance_ || !d.is_object()) return false;
+bool Presence::apply_delta(const std::string& instance, const PresenceDelta& d) {
+  if (instance == self_instance_) return false;
   std::lock_guard lk(mu_);
   const auto now = Clock::now();
   auto& r = replicas_[instance];
   r.last_seen = now;
-  if (r.replica.empty()) r.replica = d.value("replica", std::string{});
-  const auto v = d.value("v", std::uint64_t{0});
-  if (!r.synced || v != r.version + 1) {
+  if (r.replica.empty()) r.replica = d.replica;
+  if (!r.synced || d.v != r.version + 1) {
     r.synced = false;
     return want_sync(r, now);
   }
-  r.version = v;
-  const auto op = d.value("op", std::string{});
-  const auto user_id = d.value("u", std::string{});
-  if (op == "login") {
-    auto [it, fresh] = r.users.try_emplace(user_id);
-    if (fresh) ++total_users_;
-    it->second.user_id = user_id;
-    it->second.username = d.value("n", std::string{});
-    it->second.replica = r.replica;
-  } else if (op == "join" || op == "leave") {
-    auto it = r.users.find(user_id);
-    const auto room = d.value("r", std::string{});
-    if (it != r.users.end()) {
-      if (op == "join" && it->second.rooms.insert(room).second) index_add(room);
-      if (op == "leave" && it->second.rooms.erase(room) > 0) index_remove(room);
+  r.version = d.v;
+  using Op = PresenceDelta::Op;
+  switch (d.op) {
+    case Op::login: {
+      auto [it, fresh] = r.users.try_emplace(d.user);
+      if (fresh) ++total_users_;
+      it->second.user_id = d.user;
+      it->second.username = d.name;
+      it->second.replica = r.replica;
+      break;
     }
-  } else if (op == "logout") {
-    auto it = r.users.find(user_id);
-    if (it != r.users.end()) {
-      for (const auto& room : it->second.rooms) index_remove(room);
-      r.users.erase(it);
-      --total_users_;
+    case Op::join:
+    case Op::leave: {
+      auto it = r.users.find(d.user);
+      if (it == r.users.end()) break;
+      if (d.op == Op::join && it->second.rooms.insert(d.room).second) index_add(d.room);
+      if (d.op == Op::leave && it->second.rooms.erase(d.room) > 0) index_remove(d.room);
+      break;
+    }
+    case Op::logout: {
+      auto it = r.users.find(d.user);
+      if (it != r.users.end()) {
+        for (const auto& room : it->second.rooms) index_remove(room);
+        r.users.erase(it);
+        --total_users_;
+      }
+      break;
     }
   }
   return false;
 }
 
-bool Presence::apply_heartbeat(const std::string& instance, const json& hb) {
-  if (instance == self_instance_ || !hb.is_object()) return false;
+bool Presence::apply_heartbeat(const std::string& instance, const PresenceHeartbeat& hb) {
+  if (instance == self_instance_) return false;
   std::lock_guard lk(mu_);
   const auto now = Clock::now();
   auto& r = replicas_[instance];
   r.last_seen = now;
-  r.replica = hb.value("replica", r.replica);
-  r.connections = hb.value("connections", std::uint64_t{0});
-  if (!r.synced || hb.value("v", std::uint64_t{0}) != r.version) {
+  r.replica = hb.replica;
+  r.connections = hb.connections;
+  if (!r.synced || hb.v != r.version) {
     r.synced = false;
     return want_sync(r, now);
   }
@@ -168,29 +267,23 @@ void Presence::drop_users(Replica& r, std::vector<UserInfo>* out) {
   r.users.clear();
 }
 
-void Presence::apply_snapshot(const std::string& instance, const json& snap) {
-  if (instance == self_instance_ || !snap.is_object()) return;
+void Presence::apply_snapshot(const std::string& instance, const PresenceSnapshot& snap) {
+  if (instance == self_instance_) return;
   std::lock_guard lk(mu_);
   auto& r = replicas_[instance];
   drop_users(r, nullptr);
-  r.replica = snap.value("replica", r.replica);
-  r.version = snap.value("v", std::uint64_t{0});
-  r.connections = snap.value("connections", std::uint64_t{0});
+  r.replica = snap.replica;
+  r.version = snap.v;
+  r.connections = snap.connections;
   r.synced = true;
   r.last_seen = Clock::now();
-  const auto it = snap.find("users");
-  if (it == snap.end() || !it->is_array()) return;
-  for (const auto& u : *it) {
-    if (!u.is_object()) continue;
-    UserInfo info;
-    info.user_id = u.value("u", std::string{});
-    info.username = u.value("n", std::string{});
-    info.replica = r.replica;
-    if (auto rooms = u.find("r"); rooms != u.end() && rooms->is_array())
-      for (const auto& room : *rooms)
-        if (room.is_string()) info.rooms.insert(room.get<std::string>());
-    for (const auto& room : info.rooms) index_add(room);
-    if (r.users.emplace(info.user_id, std::move(info)).second) ++total_users_;
+  for (const auto& u : snap.users) {
+    auto [it, fresh] = r.users.try_emplace(u.user_id);
+    if (!fresh) continue;  // a repeated entry: the first one counts
+    it->second = u;
+    it->second.replica = r.replica;
+    for (const auto& room : it->second.rooms) index_add(room);
+    ++total_users_;
   }
 }
 
@@ -264,6 +357,18 @@ std::vector<ReplicaSummary> Presence::replicas() {
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.replica < b.replica; });
   return out;
+}
+
+bool Presence::consistent() {
+  std::lock_guard lk(mu_);
+  std::size_t users = 0;
+  std::map<std::string, std::size_t> index;
+  for (const auto& [inst, r] : replicas_) {
+    users += r.users.size();
+    for (const auto& [id, u] : r.users)
+      for (const auto& room : u.rooms) ++index[room];
+  }
+  return users == total_users_ && index == room_index_;
 }
 
 }  // namespace chat::app

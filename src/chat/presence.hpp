@@ -30,6 +30,46 @@ struct UserInfo {
   std::set<std::string> rooms;
 };
 
+// The presence messages as they travel on the control key, decoded. Each
+// decode_* checks every field it reads (type, bounds) and returns nullopt for
+// anything else, so applying a decoded message cannot throw. Fields a newer
+// version adds are ignored.
+struct PresenceDelta {
+  enum class Op { login, join, leave, logout };
+  Op op = Op::login;
+  std::uint64_t v = 0;  // the sender's version after this change
+  std::string user;     // "u"
+  std::string name;     // "n" (login)
+  std::string room;     // "r" (join, leave)
+  std::string replica;
+};
+struct PresenceHeartbeat {
+  std::uint64_t v = 0;
+  std::string replica;
+  std::uint64_t users = 0;
+  std::uint64_t connections = 0;
+};
+struct PresenceSnapshot {
+  std::uint64_t v = 0;
+  std::string replica;
+  std::uint64_t connections = 0;
+  std::vector<UserInfo> users;  // replica left empty
+};
+struct PresenceSync {
+  std::string target;  // the instance asked for a snapshot
+};
+struct PresenceBye {
+  std::string replica;
+};
+// Longest user id, user name, room or replica id a presence message may carry.
+inline constexpr std::size_t kMaxPresenceField = 1024;
+
+std::optional<PresenceDelta> decode_delta(const nlohmann::json& j);
+std::optional<PresenceHeartbeat> decode_heartbeat(const nlohmann::json& j);
+std::optional<PresenceSnapshot> decode_snapshot(const nlohmann::json& j);
+std::optional<PresenceSync> decode_sync(const nlohmann::json& j);
+std::optional<PresenceBye> decode_bye(const nlohmann::json& j);
+
 struct ReplicaSummary {
   std::string instance;
   std::string replica;
@@ -60,9 +100,9 @@ class Presence {
 
   // ---- what other replicas said. Return true when a snapshot of that
   // instance should be requested.
-  bool apply_delta(const std::string& instance, const nlohmann::json& delta);
-  bool apply_heartbeat(const std::string& instance, const nlohmann::json& hb);
-  void apply_snapshot(const std::string& instance, const nlohmann::json& snap);
+  bool apply_delta(const std::string& instance, const PresenceDelta& delta);
+  bool apply_heartbeat(const std::string& instance, const PresenceHeartbeat& hb);
+  void apply_snapshot(const std::string& instance, const PresenceSnapshot& snap);
   // A replica said goodbye (clean shutdown): forget it now.
   std::vector<UserInfo> remove_replica(const std::string& instance);
 
@@ -78,6 +118,8 @@ class Presence {
   std::vector<UserInfo> room_users(const std::string& room, std::size_t limit);
   std::vector<std::pair<std::string, std::size_t>> rooms();
   std::vector<ReplicaSummary> replicas();
+  // The counters and the room index agree with the user entries (tests, fuzzer).
+  bool consistent();
 
  private:
   struct Replica {

@@ -34,7 +34,16 @@ void Workers::start() {
   for (unsigned i = 0; i < size(); ++i) {
     threads_.emplace_back([this, i] {
       tl_worker = static_cast<int>(i);
-      contexts_[i]->run();
+      // run() returns normally only once stopped; after a handler threw, the
+      // io_context keeps its other work and run() picks it up again.
+      for (;;) {
+        try {
+          contexts_[i]->run();
+          return;
+        } catch (...) {
+          last_resort_.caught();
+        }
+      }
     });
   }
 }

@@ -6,11 +6,14 @@
 // Cross-thread work is handed over with post(), once per batch, not per delivery.
 #pragma once
 
+#include "core/last_resort.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -33,8 +36,10 @@ class Workers {
   // Index of the worker whose thread is calling, or -1 off the worker threads.
   static int current();
 
-  // Start one thread per worker. Each loop keeps running until stop().
+  // Start one thread per worker. Each loop keeps running until stop(); a
+  // handler that throws is counted and logged, and the loop goes on.
   void start();
+  std::uint64_t exceptions() const { return last_resort_.count(); }
   // Let every loop return and join the threads. Safe to call twice.
   void stop();
   // Block until the threads have exited (after stop() from elsewhere).
@@ -53,6 +58,7 @@ class Workers {
       guards_;
   std::vector<std::thread> threads_;
   std::atomic<unsigned> rr_{0};
+  LastResort last_resort_{"worker"};
 };
 
 }  // namespace chat::core

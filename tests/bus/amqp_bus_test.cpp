@@ -427,6 +427,122 @@ TEST_F(AmqpBusTest, PublisherCutMidStreamRepublishesWithoutDuplicates) {
               static_cast<unsigned long long>(b.status().duplicates));
 }
 
+// A plain AMQP client publishing whatever bytes it is given, the way anyone
+// with publish rights on the exchange can.
+class RawPublisher {
+ public:
+  RawPublisher(const std::string& url, const std::string& exchange) : exchange_(exchange) {
+    std::string err;
+    ok_ = conn_.open(parse_amqp_url(url), "raw-publisher-" + exchange, 0, 5000ms, err);
+    EXPECT_TRUE(ok_) << err;
+  }
+  void publish(const std::string& key, const std::string& body, const std::string& app_id = "") {
+    ASSERT_TRUE(ok_);
+    amqp_basic_properties_t props{};
+    if (!app_id.empty()) {
+      props._flags = AMQP_BASIC_APP_ID_FLAG;
+      props.app_id = amqp_cstring_bytes(app_id.c_str());
+    }
+    const amqp_bytes_t bytes{body.size(), const_cast<char*>(body.data())};
+    ASSERT_EQ(amqp_basic_publish(conn_.get(), 1, amqp_cstring_bytes(exchange_.c_str()),
+                                 amqp_cstring_bytes(key.c_str()), 0, 0, &props, bytes),
+              AMQP_STATUS_OK);
+  }
+
+ private:
+  std::string exchange_;
+  AmqpConnection conn_;
+  bool ok_ = false;
+};
+
+// Every kind of garbage, on the control key and on a room key: each is
+// counted and dropped, the consumer stays up, good envelopes around it pass.
+TEST_F(AmqpBusTest, MalformedBrokerMessagesAreCountedAndDropped) {
+  Recorder ra, rb;
+  AmqpBus a(config("a")), b(config("b"));
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }));
+  b.bind_room("general");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
+
+  auto good = make("intruder", "general", "g1");
+  auto wrong = nlohmann::json::parse(serialize(*good));
+  wrong["origin"] = 42;
+  auto bad_payload = nlohmann::json::parse(serialize(*good));
+  bad_payload["payload"] = "not an object";
+  const std::vector<std::string> bodies = {
+      "",
+      "not json",
+      "{\"v\":1",
+      "[]",
+      "[1,2,3]",
+      "[null,\"x\",{}]",  // three bad items
+      wrong.dump(),
+      bad_payload.dump(),
+      std::string(50000, '['),
+      std::string(kMaxBodyBytes + 1, ' '),
+      std::string("\x00\xff\xfe", 3),
+  };
+  const std::uint64_t expected_bad = bodies.size() + 4;  // the two arrays of three count three
+  RawPublisher raw(url_, exchange_);
+  for (const auto& key : {std::string("cluster"), std::string("room.general")})
+    for (const auto& body : bodies) raw.publish(key, body);
+  // A good envelope from a third origin after the garbage: still delivered.
+  raw.publish("room.general", serialize(*good));
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return !got.empty(); }, 20s))
+      << "b bad=" << b.status().bad_envelopes;
+  EXPECT_EQ(rb.count_by_id(), (std::map<std::string, int>{{"g1", 1}}));
+  EXPECT_EQ(b.status().bad_envelopes, 2 * expected_bad);
+  ASSERT_TRUE(wait_until([&] { return a.status().bad_envelopes == expected_bad; }))
+      << a.status().bad_envelopes;  // a has no room binding: the control copies only
+  EXPECT_EQ(a.status().exceptions, 0u);
+  EXPECT_EQ(b.status().exceptions, 0u);
+
+  // Both replicas still publish and consume.
+  Confirms confirms;
+  a.publish(make(config("a").instance_id, "general", "after"), confirms.handler());
+  ASSERT_TRUE(confirms.wait_total(1));
+  EXPECT_EQ(confirms.ok(), 1);
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= 2; }));
+  EXPECT_TRUE(a.status().ready && b.status().ready);
+}
+
+// Handlers that throw (a bug, or input nobody foresaw): the bus threads
+// count it and carry on; nothing reaches std::terminate.
+TEST_F(AmqpBusTest, ThrowingHandlersDoNotEndTheBusThreads) {
+  std::atomic<int> deliveries{0};
+  AmqpBus a(config("a")), b(config("b"));
+  // a's handler also runs for its local deliveries, on the publishing thread
+  // (the caller's business); b's runs on its consumer thread.
+  a.start([](std::vector<EnvelopePtr>) {}, {});
+  b.start(
+      [&](std::vector<EnvelopePtr> batch) {
+        deliveries += static_cast<int>(batch.size());
+        throw std::runtime_error("delivery handler bug");
+      },
+      {});
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }));
+  b.bind_room("t");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
+  std::atomic<int> confirmed{0};
+  for (int i = 0; i < 5; ++i) {
+    a.publish(make(config("a").instance_id, "t", prefixed('t', i)), [&](bool ok) {
+      if (ok) ++confirmed;
+      throw std::runtime_error("confirm handler bug");
+    });
+    std::this_thread::sleep_for(50ms);  // separate broker messages, separate batches
+  }
+  ASSERT_TRUE(wait_until([&] { return deliveries >= 5 && confirmed >= 5; }))
+      << deliveries << " delivered, " << confirmed << " confirmed";
+  EXPECT_GE(b.status().exceptions, 1u);
+  EXPECT_EQ(a.status().exceptions, 5u);
+  EXPECT_TRUE(a.status().ready && b.status().ready);
+  // b's consumer still consumes, a's publisher still publishes.
+  a.publish(make(config("a").instance_id, "t", "last"), {});
+  ASSERT_TRUE(wait_until([&] { return deliveries >= 6; }));
+}
+
 TEST(AmqpBusNoBroker, NotReadyOutboxBoundedStopIsQuick) {
   BusConfig c;
   c.amqp_url = "amqp://guest:guest@127.0.0.1:1";  // nothing listens on port 1

@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 namespace chat::bus {
 namespace {
 
@@ -146,5 +150,108 @@ TEST(Envelope, BatchAcceptsOneObjectAndCountsBadItems) {
   EXPECT_TRUE(parse_batch("not json", bad).empty());
   EXPECT_EQ(bad, 1u);
 }
+// Everything the broker can carry that is not an envelope of ours: dropped,
+// counted, never thrown.
+TEST(Envelope, ParseRejectsEveryMalformedFieldWithoutThrowing) {
+  const nlohmann::json good = nlohmann::json::parse(serialize(sample()));
+  const std::vector<std::pair<const char*, nlohmann::json>> bad_values = {
+      {"v", "1"},
+      {"v", 1.0},
+      {"v", 4294967297ULL},
+      {"v", -1},
+      {"v", nullptr},
+      {"origin", 7},
+      {"origin", ""},
+      {"origin", nullptr},
+      {"id", true},
+      {"id", nlohmann::json::array()},
+      {"room", 1},
+      {"room", nullptr},
+      {"event", ""},
+      {"event", 3},
+      {"sender", 1},
+      {"payload", "text"},
+      {"payload", 3},
+      {"payload", nullptr},
+      {"payload", {1, 2}},
+      {"ts", 1.5},
+      {"ts", "now"},
+      {"ts", 18446744073709551615ULL},
+      {"origin", std::string(kMaxOriginBytes + 1, 'o')},
+      {"id", std::string(kMaxIdBytes + 1, 'i')},
+      {"room", std::string(kMaxRoomBytes + 1, 'r')},
+      {"event", std::string(kMaxEventBytes + 1, 'e')}};
+  for (const auto& [key, value] : bad_values) {
+    auto j = good;
+    j[key] = value;
+    EnvelopePtr e;
+    EXPECT_NO_THROW(e = parse(j.dump())) << key << "=" << value.dump();
+    EXPECT_EQ(e, nullptr) << key << "=" << value.dump();
+    std::size_t bad = 0;
+    EXPECT_TRUE(parse_batch("[" + j.dump() + "]", bad).empty());
+    EXPECT_EQ(bad, 1u);
+  }
+  // At the bounds they pass.
+  auto j = good;
+  j["origin"] = std::string(kMaxOriginBytes, 'o');
+  j["room"] = std::string(kMaxRoomBytes, 'r');
+  EXPECT_NE(parse(j.dump()), nullptr);
+  // Unknown fields are a newer version's business.
+  j["later"] = {{"x", 1}};
+  EXPECT_NE(parse(j.dump()), nullptr);
+}
+
+TEST(Envelope, HugeDeepEmptyAndGarbageBodiesAreCountedBad) {
+  const auto good = serialize(sample());
+  const std::vector<std::string> bodies = {
+      "",
+      " ",
+      "null",
+      "\"text\"",
+      "42",
+      "{}",
+      "[[]]",
+      "[null,true,1,\"x\",{}]",
+      std::string(1, '\0'),
+      "\xff\xfe{",
+      std::string(100000, '['),                                 // deep, unterminated
+      std::string(40, '[') + std::string(40, ']'),              // deep, valid JSON
+      good.substr(0, good.size() / 2),                          // truncated
+      "[" + good + "," + std::string(kMaxBodyBytes, ' ') + "]"  // over the size bound
+  };
+  for (const auto& body : bodies) {
+    std::size_t bad = 0;
+    std::vector<EnvelopePtr> got;
+    EXPECT_NO_THROW(got = parse_batch(body, bad)) << body.substr(0, 40);
+    EXPECT_TRUE(got.empty()) << body.substr(0, 40);
+    EXPECT_GE(bad, 1u) << body.substr(0, 40);
+  }
+  // Array items that are not envelopes are counted one by one.
+  std::size_t bad = 0;
+  EXPECT_EQ(parse_batch("[null,true,1,\"x\",{}," + good + "]", bad).size(), 1u);
+  EXPECT_EQ(bad, 5u);
+  // A payload nesting deeper than the bound is refused before parsing.
+  auto deep = sample();
+  deep.payload = nlohmann::json::object();
+  auto* at = &deep.payload;
+  for (std::size_t i = 0; i < kMaxNesting; ++i) at = &((*at)["x"] = nlohmann::json::object());
+  EXPECT_EQ(parse(serialize(deep)), nullptr);
+  // More envelopes in one message than any sender joins.
+  std::vector<std::string> many(kMaxJoined + 1, good);
+  std::vector<const std::string*> refs;
+  for (const auto& b : many) refs.push_back(&b);
+  bad = 0;
+  EXPECT_TRUE(parse_batch(join_batch(refs), bad).empty());
+  EXPECT_EQ(bad, kMaxJoined + 1);
+}
+
+TEST(Envelope, NestingScanIgnoresBracketsInStrings) {
+  EXPECT_FALSE(nesting_exceeds("{\"a\":\"[[[[[[\"}", 2));
+  EXPECT_FALSE(nesting_exceeds("{\"a\":\"\\\"[[[[\"}", 2));  // escaped quote inside
+  EXPECT_TRUE(nesting_exceeds("{\"a\":[[1]]}", 2));
+  EXPECT_FALSE(nesting_exceeds("{\"a\":[[1]]}", 3));
+  EXPECT_FALSE(nesting_exceeds("[][][][]", 1));
+}
+
 }  // namespace
 }  // namespace chat::bus

@@ -7,6 +7,22 @@ using namespace chat::app;
 using nlohmann::json;
 
 namespace {
+// What travels on the bus, decoded as the receiving replica does.
+PresenceDelta D(const json& j) {
+  auto d = decode_delta(json::parse(j.dump()));
+  EXPECT_TRUE(d.has_value()) << j.dump();
+  return d.value_or(PresenceDelta{});
+}
+PresenceSnapshot S(const json& j) {
+  auto s = decode_snapshot(json::parse(j.dump()));
+  EXPECT_TRUE(s.has_value()) << j.dump();
+  return s.value_or(PresenceSnapshot{});
+}
+PresenceHeartbeat H(const json& j) {
+  auto h = decode_heartbeat(json::parse(j.dump()));
+  EXPECT_TRUE(h.has_value()) << j.dump();
+  return h.value_or(PresenceHeartbeat{});
+}
 // Apply every delta of `from` (instance "a") to `to`.
 struct Pair {
   Presence a{"a", "r1"};
@@ -23,15 +39,15 @@ TEST(Presence, DeltasInOrderAreApplied) {
     d2 = p.a.join("u1", "general");
   }
   // b has never heard of a: the first delta asks for a snapshot.
-  EXPECT_TRUE(p.b.apply_delta("a", d1));
-  p.b.apply_snapshot("a", p.a.snapshot());
+  EXPECT_TRUE(p.b.apply_delta("a", D(d1)));
+  p.b.apply_snapshot("a", S(p.a.snapshot()));
   EXPECT_EQ(p.b.num_users(), 1u);
   EXPECT_EQ(p.b.room_count("general"), 1u);
   {
     auto lk = p.a.lock();
     const auto d3 = p.a.join("u1", "dev");
     lk.unlock();
-    EXPECT_FALSE(p.b.apply_delta("a", d3));
+    EXPECT_FALSE(p.b.apply_delta("a", D(d3)));
   }
   EXPECT_EQ(p.b.room_count("dev"), 1u);
   auto users = p.b.room_users("dev", 10);
@@ -42,19 +58,19 @@ TEST(Presence, DeltasInOrderAreApplied) {
 
 TEST(Presence, GapTriggersSync) {
   Pair p;
-  p.b.apply_snapshot("a", p.a.snapshot());
+  p.b.apply_snapshot("a", S(p.a.snapshot()));
   json d1, d2;
   {
     auto lk = p.a.lock();
     d1 = p.a.login("u1", "alice");
     d2 = p.a.login("u2", "bob");
   }
-  EXPECT_TRUE(p.b.apply_delta("a", d2));  // d1 was lost
+  EXPECT_TRUE(p.b.apply_delta("a", D(d2)));  // d1 was lost
   EXPECT_EQ(p.b.num_users(), 0u);
-  p.b.apply_snapshot("a", p.a.snapshot());
+  p.b.apply_snapshot("a", S(p.a.snapshot()));
   EXPECT_EQ(p.b.num_users(), 2u);
   // A heartbeat with the same version needs nothing.
-  EXPECT_FALSE(p.b.apply_heartbeat("a", p.a.heartbeat(2)));
+  EXPECT_FALSE(p.b.apply_heartbeat("a", H(p.a.heartbeat(2))));
 }
 
 TEST(Presence, ExpiryRemovesSilentReplica) {
@@ -64,7 +80,7 @@ TEST(Presence, ExpiryRemovesSilentReplica) {
     p.a.login("u1", "alice");
     p.a.join("u1", "general");
   }
-  p.b.apply_snapshot("a", p.a.snapshot());
+  p.b.apply_snapshot("a", S(p.a.snapshot()));
   EXPECT_EQ(p.b.num_users(), 1u);
   auto later = Presence::Clock::now() + std::chrono::seconds(10);
   auto gone = p.b.expire(std::chrono::seconds(4), later);
@@ -95,7 +111,7 @@ TEST(Presence, ByeForgetsAtOnce) {
     auto lk = p.a.lock();
     p.a.login("u1", "alice");
   }
-  p.b.apply_snapshot("a", p.a.snapshot());
+  p.b.apply_snapshot("a", S(p.a.snapshot()));
   EXPECT_EQ(p.b.remove_replica("a").size(), 1u);
   EXPECT_EQ(p.b.num_users(), 0u);
 }

@@ -167,12 +167,42 @@ test("SIGKILL a replica: its users reconnect through HAProxy and keep chatting; 
     const info = await ask(survivors[0].socket, "cluster info");
     return info.ok && !info.replicas.some((r) => r.id === victim);
   }, 15000);
-  const alive = new Set([...survivors, ...victims].map((u) => u.socket.id));
-  await waitFor("numUsers to count only live sessions", async () => {
-    const list = await ask(survivors[0].socket, "list users", "general");
-    return list.ok && list.users.every((x) => x.replica !== victim);
-  }, 15000);
-  assert.ok(alive.size > 0);
+  // Presence lists exactly the live logged-in sessions: every user of the
+  // other replicas (this test's and the earlier tests', all in "general"),
+  // each victim under its new session, and nobody of the dead replica
+  // (earlier tests' users there reconnect but do not log in again).
+  const live = new Set([
+    ...open.filter((u) => u.me.replica !== victim).map((u) => u.socket.id),
+    ...victims.map((u) => u.socket.id),
+  ]);
+  const oldVictimIds = new Set(victims.map((u) => u.me.userId));
+  assert.equal(oldVictimIds.size, victims.length);
+  for (const id of oldVictimIds) assert.equal(live.has(id), false, "a victim kept its session id");
+  const diff = (list) => {
+    const listed = new Set(list.users.map((x) => x.userId));
+    return {
+      missing: [...live].filter((id) => !listed.has(id)),
+      extra: [...listed].filter((id) => !live.has(id)),
+      onVictim: list.users.filter((x) => x.replica === victim).length,
+    };
+  };
+  // Asked on each surviving replica: each keeps its own directory.
+  const askers = c.replicaIds.filter((r) => r !== victim).map((r) => survivors.find((u) => u.me.replica === r));
+  assert.equal(askers.filter(Boolean).length, 2, "a survivor on each live replica");
+  for (const s of askers) {
+    let last;
+    await waitFor(`${s.me.replica} to list exactly the ${live.size} live sessions`, async () => {
+      last = await ask(s.socket, "list users", "general");
+      const d = diff(last);
+      return last.ok && d.missing.length === 0 && d.extra.length === 0;
+    }, 15000).catch((e) => {
+      throw new Error(`${e.message}: ${JSON.stringify(last && diff(last))}`);
+    });
+    assert.equal(diff(last).onVictim, 0);
+    assert.equal(last.count, live.size, "list users count");
+    const info = await ask(s.socket, "cluster info");
+    assert.equal(info.numUsers, live.size, `numUsers on ${s.me.replica}`);
+  }
 
   // Moved users chat with the rest.
   const got = collect(survivors[0]);

@@ -71,6 +71,19 @@ export async function metric(url, name) {
   return Number(m[1]);
 }
 
+// Value of one sample whose labels include every `labels` pair, e.g.
+// metricWith(url, "chat_bus_bad_payloads_total", { kind: "room" }).
+export async function metricWith(url, name, labels) {
+  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+  for (const line of text.split("\n")) {
+    const m = line.match(new RegExp(`^${name}\\{([^}]*)\\} ([0-9.e+-]+)$`));
+    if (!m) continue;
+    const have = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[2]);
+  }
+  throw new Error(`metric ${name} ${JSON.stringify(labels)} not found`);
+}
+
 // Start a cluster; resolve with its handles. opts: replicas, amqpUrl (external
 // broker, may be down), wait (false: do not wait for readiness), serverArgs
 // (extra chat-server flags).
@@ -123,6 +136,31 @@ export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = tr
           .map((l) => l.split("=")),
       ),
     down: () => run(script("cluster"), ["down", "--dir", dir], { cwd: projectRoot, env, timeout: 120000 }),
+    // Publish raw bytes to the cluster's exchange through the broker's
+    // management API, as any client with publish rights could.
+    publishRaw: async (routingKey, body, { exchange = "chat", appId = "intruder" } = {}) => {
+      if (!c.mgmt) {
+        const { stdout } = await c.rabbit("status");
+        const m = stdout.match(/management 127\.0\.0\.1:(\d+)/);
+        if (!m) throw new Error(`no management port in: ${stdout}`);
+        c.mgmt = `http://127.0.0.1:${m[1]}`;
+      }
+      // Strings as they are (the API caps request bodies near 20 MB), bytes in base64.
+      const binary = Buffer.isBuffer(body);
+      const r = await fetch(`${c.mgmt}/api/exchanges/%2F/${encodeURIComponent(exchange)}/publish`, {
+        method: "POST",
+        headers: { authorization: `Basic ${Buffer.from("guest:guest").toString("base64")}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          properties: { app_id: appId },
+          routing_key: routingKey,
+          payload: binary ? body.toString("base64") : body,
+          payload_encoding: binary ? "base64" : "string",
+        }),
+        signal: AbortSignal.timeout(30000),
+      });
+      if (r.status !== 200) throw new Error(`publish to ${routingKey}: HTTP ${r.status} ${await r.text()}`);
+      return (await r.json()).routed;
+    },
   };
   return c;
 }

@@ -1,0 +1,114 @@
+// Checks of what the bus hands over; see inbound.hpp.
+#include "chat/inbound.hpp"
+
+#include <string_view>
+#include <utility>
+
+namespace chat::app {
+
+using nlohmann::json;
+
+const char* inbound_kind_name(InboundKind kind) {
+  switch (kind) {
+    case InboundKind::room:
+      return "room";
+    case InboundKind::delta:
+      return kPresenceDelta;
+    case InboundKind::heartbeat:
+      return kPresenceHeartbeat;
+    case InboundKind::snapshot:
+      return kPresenceSnapshot;
+    case InboundKind::sync:
+      return kPresenceSync;
+    case InboundKind::bye:
+      return kPresenceBye;
+    case InboundKind::unknown_control:
+      break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+enum class T { string, integer, count };
+
+bool has(const json& p, const char* key, T type) {
+  const auto it = p.find(key);
+  if (it == p.end()) return false;
+  switch (type) {
+    case T::string:
+      return it->is_string();
+    case T::integer:
+      return it->is_number_integer();
+    case T::count:
+      return it->is_number_unsigned() || (it->is_number_integer() && it->get<std::int64_t>() >= 0);
+  }
+  return false;
+}
+
+struct Field {
+  const char* key;
+  T type;
+};
+
+template <std::size_t N>
+bool has_all(const json& p, const Field (&fields)[N]) {
+  for (const auto& f : fields)
+    if (!has(p, f.key, f.type)) return false;
+  return true;
+}
+
+constexpr Field kNewMessage[] = {{"id", T::string},     {"username", T::string},
+                                 {"userId", T::string}, {"message", T::string},
+                                 {"ts", T::integer},    {"replica", T::string}};
+constexpr Field kTyping[] = {{"username", T::string}, {"userId", T::string}};
+constexpr Field kMembership[] = {{"username", T::string},
+                                 {"userId", T::string},
+                                 {"numUsers", T::count},
+                                 {"replica", T::string},
+                                 {"ts", T::integer}};
+
+}  // namespace
+
+bool valid_room_event(const bus::Envelope& e) {
+  const auto& p = e.payload;
+  if (e.room.empty() || !p.is_object()) return false;
+  const auto room = p.find("room");
+  if (room == p.end() || !room->is_string() || room->get_ref<const std::string&>() != e.room)
+    return false;
+  const std::string_view ev = e.event;
+  if (ev == "new message") return has_all(p, kNewMessage);
+  if (ev == "typing" || ev == "stop typing") return has_all(p, kTyping);
+  if (ev == "user joined" || ev == "user left") return has_all(p, kMembership);
+  return false;  // an event this version does not know: its users would not either
+}
+
+Inbound decode_inbound(const bus::Envelope& e) {
+  Inbound in;
+  if (!e.room.empty()) {
+    in.kind = InboundKind::room;
+    in.ok = valid_room_event(e);
+    return in;
+  }
+  const std::string_view ev = e.event;
+  auto take = [&in](InboundKind kind, auto decoded) {
+    in.kind = kind;
+    in.ok = decoded.has_value();
+    if (decoded) in.control = std::move(*decoded);
+  };
+  if (ev == kPresenceDelta)
+    take(InboundKind::delta, decode_delta(e.payload));
+  else if (ev == kPresenceHeartbeat)
+    take(InboundKind::heartbeat, decode_heartbeat(e.payload));
+  else if (ev == kPresenceSnapshot)
+    take(InboundKind::snapshot, decode_snapshot(e.payload));
+  else if (ev == kPresenceSync)
+    take(InboundKind::sync, decode_sync(e.payload));
+  else if (ev == kPresenceBye)
+    take(InboundKind::bye, decode_bye(e.payload));
+  else
+    in.kind = InboundKind::unknown_control;
+  return in;
+}
+
+}  // namespace chat::app
