@@ -15,7 +15,9 @@ struct alignas(64) WorkerStats {
       bad_requests_total{0}, payload_too_large_total{0}, protocol_errors_total{0},
       ping_timeouts_total{0}, slow_reader_closes_total{0}, dropped_packets_total{0},
       packets_in_total{0}, packets_out_total{0}, bytes_in_total{0}, bytes_out_total{0},
-      accept_errors_total{0}, connections_refused_total{0}, ws_writes_total{0};
+      accept_errors_total{0}, connections_refused_total{0}, ws_writes_total{0},
+      sessions_refused_ip_total{0}, sessions_refused_pending_total{0},
+      sessions_refused_cap_total{0}, sessions_refused_memory_total{0}, origin_refused_total{0};
 
   template <class A, class V>
   static void add(A& a, V v) {

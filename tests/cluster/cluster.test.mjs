@@ -43,10 +43,12 @@ function collect(u) {
 
 test("HAProxy serves every replica and sets a sticky cookie", async () => {
   const seen = new Set();
+  // The public /readyz says only "ready"; the sticky cookie names the replica.
   await waitFor("three ready replicas behind HAProxy", async () => {
     for (let i = 0; i < 12; i++) {
-      const r = await fetch(`${c.lbUrl}/readyz`);
-      if (r.status === 200) seen.add((await r.json()).replica);
+      const r = await fetch(`${c.lbUrl}/socket.io/?EIO=4&transport=polling`);
+      const cookie = (r.headers.get("set-cookie") ?? "").match(/^CHATSRV=([^;]+)/);
+      if (r.status === 200 && cookie) seen.add(cookie[1]);
     }
     return seen.size === 3;
   });
@@ -105,7 +107,7 @@ test("room routing: a replica with no member in a room receives none of its traf
   // Let the binding settle, then measure.
   await sleep(500);
   const before = {};
-  for (const r of c.replicaIds) before[r] = await metric(c.urlOf(r), "chat_bus_consumed_total");
+  for (const r of c.replicaIds) before[r] = await metric(c.adminUrlOf(r), "chat_bus_consumed_total");
   const got = collect(pair[1]);
   const n = 200;
   for (let i = 0; i < n; i++) {
@@ -115,7 +117,7 @@ test("room routing: a replica with no member in a room receives none of its traf
   await waitFor("the room member to get every message", () => got.filter((m) => m.room === "quiet.room").length === n);
   await sleep(300);
   const delta = {};
-  for (const r of c.replicaIds) delta[r] = (await metric(c.urlOf(r), "chat_bus_consumed_total")) - before[r];
+  for (const r of c.replicaIds) delta[r] = (await metric(c.adminUrlOf(r), "chat_bus_consumed_total")) - before[r];
   // The home replica's queue is bound: it gets its own copies back (and drops them).
   assert.ok(delta[home] >= n, `home replica ${home} consumed ${delta[home]} < ${n}`);
   // The others get only control traffic (presence heartbeats, a few per second).
