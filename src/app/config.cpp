@@ -6,8 +6,11 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <sstream>
+
+#include "transport/net_policy.hpp"
 
 namespace chat::app {
 
@@ -17,6 +20,22 @@ std::string default_replica_id() {
   if (gethostname(host, sizeof host - 1) != 0) host[0] = 0;
   return std::string(host[0] ? host : "replica") + "-" + std::to_string(getpid());
 }
+
+// The memory limit of this process's cgroup (v2, then v1); 0 when none.
+std::size_t cgroup_memory_limit() {
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream f(path);
+    std::string v;
+    if (!(f >> v) || v == "max") continue;
+    try {
+      const auto n = std::stoull(v);
+      if (n > 0 && n < (std::uint64_t{1} << 60)) return static_cast<std::size_t>(n);
+    } catch (const std::exception&) {
+    }
+  }
+  return 0;
+}
 }  // namespace
 
 Config parse_config(int argc, char** argv) {
@@ -24,7 +43,7 @@ Config parse_config(int argc, char** argv) {
   CLI::App cli{"chat-server: a horizontally scalable Socket.IO chat server"};
   cli.get_formatter()->column_width(36);
   std::uint64_t ping_interval = 25000, ping_timeout = 20000, upgrade_timeout = 10000,
-                connect_timeout = 45000;
+                connect_timeout = 10000;
   std::uint64_t write_timeout = 30000, close_timeout = 5000, binary_timeout = 10000,
                 connect_window = 10000;
 
@@ -66,8 +85,44 @@ Config parse_config(int argc, char** argv) {
   cli.add_option("--transports", c.transports, "Allowed transports: polling,websocket")
       ->envname("TRANSPORTS")
       ->capture_default_str();
-  cli.add_option("--cors-origin", c.cors_origin, "Comma-separated allowed origins (empty: any)")
+  cli.add_option("--cors-origin", c.cors_origin,
+                 "Comma-separated origins allowed besides the server's own, e.g. "
+                 "https://chat.example.com")
       ->envname("CORS_ORIGIN");
+  cli.add_flag("--cors-any", c.transport.cors_any,
+               "Let a page from any origin use the server, with credentials (unsafe on the "
+               "internet; tests and protocol suites)")
+      ->envname("CORS_ANY");
+  cli.add_option("--trusted-proxies", c.transport.trusted_proxies,
+                 "Addresses/CIDR blocks whose X-Forwarded-For/-Proto/-Host are believed "
+                 "(\"none\": no proxy)")
+      ->envname("TRUSTED_PROXIES")
+      ->capture_default_str();
+  cli.add_option("--max-sessions-per-ip", c.transport.max_sessions_per_ip,
+                 "Engine.IO sessions of one client address (0: no limit)")
+      ->envname("MAX_SESSIONS_PER_IP")
+      ->capture_default_str();
+  cli.add_option("--max-pending-per-ip", c.transport.max_pending_per_ip,
+                 "Sessions of one client address not yet connected to a namespace (0: no limit)")
+      ->envname("MAX_PENDING_PER_IP")
+      ->capture_default_str();
+  cli.add_option("--max-connections-per-ip", c.transport.max_http_connections_per_ip,
+                 "HTTP connections of one peer address, trusted proxies excepted (0: no limit)")
+      ->envname("MAX_CONNECTIONS_PER_IP")
+      ->capture_default_str();
+  cli.add_option("--memory-budget-mb", c.memory_budget_mb,
+                 "Resident memory beyond which new sessions get 503 and CONNECTs an error "
+                 "(0: 90% of the cgroup memory limit, none without one)")
+      ->envname("MEMORY_BUDGET_MB")
+      ->capture_default_str();
+  cli.add_option("--admin-host", c.admin_host,
+                 "Address of the operations listener (/metrics, detailed /readyz)")
+      ->envname("ADMIN_HOST")
+      ->capture_default_str();
+  cli.add_option("--admin-port", c.admin_port,
+                 "Port of the operations listener (0 picks a free one)")
+      ->envname("ADMIN_PORT")
+      ->capture_default_str();
   auto* ping_interval_opt =
       cli.add_option("--ping-interval", ping_interval, "Engine.IO ping interval, ms")
           ->envname("PING_INTERVAL")
@@ -90,7 +145,7 @@ Config parse_config(int argc, char** argv) {
       ->envname("MAX_SEND_QUEUE")
       ->capture_default_str();
   cli.add_option("--max-connections", c.transport.max_connections,
-                 "Connections held at once (0: no limit)")
+                 "Engine.IO sessions held at once; a handshake over it gets 503 (0: no limit)")
       ->envname("MAX_CONNECTIONS")
       ->capture_default_str();
   cli.add_option("--max-attachments", c.transport.max_attachments, "Binary attachments per packet")
@@ -197,6 +252,25 @@ Config parse_config(int argc, char** argv) {
   for (std::string o; std::getline(os, o, ',');)
     if (!o.empty()) c.transport.cors_origins.push_back(o);
 
+  try {
+    (void)transport::TrustedProxies::parse(c.transport.trusted_proxies);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "chat-server: --trusted-proxies: " << e.what() << "\n";
+    std::exit(2);
+  }
+  for (const auto& o : c.transport.cors_origins) {
+    if (!transport::normalize_origin(o)) {
+      std::cerr << "chat-server: --cors-origin: \"" << o
+                << "\" is not an origin (scheme://host[:port])\n";
+      std::exit(2);
+    }
+  }
+  for (auto& o : c.transport.cors_origins) o = *transport::normalize_origin(o);
+  if (c.memory_budget_mb > 0)
+    c.transport.memory_budget_bytes = c.memory_budget_mb << 20;
+  else if (const auto limit = cgroup_memory_limit())
+    c.transport.memory_budget_bytes = limit / 10 * 9;
+
   if (c.conformance) {
     // The suites' timings, unless the heartbeat was set explicitly.
     if (ping_interval_opt->count() == 0) c.transport.ping_interval = std::chrono::milliseconds(300);
@@ -204,6 +278,7 @@ Config parse_config(int argc, char** argv) {
     c.transport.connect_timeout = std::chrono::milliseconds(1000);
     c.transport.max_payload = 1000000;
     c.transport.raw_echo_path = "/engine.io/";
+    c.transport.cors_any = true;  // the suites' clients come from anywhere
   }
   return c;
 }

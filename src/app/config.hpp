@@ -23,11 +23,14 @@ struct Config {
   std::string client_dist = "node_modules/socket.io-client/dist";
   std::string log_level = "info";
   std::string transports = "polling,websocket";
-  std::string cors_origin;  // comma-separated allow-list; empty: any origin
+  std::string cors_origin;  // comma-separated origins allowed besides the server's own
   bool conformance = false;
   unsigned drain_timeout_ms = 10000;
   transport::Options transport;
   Limits limits;
+  std::string admin_host = "127.0.0.1";  // operations listener: /metrics, detailed /readyz
+  std::uint16_t admin_port = 9464;
+  std::size_t memory_budget_mb = 0;  // 0: 90% of the cgroup memory limit, if any
 };
 
 // Parse argv and the environment. Exits the process on --help or bad input.

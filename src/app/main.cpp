@@ -8,6 +8,7 @@
 #include "core/workers.hpp"
 #include "http/http_surface.hpp"
 #include "transport/api.hpp"
+#include "transport/ids.hpp"
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -21,16 +22,19 @@
 #include <atomic>
 #include <future>
 #include <iostream>
-#include <random>
 #include <thread>
 
 using namespace chat;
 
 namespace {
 
+// Tells this process from an earlier one with the same replica id (a restart).
 std::string random_suffix() {
-  std::random_device rd;
-  return fmt::format("{:08x}", rd());
+  unsigned char b[8];
+  transport::os_random(b, sizeof b);
+  std::string out;
+  for (unsigned char c : b) out += fmt::format("{:02x}", c);
+  return out;
 }
 
 // Use every file descriptor the hard limit allows (connections are files).
@@ -130,6 +134,13 @@ int main(int argc, char** argv) {
         [surface](const transport::HttpRequest& req) { return surface->handle(req); });
 
     if (chat) chat->start();
+    const auto admin_port =
+        server->listen_admin(cfg.admin_host, cfg.admin_port,
+                             [surface](const auto& req) { return surface->handle_admin(req); });
+    spdlog::info("operations on http://{}:{} (/metrics, /readyz, /healthz)", cfg.admin_host,
+                 admin_port);
+    if (cfg.transport.memory_budget_bytes > 0)
+      spdlog::info("memory budget {} MB", cfg.transport.memory_budget_bytes >> 20);
     const auto port = server->listen(cfg.host, cfg.port);
     workers.start();
     spdlog::info("listening on http://{}:{} ({} threads, bus {}, transports {}{})", cfg.host, port,

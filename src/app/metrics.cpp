@@ -67,8 +67,8 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
   w.put("chat_transport_bytes_out_total", C, "Payload bytes sent", t.bytes_out_total);
   w.put("chat_transport_accept_errors_total", C,
         "Failed accepts (EMFILE and others); the loop backs off", t.accept_errors_total);
-  w.put("chat_transport_connections_refused_total", C, "Connections refused over max-connections",
-        t.connections_refused_total);
+  w.put("chat_transport_connections_refused_total", C,
+        "TCP connections refused: peer at max-connections-per-ip", t.connections_refused_total);
   w.put("chat_transport_ws_writes_total", C,
         "Socket writes on WebSockets; each carries every frame queued at the time",
         t.ws_writes_total);
@@ -83,6 +83,25 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
         "Socket.IO CONNECTs refused over the per-session budget", t.connects_limited_total);
   w.put("chat_transport_invalid_packets_total", C,
         "Invalid packets that cost a token of the session's rate budget", t.invalid_packets_total);
+  w.put("chat_transport_sessions_refused_ip_total", C,
+        "Handshakes refused (503): client address at max-sessions-per-ip",
+        t.sessions_refused_ip_total);
+  w.put("chat_transport_sessions_refused_pending_total", C,
+        "Handshakes refused (503): client address at max-pending-per-ip",
+        t.sessions_refused_pending_total);
+  w.put("chat_transport_sessions_refused_cap_total", C,
+        "Handshakes refused (503): server at max-connections sessions",
+        t.sessions_refused_cap_total);
+  w.put("chat_transport_sessions_refused_memory_total", C,
+        "Handshakes refused (503): resident memory over the budget",
+        t.sessions_refused_memory_total);
+  w.put("chat_transport_connects_refused_memory_total", C,
+        "Socket.IO CONNECTs refused (CONNECT_ERROR): resident memory over the budget",
+        t.connects_refused_memory_total);
+  w.put("chat_transport_origin_refused_total", C,
+        "Engine.IO requests refused (403) for their Origin", t.origin_refused_total);
+  w.put("chat_process_memory_over_budget", G, "1 while resident memory is over the budget",
+        t.memory_over_budget);
 
   w.put("chat_bus_ready", G, "1 when publishing and consuming work", b.ready ? 1 : 0);
   w.put("chat_bus_publisher_up", G, "Publisher connection up", b.publisher_up ? 1 : 0);

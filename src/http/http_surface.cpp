@@ -27,12 +27,10 @@ transport::HttpResponse HttpSurface::handle(const transport::HttpRequest& req) c
   }
   if (req.path == "/healthz") return text(200, R"({"status":"ok"})", "application/json");
   if (req.path == "/readyz") {
-    auto state = readiness_();
-    state.details["ready"] = state.ready;
-    return text(state.ready ? 200 : 503, state.details.dump(), "application/json");
+    const bool ready = readiness_().ready;
+    return text(ready ? 200 : 503, ready ? R"({"ready":true})" : R"({"ready":false})",
+                "application/json");
   }
-  if (req.path == "/metrics")
-    return text(200, metrics_(), "text/plain; version=0.0.4; charset=utf-8");
   if (const auto* f = files_.find(req.path)) {
     transport::HttpResponse r;
     r.status = 200;
@@ -43,6 +41,23 @@ transport::HttpResponse HttpSurface::handle(const transport::HttpRequest& req) c
     r.headers.emplace_back("X-Content-Type-Options", "nosniff");
     return r;
   }
+  return text(404, "not found\n");
+}
+
+transport::HttpResponse HttpSurface::handle_admin(const transport::HttpRequest& req) const {
+  if (req.method != "GET" && req.method != "HEAD") {
+    auto r = text(405, "method not allowed\n");
+    r.headers.emplace_back("Allow", "GET, HEAD");
+    return r;
+  }
+  if (req.path == "/healthz") return text(200, R"({"status":"ok"})", "application/json");
+  if (req.path == "/readyz") {
+    auto state = readiness_();
+    state.details["ready"] = state.ready;
+    return text(state.ready ? 200 : 503, state.details.dump(), "application/json");
+  }
+  if (req.path == "/metrics")
+    return text(200, metrics_(), "text/plain; version=0.0.4; charset=utf-8");
   return text(404, "not found\n");
 }
 

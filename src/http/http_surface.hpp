@@ -1,5 +1,8 @@
-// HttpSurface: everything plain HTTP the server answers besides Socket.IO:
-// the page and client bundle, /healthz, /readyz and /metrics.
+// HttpSurface: everything plain HTTP the server answers besides Socket.IO.
+// Public (main port): the page and client bundle, /healthz and a minimal
+// /readyz (status only) for the balancer's and the container's health checks.
+// Operations (admin listener, not public): /metrics, the detailed /readyz
+// (broker, errors, counts) and /healthz.
 #pragma once
 
 #include "http/static_files.hpp"
@@ -23,6 +26,7 @@ class HttpSurface {
               std::function<std::string()> metrics);
 
   transport::HttpResponse handle(const transport::HttpRequest& req) const;
+  transport::HttpResponse handle_admin(const transport::HttpRequest& req) const;
 
  private:
   StaticFiles files_;

@@ -31,7 +31,7 @@ struct Options {
   std::chrono::milliseconds ping_interval{25000};
   std::chrono::milliseconds ping_timeout{20000};
   std::chrono::milliseconds upgrade_timeout{10000};
-  std::chrono::milliseconds connect_timeout{45000};  // Engine.IO open -> Socket.IO CONNECT
+  std::chrono::milliseconds connect_timeout{10000};  // Engine.IO open -> Socket.IO CONNECT
   std::size_t max_payload = 1'000'000;               // bytes per polling body / WS message
   std::size_t max_attachments = 10;                  // binary attachments per packet
   std::size_t max_send_queue_bytes = 1 << 20;        // per connection, then slow-reader policy
@@ -56,11 +56,18 @@ struct Options {
   // that do not close the session cost one token each. 0: no limit.
   double session_rate = 20.0;   // tokens per second
   double session_burst = 40.0;  // bucket size
+  // Bounds per client IP and per process (docs/transport.md). 0 = no limit.
+  std::size_t max_sessions_per_ip = 2000;           // Engine.IO sessions of one client address
+  std::size_t max_pending_per_ip = 500;             // of those, not yet sent a Socket.IO CONNECT
+  std::size_t max_http_connections_per_ip = 2000;   // TCP connections not upgraded, per peer
+  std::string trusted_proxies = "127.0.0.0/8,::1";  // peers whose X-Forwarded-* are believed
+  bool cors_any = false;                            // any Origin may connect (with credentials)
+  std::size_t memory_budget_bytes = 0;  // resident memory beyond which new work is refused
 };
 
 // What the client sent when it opened the Engine.IO session.
 struct Handshake {
-  std::string remote_address;  // peer IP (X-Forwarded-For first hop when present)
+  std::string remote_address;  // client IP: the peer, or X-Forwarded-For as told by trusted proxies
   std::string transport;       // "polling" or "websocket" at connect time
   std::map<std::string, std::string> query;
   std::map<std::string, std::string> headers;  // lower-case names (user-agent, origin, cookie ...)
@@ -184,6 +191,13 @@ struct Stats {
   std::uint64_t binary_packet_aborts_total = 0;  // pending binary packets over budget or deadline
   std::uint64_t connects_limited_total = 0;      // CONNECTs refused over the per-session budget
   std::uint64_t invalid_packets_total = 0;       // tolerated invalid packets (each costs a token)
+  std::uint64_t sessions_refused_ip_total = 0;   // handshakes over max_sessions_per_ip
+  std::uint64_t sessions_refused_pending_total = 0;  // handshakes over max_pending_per_ip
+  std::uint64_t sessions_refused_cap_total = 0;      // handshakes over max_connections
+  std::uint64_t sessions_refused_memory_total = 0;   // handshakes over the memory budget
+  std::uint64_t connects_refused_memory_total = 0;   // Socket.IO CONNECTs over the memory budget
+  std::uint64_t origin_refused_total = 0;            // requests from an Origin not allowed
+  std::uint64_t memory_over_budget = 0;              // 1 while resident memory is over the budget
 };
 
 class Server {
@@ -205,6 +219,11 @@ class Server {
   virtual void shutdown(std::function<void()> done) = 0;
 
   virtual Stats stats() const = 0;
+
+  // The operations listener (/metrics, detailed /readyz): plain HTTP only,
+  // answered by handler, no Engine.IO. Call before or after listen().
+  virtual std::uint16_t listen_admin(const std::string& host, std::uint16_t port,
+                                     HttpHandler handler) = 0;
 };
 
 }  // namespace chat::transport

@@ -2,6 +2,7 @@
 #include "transport/http_connection.hpp"
 
 #include "transport/engine_session.hpp"
+#include "transport/net_policy.hpp"
 #include "transport/server_impl.hpp"
 #include "transport/worker_stats.hpp"
 #include "transport/ws_connection.hpp"
@@ -83,8 +84,24 @@ std::string lower(std::string_view s) {
 }
 }  // namespace
 
-HttpConnection::HttpConnection(ServerImpl& server, unsigned worker, tcp::socket socket)
-    : server_(server), worker_(worker), stream_(std::move(socket)) {}
+HttpConnection::HttpConnection(ServerImpl& server, unsigned worker, tcp::socket socket,
+                               std::string slot, bool admin)
+    : server_(server),
+      worker_(worker),
+      stream_(std::move(socket)),
+      slot_(std::move(slot)),
+      admin_(admin) {
+  beast::error_code ec;
+  const auto ep = stream_.socket().remote_endpoint(ec);
+  if (!ec) {
+    peer_ = unmap(ep.address());
+    peer_trusted_ = server_.trusted_proxies().contains(peer_);
+  }
+}
+
+HttpConnection::~HttpConnection() {
+  if (!slot_.empty()) server_.release_http_slot(slot_);
+}
 
 void HttpConnection::run() {
   read_request();
@@ -148,20 +165,54 @@ void HttpConnection::handle(Request req) {
   const auto query =
       parse_query(qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1));
   const auto& o = server_.options();
+  if (admin_) return handle_app(req, path);
   const bool raw = !o.raw_echo_path.empty() && path == o.raw_echo_path;
   if (path == o.path || raw) {
+    if (!origin_ok(req)) {
+      WorkerStats::add(server_.worker_stats(worker_).origin_refused_total, 1);
+      return send_refusal(req, 403, "Origin not allowed");
+    }
     if (beast::websocket::is_upgrade(req)) return handle_websocket(std::move(req), query, raw);
     return handle_engine(req, query, raw);
   }
   handle_app(req, path);
 }
 
+bool HttpConnection::origin_ok(const Request& req) const {
+  const auto origin = req[http::field::origin];
+  if (origin.empty() || server_.options().cors_any) return true;
+  // The server's own origin: the scheme and host the browser sent the request
+  // to. Behind a trusted proxy that terminates TLS or renames the host, its
+  // X-Forwarded-Proto / X-Forwarded-Host say what the browser saw.
+  std::string_view scheme = "http";
+  std::string_view host = req[http::field::host];
+  if (peer_trusted_) {
+    const auto first = [](std::string_view v) {
+      v = v.substr(0, v.find(','));
+      while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+      while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+      return v;
+    };
+    if (auto p = first(req["X-Forwarded-Proto"]); !p.empty()) scheme = p;
+    if (auto h = first(req["X-Forwarded-Host"]); !h.empty()) host = h;
+  }
+  return origin_allowed(origin, scheme, host, server_.options().cors_origins);
+}
+
+void HttpConnection::send_refusal(const Request& req, unsigned status, const char* message) {
+  Response res{static_cast<http::status>(status), req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  if (status == 503) res.set(http::field::retry_after, "5");
+  res.body() = nlohmann::json{{"code", 4}, {"message", message}}.dump();
+  res.keep_alive(req.keep_alive());
+  add_cors(req, res);
+  send(std::move(res));
+}
+
 void HttpConnection::add_cors(const Request& req, Response& res) const {
   const auto origin = req[http::field::origin];
-  if (origin.empty()) return;
-  const auto& allowed = server_.options().cors_origins;
-  if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), origin) == allowed.end())
-    return;
+  if (origin.empty() || !origin_ok(req)) return;
   res.set(http::field::access_control_allow_origin, origin);
   res.set(http::field::access_control_allow_credentials, "true");
   res.set(http::field::vary, "Origin");
@@ -182,20 +233,18 @@ Handshake HttpConnection::make_handshake(const Request& req,
                                          const std::map<std::string, std::string>& query,
                                          const char* transport) const {
   Handshake h;
-  beast::error_code ec;
-  const auto ep = stream_.socket().remote_endpoint(ec);
-  h.remote_address = ec ? "" : ep.address().to_string();
+  std::string forwarded;  // every X-Forwarded-For header, in order
   for (const auto& f : req) {
     auto name = lower(f.name_string());
     if (name == "x-forwarded-for") {
-      const std::string_view v = f.value();
-      auto first = v.substr(0, v.find(','));
-      while (!first.empty() && first.front() == ' ') first.remove_prefix(1);
-      while (!first.empty() && first.back() == ' ') first.remove_suffix(1);
-      if (!first.empty()) h.remote_address = std::string(first);
+      if (!forwarded.empty()) forwarded += ',';
+      forwarded += f.value();
     }
     h.headers[std::move(name)] = std::string(f.value());
   }
+  h.remote_address =
+      (peer_trusted_ ? resolve_client(peer_, forwarded, server_.trusted_proxies()) : peer_)
+          .to_string();
   h.query = query;
   h.transport = transport;
   h.issued_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -231,8 +280,13 @@ void HttpConnection::handle_engine(Request& req, const std::map<std::string, std
     if (req.method() != http::verb::get)
       return send_engine_error(req, 400, 2, "Bad handshake method");
     if (server_.shutting_down()) return send_engine_error(req, 503, 4, "Server shutting down");
-    auto s =
-        server_.create_session(worker_, false, raw_echo, make_handshake(req, query, "polling"));
+    auto handshake = make_handshake(req, query, "polling");
+    if (const auto a = server_.admit_session(handshake.remote_address);
+        a != ServerImpl::Admission::ok) {
+      server_.count_refusal(worker_, a);
+      return send_refusal(req, 503, ServerImpl::refusal_message(a));
+    }
+    auto s = server_.create_session(worker_, false, raw_echo, std::move(handshake));
     Response res{http::status::ok, req.version()};
     res.set(http::field::content_type, "text/plain; charset=UTF-8");
     res.set(http::field::cache_control, "no-store");
@@ -317,6 +371,14 @@ void HttpConnection::handle_websocket(Request req, const std::map<std::string, s
     return send_engine_error(req, 503, 4, "Server shutting down");
   }
   auto handshake = make_handshake(req, query, "websocket");
+  if (!session) {
+    // A new session: refuse the upgrade (no 101) over a bound.
+    if (const auto a = server_.admit_session(handshake.remote_address);
+        a != ServerImpl::Admission::ok) {
+      server_.count_refusal(worker_, a);
+      return send_refusal(req, 503, ServerImpl::refusal_message(a));
+    }
+  }
   closed_ = true;  // the socket now belongs to the WebSocket
   stream_.expires_never();
   if (target == worker_) {
@@ -345,7 +407,7 @@ void HttpConnection::handle_websocket(Request req, const std::map<std::string, s
 }
 
 void HttpConnection::handle_app(Request& req, const std::string& path) {
-  const auto& handler = server_.http_handler();
+  const auto& handler = admin_ ? server_.admin_handler() : server_.http_handler();
   if (!handler) {
     Response res{http::status::not_found, req.version()};
     res.set(http::field::content_type, "text/plain; charset=utf-8");

@@ -27,7 +27,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
   using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
-  HttpConnection(ServerImpl& server, unsigned worker, boost::asio::ip::tcp::socket socket);
+  // slot: the per-IP connection count this connection holds ("" for none),
+  // released with the connection. admin: the operations listener.
+  HttpConnection(ServerImpl& server, unsigned worker, boost::asio::ip::tcp::socket socket,
+                 std::string slot = {}, bool admin = false);
+  ~HttpConnection();
+  HttpConnection(const HttpConnection&) = delete;
+  HttpConnection& operator=(const HttpConnection&) = delete;
   void run();
 
  private:
@@ -41,6 +47,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void send(Response res);
   void send_engine_error(const Request& req, unsigned status, int code, const char* message);
   void add_cors(const Request& req, Response& res) const;
+  // No Origin (not a browser), or one the policy allows (docs/transport.md).
+  bool origin_ok(const Request& req) const;
+  // Answer a refused request: status with {"code":4,"message":...}.
+  void send_refusal(const Request& req, unsigned status, const char* message);
   void on_written(bool close, boost::beast::error_code ec);
   Handshake make_handshake(const Request& req, const std::map<std::string, std::string>& query,
                            const char* transport) const;
@@ -48,6 +58,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   ServerImpl& server_;
   unsigned worker_;
   boost::beast::tcp_stream stream_;
+  std::string slot_;
+  bool admin_;
+  boost::asio::ip::address peer_;
+  bool peer_trusted_ = false;  // a configured proxy: its X-Forwarded-* headers are believed
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   bool reading_ = false;

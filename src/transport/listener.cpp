@@ -13,8 +13,11 @@ namespace chat::transport {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-Listener::Listener(ServerImpl& server)
-    : server_(server), acceptor_(server.workers().at(0)), backoff_(server.workers().at(0)) {}
+Listener::Listener(ServerImpl& server, bool admin)
+    : server_(server),
+      admin_(admin),
+      acceptor_(server.workers().at(0)),
+      backoff_(server.workers().at(0)) {}
 
 std::uint16_t Listener::open(const std::string& host, std::uint16_t port) {
   // An IP literal, or a host name such as "localhost" (first address wins).
@@ -69,18 +72,27 @@ void Listener::on_accept(const boost::system::error_code& ec, tcp::socket socket
     });
     return;
   }
-  const auto& o = server_.options();
-  if (o.max_connections > 0 && server_.stats().connections_open >= o.max_connections) {
-    WorkerStats::add(server_.worker_stats(0).connections_refused_total, 1);
-    boost::system::error_code ignored;
-    socket.close(ignored);
-  } else {
-    boost::system::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    asio::post(server_.workers().at(worker), [this, worker, s = std::move(socket)]() mutable {
-      std::make_shared<HttpConnection>(server_, worker, std::move(s))->run();
-    });
+  // Sessions are bounded at the handshake (an HTTP answer); here only the
+  // connections of one peer are, so health checks are never refused for the
+  // session cap. Trusted proxies carry many clients and are not bounded.
+  std::string slot;
+  boost::system::error_code ep_error;
+  const auto peer = socket.remote_endpoint(ep_error);
+  if (!admin_ && !ep_error && !server_.trusted_proxies().contains(peer.address())) {
+    slot = unmap(peer.address()).to_string();
+    if (!server_.acquire_http_slot(slot)) {
+      WorkerStats::add(server_.worker_stats(0).connections_refused_total, 1);
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      return accept();
+    }
   }
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  asio::post(server_.workers().at(worker), [this, worker, s = std::move(socket),
+                                            slot = std::move(slot)]() mutable {
+    std::make_shared<HttpConnection>(server_, worker, std::move(s), std::move(slot), admin_)->run();
+  });
   accept();
 }
 

@@ -17,7 +17,9 @@ class ServerImpl;
 
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  explicit Listener(ServerImpl& server);
+  // admin: the operations listener (plain HTTP to the admin handler, no
+  // Engine.IO, no per-IP bound).
+  Listener(ServerImpl& server, bool admin);
   // Bind, listen and start accepting; returns the bound port. Throws on failure.
   std::uint16_t open(const std::string& host, std::uint16_t port);
   void close();
@@ -28,6 +30,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
                  unsigned worker);
 
   ServerImpl& server_;
+  bool admin_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer backoff_;
   std::chrono::steady_clock::time_point last_error_log_{};

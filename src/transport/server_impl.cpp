@@ -2,13 +2,18 @@
 #include "transport/server_impl.hpp"
 
 #include "transport/engine_session.hpp"
+#include "transport/ids.hpp"
 #include "transport/listener.hpp"
+#include "transport/sio_socket.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <random>
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 namespace chat::transport {
 
@@ -18,25 +23,35 @@ std::unique_ptr<Server> Server::create(core::Workers& workers, Options options) 
 
 std::optional<nlohmann::json> NamespaceImpl::authorize(const Handshake& h,
                                                        const nlohmann::json& auth) const {
+  if (server_.over_memory_budget()) {
+    server_.count_memory_connect_refusal();
+    return nlohmann::json{{"message", "server over its memory budget: try again later"},
+                          {"data", {{"code", "OVER_MEMORY_BUDGET"}}}};
+  }
   for (const auto& hook : hooks_)
     if (auto refusal = hook(h, auth)) return refusal;
   return std::nullopt;
 }
 
 void NamespaceImpl::connected(const SocketPtr& socket, const nlohmann::json& auth) const {
+  if (auto session = static_cast<SioSocket&>(*socket).session())
+    server_.session_connected(session->sid());
   if (on_connection_) on_connection_(socket, auth);
 }
 
 ServerImpl::ServerImpl(core::Workers& workers, Options options)
-    : workers_(workers), options_(std::move(options)), stats_(new WorkerStats[workers.size()]) {
-  namespaces_["/"] = std::make_unique<NamespaceImpl>("/");
+    : workers_(workers),
+      options_(std::move(options)),
+      trusted_(TrustedProxies::parse(options_.trusted_proxies)),
+      stats_(new WorkerStats[workers.size()]) {
+  namespaces_["/"] = std::make_unique<NamespaceImpl>(*this, "/");
 }
 
 ServerImpl::~ServerImpl() = default;
 
 Namespace& ServerImpl::of(const std::string& name) {
   auto& slot = namespaces_[name];
-  if (!slot) slot = std::make_unique<NamespaceImpl>(name);
+  if (!slot) slot = std::make_unique<NamespaceImpl>(*this, name);
   return *slot;
 }
 
@@ -46,19 +61,147 @@ NamespaceImpl* ServerImpl::find_namespace(const std::string& name) {
 }
 
 std::string ServerImpl::new_id() {
-  // 20 characters of base64url from a per-thread generator: unguessable enough
-  // for session ids that are never used as credentials.
-  static constexpr char kChars[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::string id(20, ' ');
-  std::uint64_t bits = rng();
-  for (int i = 0; i < 20; ++i) {
-    if (i == 10) bits = rng();
-    id[static_cast<std::size_t>(i)] = kChars[bits & 63];
-    bits >>= 6;
+  thread_local RandomPool pool;
+  return random_id(pool);
+}
+
+std::string ServerImpl::new_sid() {
+  thread_local RandomPool pool;  // not the socket id pool: socket ids are public
+  return random_id(pool);
+}
+
+// ------------------------------------------------------------------ per-IP bounds
+
+ServerImpl::IpShard& ServerImpl::ip_shard(const std::string& ip) {
+  return ip_shards_[std::hash<std::string>{}(ip) % ip_shards_.size()];
+}
+
+template <class F>
+auto ServerImpl::with_ip(const std::string& ip, F fn) {
+  auto& shard = ip_shard(ip);
+  std::lock_guard lk(shard.mu);
+  auto it = shard.counts.try_emplace(ip).first;
+  auto result = fn(it->second);
+  if (it->second.sessions == 0 && it->second.pending == 0 && it->second.http == 0)
+    shard.counts.erase(it);
+  return result;
+}
+
+ServerImpl::Admission ServerImpl::admit_session(const std::string& ip) {
+  const auto& o = options_;
+  if (over_memory_budget()) return Admission::memory;
+  if (o.max_connections > 0 && session_count_.load(std::memory_order_relaxed) >= o.max_connections)
+    return Admission::cap;
+  return with_ip(ip, [&](const IpCounts& c) {
+    if (o.max_sessions_per_ip > 0 && c.sessions >= o.max_sessions_per_ip)
+      return Admission::ip_sessions;
+    if (o.max_pending_per_ip > 0 && c.pending >= o.max_pending_per_ip) return Admission::ip_pending;
+    return Admission::ok;
+  });
+}
+
+const char* ServerImpl::refusal_message(Admission a) {
+  switch (a) {
+    case Admission::ip_sessions:
+      return "Too many sessions from this address";
+    case Admission::ip_pending:
+      return "Too many sessions from this address waiting for their Socket.IO CONNECT";
+    case Admission::cap:
+      return "Server at its session limit";
+    case Admission::memory:
+      return "Server over its memory budget";
+    case Admission::ok:
+      break;
   }
-  return id;
+  return "ok";
+}
+
+void ServerImpl::count_refusal(unsigned worker, Admission a) {
+  auto& s = stats_[worker];
+  switch (a) {
+    case Admission::ip_sessions:
+      return WorkerStats::add(s.sessions_refused_ip_total, 1);
+    case Admission::ip_pending:
+      return WorkerStats::add(s.sessions_refused_pending_total, 1);
+    case Admission::cap:
+      return WorkerStats::add(s.sessions_refused_cap_total, 1);
+    case Admission::memory:
+      return WorkerStats::add(s.sessions_refused_memory_total, 1);
+    case Admission::ok:
+      return;
+  }
+}
+
+bool ServerImpl::acquire_http_slot(const std::string& key) {
+  const auto cap = options_.max_http_connections_per_ip;
+  return with_ip(key, [&](IpCounts& c) {
+    if (cap > 0 && c.http >= cap) return false;
+    ++c.http;
+    return true;
+  });
+}
+
+void ServerImpl::release_http_slot(const std::string& key) {
+  with_ip(key, [](IpCounts& c) {
+    if (c.http > 0) --c.http;
+    return 0;
+  });
+}
+
+void ServerImpl::session_connected(const std::string& sid) {
+  std::string ip;
+  {
+    auto& shard = shard_for(sid);
+    std::lock_guard lk(shard.mu);
+    auto it = shard.sessions.find(sid);
+    if (it == shard.sessions.end() || !it->second.pending) return;
+    it->second.pending = false;
+    ip = it->second.session->handshake().remote_address;
+  }
+  with_ip(ip, [](IpCounts& c) {
+    if (c.pending > 0) --c.pending;
+    return 0;
+  });
+}
+
+// ------------------------------------------------------------------ memory budget
+
+namespace {
+std::size_t resident_bytes() {
+  // /proc/self/statm: two numbers; a few microseconds, done a few times a second.
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  if (n != 2) return 0;
+  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+}  // namespace
+
+void ServerImpl::sample_memory() {
+  const auto budget = options_.memory_budget_bytes;
+  auto rss = resident_bytes();
+  const auto now = std::chrono::steady_clock::now();
+  if (rss > budget && now - last_trim_ > std::chrono::seconds(1)) {
+    // Hand freed heap back to the system before refusing work for it.
+    last_trim_ = now;
+    malloc_trim(0);
+    rss = resident_bytes();
+  }
+  const bool over = rss > budget;
+  if (over != over_budget_.load(std::memory_order_relaxed)) {
+    over_budget_.store(over, std::memory_order_relaxed);
+    if (over)
+      spdlog::warn("resident memory {} MB over the budget of {} MB: refusing new sessions",
+                   rss >> 20, budget >> 20);
+    else
+      spdlog::info("resident memory {} MB back under the budget of {} MB", rss >> 20, budget >> 20);
+  }
+  memory_timer_->expires_after(std::chrono::milliseconds(100));
+  memory_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (!ec && !shutting_down_) sample_memory();
+  });
 }
 
 ServerImpl::Shard& ServerImpl::shard_for(const std::string& sid) {
@@ -67,15 +210,21 @@ ServerImpl::Shard& ServerImpl::shard_for(const std::string& sid) {
 
 std::shared_ptr<EngineSession> ServerImpl::create_session(unsigned worker, bool websocket,
                                                           bool raw_echo, Handshake h) {
-  auto sid = new_id();
+  auto sid = new_sid();
+  const auto ip = h.remote_address;
   auto s = std::make_shared<EngineSession>(
       *this, worker, sid, websocket ? EngineSession::Kind::websocket : EngineSession::Kind::polling,
       raw_echo, std::move(h));
   auto& shard = shard_for(sid);
   {
     std::lock_guard lk(shard.mu);
-    shard.sessions.emplace(sid, s);
+    shard.sessions.emplace(sid, Entry{s, !raw_echo});
   }
+  with_ip(ip, [&](IpCounts& c) {
+    ++c.sessions;
+    if (!raw_echo) ++c.pending;
+    return 0;
+  });
   session_count_.fetch_add(1);
   return s;
 }
@@ -84,19 +233,26 @@ std::shared_ptr<EngineSession> ServerImpl::find_session(const std::string& sid) 
   auto& shard = shard_for(sid);
   std::lock_guard lk(shard.mu);
   auto it = shard.sessions.find(sid);
-  return it == shard.sessions.end() ? nullptr : it->second;
+  return it == shard.sessions.end() ? nullptr : it->second.session;
 }
 
 void ServerImpl::remove_session(const std::string& sid) {
   auto& shard = shard_for(sid);
   std::shared_ptr<EngineSession> doomed;  // released outside the lock
+  bool pending = false;
   {
     std::lock_guard lk(shard.mu);
     auto it = shard.sessions.find(sid);
     if (it == shard.sessions.end()) return;
-    doomed = std::move(it->second);
+    doomed = std::move(it->second.session);
+    pending = it->second.pending;
     shard.sessions.erase(it);
   }
+  with_ip(doomed->handshake().remote_address, [&](IpCounts& c) {
+    if (c.sessions > 0) --c.sessions;
+    if (pending && c.pending > 0) --c.pending;
+    return 0;
+  });
   if (session_count_.fetch_sub(1) == 1 && shutting_down_) finish_shutdown();
   // The session may be in its own close(): let it finish before it is freed.
   auto& ctx = workers_.at(doomed->worker());
@@ -104,13 +260,27 @@ void ServerImpl::remove_session(const std::string& sid) {
 }
 
 std::uint16_t ServerImpl::listen(const std::string& host, std::uint16_t port) {
-  listener_ = std::make_shared<Listener>(*this);
-  return listener_->open(host, port);
+  listener_ = std::make_shared<Listener>(*this, false);
+  const auto bound = listener_->open(host, port);
+  if (options_.memory_budget_bytes > 0 && !memory_timer_) {
+    memory_timer_ = std::make_unique<boost::asio::steady_timer>(workers_.at(0));
+    boost::asio::post(workers_.at(0), [this] { sample_memory(); });
+  }
+  return bound;
+}
+
+std::uint16_t ServerImpl::listen_admin(const std::string& host, std::uint16_t port,
+                                       HttpHandler handler) {
+  admin_handler_ = std::move(handler);
+  admin_listener_ = std::make_shared<Listener>(*this, true);
+  return admin_listener_->open(host, port);
 }
 
 void ServerImpl::shutdown(std::function<void()> done) {
   shutting_down_ = true;
   if (listener_) listener_->close();
+  if (admin_listener_) admin_listener_->close();
+  if (memory_timer_) boost::asio::post(workers_.at(0), [this] { memory_timer_->cancel(); });
   {
     std::lock_guard lk(done_mu_);
     on_drained_ = std::move(done);
@@ -118,7 +288,7 @@ void ServerImpl::shutdown(std::function<void()> done) {
   std::vector<std::shared_ptr<EngineSession>> all;
   for (auto& shard : shards_) {
     std::lock_guard lk(shard.mu);
-    for (auto& [sid, s] : shard.sessions) all.push_back(s);
+    for (auto& [sid, e] : shard.sessions) all.push_back(e.session);
   }
   spdlog::info("closing {} sessions", all.size());
   if (all.empty() || session_count_.load() == 0) {
@@ -198,7 +368,14 @@ Stats ServerImpl::stats() const {
     out.binary_packet_aborts_total += ld(s.binary_packet_aborts_total);
     out.connects_limited_total += ld(s.connects_limited_total);
     out.invalid_packets_total += ld(s.invalid_packets_total);
+    out.sessions_refused_ip_total += ld(s.sessions_refused_ip_total);
+    out.sessions_refused_pending_total += ld(s.sessions_refused_pending_total);
+    out.sessions_refused_cap_total += ld(s.sessions_refused_cap_total);
+    out.sessions_refused_memory_total += ld(s.sessions_refused_memory_total);
+    out.origin_refused_total += ld(s.origin_refused_total);
   }
+  out.connects_refused_memory_total = connects_refused_memory_.load(std::memory_order_relaxed);
+  out.memory_over_budget = over_memory_budget() ? 1 : 0;
   return out;
 }
 

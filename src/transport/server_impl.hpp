@@ -5,6 +5,7 @@
 
 #include "core/workers.hpp"
 #include "transport/api.hpp"
+#include "transport/net_policy.hpp"
 #include "transport/worker_stats.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -25,17 +26,21 @@ namespace chat::transport {
 class EngineSession;
 class Listener;
 
+class ServerImpl;
+
 class NamespaceImpl final : public Namespace {
  public:
-  explicit NamespaceImpl(std::string name) : name_(std::move(name)) {}
+  NamespaceImpl(ServerImpl& server, std::string name) : server_(server), name_(std::move(name)) {}
   void use(AuthHook hook) override { hooks_.push_back(std::move(hook)); }
   void on_connection(std::function<void(SocketPtr, const nlohmann::json&)> handler) override {
     on_connection_ = std::move(handler);
   }
+  // Runs the process checks (memory budget), then the hooks.
   std::optional<nlohmann::json> authorize(const Handshake& h, const nlohmann::json& auth) const;
   void connected(const SocketPtr& socket, const nlohmann::json& auth) const;
 
  private:
+  ServerImpl& server_;
   std::string name_;
   std::vector<AuthHook> hooks_;
   std::function<void(SocketPtr, const nlohmann::json&)> on_connection_;
@@ -51,14 +56,35 @@ class ServerImpl final : public Server {
   std::uint16_t listen(const std::string& host, std::uint16_t port) override;
   void shutdown(std::function<void()> done) override;
   Stats stats() const override;
+  std::uint16_t listen_admin(const std::string& host, std::uint16_t port,
+                             HttpHandler handler) override;
 
   // ---- for the connections and sessions
   core::Workers& workers() { return workers_; }
   const Options& options() const { return options_; }
   WorkerStats& worker_stats(unsigned w) { return stats_[w]; }
   const HttpHandler& http_handler() const { return http_handler_; }
+  const HttpHandler& admin_handler() const { return admin_handler_; }
   NamespaceImpl* find_namespace(const std::string& name);
-  std::string new_id();
+  std::string new_id();   // Socket.IO socket ids
+  std::string new_sid();  // Engine.IO session ids (bearer credentials), a separate pool
+  const TrustedProxies& trusted_proxies() const { return trusted_; }
+
+  // ---- bounds per client IP and per process (docs/transport.md)
+  enum class Admission { ok, ip_sessions, ip_pending, cap, memory };
+  // Whether a new session from client address ip may open now.
+  Admission admit_session(const std::string& ip);
+  static const char* refusal_message(Admission a);
+  void count_refusal(unsigned worker, Admission a);
+  // One HTTP connection (not upgraded) of peer key; false when over the cap.
+  bool acquire_http_slot(const std::string& key);
+  void release_http_slot(const std::string& key);
+  // A Socket.IO CONNECT succeeded on session sid: it is no longer pending.
+  void session_connected(const std::string& sid);
+  bool over_memory_budget() const { return over_budget_.load(std::memory_order_relaxed); }
+  void count_memory_connect_refusal() {
+    connects_refused_memory_.fetch_add(1, std::memory_order_relaxed);
+  }
   bool shutting_down() const { return shutting_down_; }
 
   // Writes in flight (HTTP responses, WebSocket frames and closes). Shutdown
@@ -73,16 +99,40 @@ class ServerImpl final : public Server {
   void remove_session(const std::string& sid);
 
  private:
+  struct Entry {
+    std::shared_ptr<EngineSession> session;
+    bool pending = false;  // counted as before-CONNECT for its client address
+  };
   struct Shard {
     std::mutex mu;
-    std::unordered_map<std::string, std::shared_ptr<EngineSession>> sessions;
+    std::unordered_map<std::string, Entry> sessions;
   };
   Shard& shard_for(const std::string& sid);
+  struct IpCounts {
+    std::size_t sessions = 0, pending = 0, http = 0;
+  };
+  struct IpShard {
+    std::mutex mu;
+    std::unordered_map<std::string, IpCounts> counts;
+  };
+  IpShard& ip_shard(const std::string& ip);
+  // Apply fn to the counts of ip (created when missing, erased when all zero).
+  template <class F>
+  auto with_ip(const std::string& ip, F fn);
+  void sample_memory();
 
   core::Workers& workers_;
   Options options_;
   std::map<std::string, std::unique_ptr<NamespaceImpl>> namespaces_;
   HttpHandler http_handler_;
+  HttpHandler admin_handler_;
+  TrustedProxies trusted_;
+  std::array<IpShard, 16> ip_shards_;
+  std::atomic<bool> over_budget_{false};
+  std::atomic<std::uint64_t> connects_refused_memory_{0};  // rare: one counter is enough
+  std::unique_ptr<boost::asio::steady_timer> memory_timer_;
+  std::chrono::steady_clock::time_point last_trim_{};
+  std::shared_ptr<Listener> admin_listener_;
   std::unique_ptr<WorkerStats[]> stats_;
   std::array<Shard, 16> shards_;
   std::atomic<std::size_t> session_count_{0};

@@ -33,6 +33,9 @@ class SioSocket final : public Socket {
   void disconnect(bool close) override;
   bool take_tokens(double cost) override;
 
+  // The Engine.IO session carrying this socket (null once it is gone).
+  std::shared_ptr<EngineSession> session() const { return session_.lock(); }
+
   // ---- called by SioClient
   void dispatch(nlohmann::json data, std::optional<std::uint64_t> ack_id);
   void mark_disconnected(const std::string& reason);

@@ -17,7 +17,9 @@ struct alignas(64) WorkerStats {
       packets_in_total{0}, packets_out_total{0}, bytes_in_total{0}, bytes_out_total{0},
       accept_errors_total{0}, connections_refused_total{0}, ws_writes_total{0},
       write_timeouts_total{0}, close_timeouts_total{0}, binary_packet_aborts_total{0},
-      connects_limited_total{0}, invalid_packets_total{0};
+      connects_limited_total{0}, invalid_packets_total{0}, sessions_refused_ip_total{0},
+      sessions_refused_pending_total{0}, sessions_refused_cap_total{0},
+      sessions_refused_memory_total{0}, origin_refused_total{0};
 
   template <class A, class V>
   static void add(A& a, V v) {

@@ -101,7 +101,7 @@ test("broker restart during 1000 messages: every acked message reaches every mem
     for (const [id, n] of received.get(u.name)) assert.equal(n, 1, `${u.name} got ${id} ${n} times`);
   // The replicas did notice: they reconnected.
   for (const r of c.replicaIds) {
-    const body = await (await fetch(`${c.urlOf(r)}/metrics`)).text();
+    const body = await (await fetch(`${c.adminUrlOf(r)}/metrics`)).text();
     const m = body.match(/^chat_bus_reconnects_total(?:\{[^}]*\})? (\d+)/m);
     assert.ok(m && Number(m[1]) >= 1, `${r} reports no reconnect`);
   }
@@ -117,9 +117,11 @@ test("broker down at start: replicas serve local users, /readyz is 503, then the
   clusters.push(c);
   const [r1, r2] = [c.urlOf("r1"), c.urlOf("r2")];
   await waitFor("replicas to answer", async () => (await readyz(r1)) === 503 && (await readyz(r2)) === 503);
-  const body = await (await fetch(`${r1}/readyz`)).json();
+  const body = await (await fetch(`${c.adminUrlOf("r1")}/readyz`)).json();
   assert.equal(body.ready, false);
   assert.equal(body.bus.ready, false);
+  // The public /readyz says only whether the replica is ready.
+  assert.deepEqual(await (await fetch(`${r1}/readyz`)).json(), { ready: false });
 
   // Local chat works while the broker is down: delivery is local, the ack waits.
   const a = await user(r1, "alice", { transports: ["websocket"] });

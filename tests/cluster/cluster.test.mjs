@@ -113,7 +113,7 @@ test("room routing: a replica with no member in a room receives none of its traf
   // Let the binding settle, then measure.
   await sleep(500);
   const before = {};
-  for (const r of c.replicaIds) before[r] = await metric(c.urlOf(r), "chat_bus_consumed_total");
+  for (const r of c.replicaIds) before[r] = await metric(c.adminUrlOf(r), "chat_bus_consumed_total");
   const got = collect(pair[1]);
   const n = 200;
   for (let i = 0; i < n; i++) {
@@ -123,7 +123,7 @@ test("room routing: a replica with no member in a room receives none of its traf
   await waitFor("the room member to get every message", () => got.filter((m) => m.room === "quiet.room").length === n);
   await sleep(300);
   const delta = {};
-  for (const r of c.replicaIds) delta[r] = (await metric(c.urlOf(r), "chat_bus_consumed_total")) - before[r];
+  for (const r of c.replicaIds) delta[r] = (await metric(c.adminUrlOf(r), "chat_bus_consumed_total")) - before[r];
   // The home replica's queue is bound: it gets its own copies back (and drops them).
   assert.ok(delta[home] >= n, `home replica ${home} consumed ${delta[home]} < ${n}`);
   // The others get only control traffic (presence heartbeats, a few per second).

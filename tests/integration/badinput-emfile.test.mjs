@@ -75,7 +75,7 @@ test(`server under ${NOFILE} open files survives ${FLOOD} held connections`, asy
     fresh.close();
     bystander.close();
   }
-  const errors = await metric(srv.url, "chat_transport_accept_errors_total");
+  const errors = await metric(srv.adminUrl, "chat_transport_accept_errors_total");
   assert.ok(errors > 0, `chat_transport_accept_errors_total is ${errors}`);
   assert.equal(srv.proc.exitCode, null);
 });

@@ -24,7 +24,7 @@ after(async () => {
 const METRIC = "chat_transport_slow_reader_closes_total";
 
 test("a client that never reads is closed by the bounded send queue; others are unaffected", async () => {
-  const before = await metric(srv.url, METRIC);
+  const before = await metric(srv.adminUrl, METRIC);
   const { sock } = await rawWsConnect(srv.port);
   // Stop reading now: once Node's small buffer is full it stops reading the
   // TCP stream, so the kernel buffers fill and the server's queue grows.
@@ -66,7 +66,7 @@ test("a client that never reads is closed by the bounded send queue; others are 
     const t0 = Date.now();
     let count = before;
     while (Date.now() - t0 < 15000) {
-      count = await metric(srv.url, METRIC);
+      count = await metric(srv.adminUrl, METRIC);
       if (count > before) break;
       await sleep(200);
     }

@@ -115,6 +115,8 @@ export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = tr
     replicaUrl: (i) => `http://127.0.0.${i + 1}:${basePort}`,
     replicaIds: Array.from({ length: replicas }, (_, i) => `r${i + 1}`),
     urlOf: (id) => `http://127.0.0.${Number(id.slice(1)) + 1}:${basePort}`,
+    // Operations listener of a replica (/metrics, detailed /readyz): see scripts/cluster.
+    adminUrlOf: (id) => `http://127.0.1.${Number(id.slice(1)) + 1}:${basePort}`,
     log: (file) => fs.readFileSync(path.join(dir, file), "utf8"),
     killReplica: (id) => run(script("cluster"), ["kill", id, "--dir", dir], { cwd: projectRoot, env }),
     stopReplica: (id) => run(script("cluster"), ["stop", id, "--dir", dir], { cwd: projectRoot, env, timeout: 60000 }),

@@ -9,7 +9,7 @@ export function startLimitedServer(nofile, args = [], { timeoutMs = 15000 } = {}
   return new Promise((resolve, reject) => {
     const proc = spawn(
       "prlimit",
-      [`--nofile=${nofile}:${nofile}`, "--", serverBin, "--host", "127.0.0.1", "--port", "0", ...args],
+      [`--nofile=${nofile}:${nofile}`, "--", serverBin, "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", ...args],
       { cwd: projectRoot, stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";
@@ -28,8 +28,10 @@ export function startLimitedServer(nofile, args = [], { timeoutMs = 15000 } = {}
         settled = true;
         clearTimeout(timer);
         const port = Number(m[1]);
+        const a = out.match(/operations on (http:\/\/[^\s]+:\d+)/);
         resolve({
           url: `http://127.0.0.1:${port}`,
+          adminUrl: a ? a[1] : null,
           port,
           proc,
           logs: () => out,

@@ -9,11 +9,13 @@ export const projectRoot = root;
 export const serverBin =
   process.env.CHAT_SERVER_BIN || path.join(root, "build", "release", "src", "app", "chat-server");
 
-// Resolve with { url, port, proc, logs(), stop() } once the server logs its port.
+// Resolve with { url, adminUrl, port, proc, logs(), stop() } once the server logs its port.
 export function startServer(args = [], { env = {}, timeoutMs = 15000, cwd = root } = {}) {
   return new Promise((resolve, reject) => {
     const port = args.includes("--port") ? [] : ["--port", "0"];
-    const proc = spawn(serverBin, ["--host", "127.0.0.1", ...port, ...args], {
+    // The operations listener on a free port too, unless the test picks one.
+    const admin = args.includes("--admin-port") ? [] : ["--admin-port", "0"];
+    const proc = spawn(serverBin, ["--host", "127.0.0.1", ...port, ...admin, ...args], {
       cwd,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -33,8 +35,11 @@ export function startServer(args = [], { env = {}, timeoutMs = 15000, cwd = root
         settled = true;
         clearTimeout(timer);
         const port = Number(m[1]);
+        const a = out.match(/operations on (http:\/\/[^\s]+:\d+)/);
         resolve({
           url: `http://127.0.0.1:${port}`,
+          // /metrics and the detailed /readyz
+          adminUrl: a ? a[1] : null,
           port,
           proc,
           logs: () => out,

@@ -16,7 +16,7 @@ export async function startTarget(extraArgs = [], options = {}) {
   const external = process.env.TRANSPORT_TEST_URL;
   if (external) {
     const url = external.replace(/\/$/, "");
-    return { url, port: Number(new URL(url).port), ours: false, proc: null, logs: () => "", stop: async () => 0 };
+    return { url, adminUrl: url, port: Number(new URL(url).port), ours: false, proc: null, logs: () => "", stop: async () => 0 };
   }
   const s = await startServer(["--conformance", ...extraArgs], options);
   return { ...s, ours: true };
@@ -220,7 +220,8 @@ export async function rawSocketIo(url, opts = {}) {
   return r;
 }
 
-// Value of a Prometheus counter/gauge (summed over label sets).
+// Value of a Prometheus counter/gauge (summed over label sets). url is the
+// server's operations listener (srv.adminUrl).
 export async function metric(url, name) {
   const res = await fetch(url + "/metrics");
   assert.equal(res.status, 200, "/metrics status");
