@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <random>
 
 namespace chat::transport {
 
