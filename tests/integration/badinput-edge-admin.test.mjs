@@ -11,7 +11,7 @@ let srv;
 after(() => srv?.stop("SIGKILL"));
 
 test("public port: no /metrics, /readyz says only ready; operations port: the details", async () => {
-  srv = await startServer(["--threads", "2"]);
+  srv = await startServer(["--threads", "2"], { env: { AMQP_URL: "" } });
   assert.match(srv.adminUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
   const alice = await chatUser(srv.url, "alice");
   await alice.say();

@@ -39,12 +39,12 @@ test(`${CONNECTIONS} connections each send one ${FRAME / 1000} kB message, then 
   const socks = await openMany(srv.port, CONNECTIONS);
   try {
     const rss0 = rssMiB(srv.proc.pid);
-    const bytes0 = await metric(srv.url, "chat_transport_bytes_in_total");
+    const bytes0 = await metric(srv.adminUrl, "chat_transport_bytes_in_total");
     // A pong with a large body: valid, read in full, and dropped.
     const frame = wsFrame("3" + "p".repeat(FRAME - 1));
     for (const s of socks) s.write(frame);
     await waitFor(
-      async () => (await metric(srv.url, "chat_transport_bytes_in_total")) - bytes0 >= CONNECTIONS * FRAME,
+      async () => (await metric(srv.adminUrl, "chat_transport_bytes_in_total")) - bytes0 >= CONNECTIONS * FRAME,
       20000,
       "the server to read every large frame",
     );
@@ -70,7 +70,7 @@ test(`noop packets with a body are refused: ${CONNECTIONS} WebSockets with a ${F
   const socks = await openMany(srv.port, CONNECTIONS);
   try {
     const METRIC = "chat_transport_protocol_errors_total";
-    const before = await metric(srv.url, METRIC);
+    const before = await metric(srv.adminUrl, METRIC);
     const rss0 = rssMiB(srv.proc.pid);
     const sampler = rssSampler(srv.proc.pid);
     let closed = 0;
@@ -79,7 +79,7 @@ test(`noop packets with a body are refused: ${CONNECTIONS} WebSockets with a ${F
     for (const s of socks) s.write(frame);
     await waitFor(async () => closed === CONNECTIONS, 20000, `the server to close all ${CONNECTIONS} noop senders (${closed} closed)`);
     sampler.stop();
-    assert.ok((await metric(srv.url, METRIC)) - before >= CONNECTIONS, `${METRIC} did not count every noop with a body`);
+    assert.ok((await metric(srv.adminUrl, METRIC)) - before >= CONNECTIONS, `${METRIC} did not count every noop with a body`);
     await sleep(500);
     const growth = rssMiB(srv.proc.pid) - rss0;
     // The frames are read in full before they are refused (each within

@@ -55,7 +55,7 @@ test(`${CONNECTIONS} binary packets whose last attachment never comes are droppe
   const bystander = await chatter(srv.url);
   const socks = await openConnected(srv.port, CONNECTIONS);
   try {
-    const before = await metric(srv.url, METRIC);
+    const before = await metric(srv.adminUrl, METRIC);
     const rss0 = rssMiB(srv.proc.pid);
     const sampler = rssSampler(srv.proc.pid);
     // Within the byte budget: a 500 kB header announcing two attachments,
@@ -69,7 +69,7 @@ test(`${CONNECTIONS} binary packets whose last attachment never comes are droppe
     sampler.stop();
     assert.ok(took >= 1000, `closed after ${took} ms, before the 1.5 s deadline`);
     assert.ok(took < 6000, `closed only after ${took} ms, long after the 1.5 s deadline`);
-    assert.ok((await metric(srv.url, METRIC)) - before >= CONNECTIONS, `${METRIC} did not count every dropped packet`);
+    assert.ok((await metric(srv.adminUrl, METRIC)) - before >= CONNECTIONS, `${METRIC} did not count every dropped packet`);
     await sleep(300);
     const peak = sampler.peak() - rss0;
     const after = rssMiB(srv.proc.pid) - rss0;
@@ -92,7 +92,7 @@ test(`${CONNECTIONS} binary packets over the byte budget are dropped at once`, a
   const bystander = await chatter(srv.url);
   const socks = await openConnected(srv.port, CONNECTIONS);
   try {
-    const before = await metric(srv.url, METRIC);
+    const before = await metric(srv.adminUrl, METRIC);
     const rss0 = rssMiB(srv.proc.pid);
     const sampler = rssSampler(srv.proc.pid);
     // Ten announced attachments of 900 kB each: 9 MB per packet, 450 MB in all.
@@ -107,7 +107,7 @@ test(`${CONNECTIONS} binary packets over the byte budget are dropped at once`, a
     const took = Date.now() - t0;
     assert.ok(took < 6000, `closed after ${took} ms: not at once, but by the 10 s deadline`);
     sampler.stop();
-    assert.ok((await metric(srv.url, METRIC)) - before >= CONNECTIONS, `${METRIC} did not count every dropped packet`);
+    assert.ok((await metric(srv.adminUrl, METRIC)) - before >= CONNECTIONS, `${METRIC} did not count every dropped packet`);
     await sleep(300);
     const peak = sampler.peak() - rss0;
     const after = rssMiB(srv.proc.pid) - rss0;

@@ -31,7 +31,7 @@ test("a graceful WebSocket close to a peer that does not read is abandoned at --
   const sock = (await rawWsConnect(srv.port)).sock;
   try {
     const METRIC = "chat_transport_close_timeouts_total";
-    const before = await metric(srv.url, METRIC);
+    const before = await metric(srv.adminUrl, METRIC);
     let closed = false;
     sock.on("close", () => (closed = true));
     sock.on("error", () => {});
@@ -44,7 +44,7 @@ test("a graceful WebSocket close to a peer that does not read is abandoned at --
     // needs the peer to read everything queued first.
     sock.write(wsFrame("x-not-a-packet"));
     const t0 = Date.now();
-    await waitFor(async () => (await metric(srv.url, METRIC)) > before, 8000, `${METRIC} to move`);
+    await waitFor(async () => (await metric(srv.adminUrl, METRIC)) > before, 8000, `${METRIC} to move`);
     const took = Date.now() - t0;
     t.diagnostic(`close abandoned after ${took} ms`);
     assert.ok(took < 6000, `the close waited ${took} ms`);
@@ -87,7 +87,7 @@ test("a parked GET with a large request pipelined behind it: connection and sess
   const bystander = await chatter(srv.url);
   try {
     const METRIC = "chat_transport_payload_too_large_total";
-    const before = await metric(srv.url, METRIC);
+    const before = await metric(srv.adminUrl, METRIC);
     const rss0 = rssMiB(srv.proc.pid);
     const N = 50;
     const sids = [];
@@ -102,7 +102,7 @@ test("a parked GET with a large request pipelined behind it: connection and sess
     const took = Date.now() - t0;
     const growth = rssMiB(srv.proc.pid) - rss0;
     t.diagnostic(`${N} connections closed after ${took} ms, RSS +${growth.toFixed(1)} MiB`);
-    assert.ok((await metric(srv.url, METRIC)) - before >= N, `${METRIC} did not count every refused body`);
+    assert.ok((await metric(srv.adminUrl, METRIC)) - before >= N, `${METRIC} did not count every refused body`);
     assert.ok(growth < 32, `server RSS is ${growth.toFixed(1)} MiB above its start`);
     // The sessions ended with their connections.
     const res = await fetch(eioPath(srv.url, `sid=${sids[0]}`));

@@ -66,7 +66,7 @@ test("pings from a client that never reads: closed at the send bound, memory bou
   const sock = (await rawWsConnect(srv.port)).sock;
   try {
     const METRIC = "chat_transport_slow_reader_closes_total";
-    const before = await metric(srv.url, METRIC);
+    const before = await metric(srv.adminUrl, METRIC);
     const rss0 = rssMiB(srv.proc.pid);
     const sampler = rssSampler(srv.proc.pid);
     sock.pause();
@@ -75,7 +75,7 @@ test("pings from a client that never reads: closed at the send bound, memory bou
     // before) in at most 8 s; the bound (1 MiB plus kernel buffers) stops it
     // after some 10 MB.
     const flood = pingFlood(sock, 200e6, 8000);
-    const after = await waitMetric(srv.url, METRIC, before, 10000);
+    const after = await waitMetric(srv.adminUrl, METRIC, before, 10000);
     const written = await flood;
     sampler.stop();
     assert.ok(after > before, `${METRIC} stayed at ${after} after ${(written / 1e6).toFixed(0)} MB of pings`);
@@ -103,14 +103,14 @@ test("a socket write that makes no progress for --write-timeout-ms closes the co
   const sock = (await rawWsConnect(srv.port)).sock;
   try {
     const METRIC = "chat_transport_write_timeouts_total";
-    const before = await metric(srv.url, METRIC);
+    const before = await metric(srv.adminUrl, METRIC);
     const rss0 = rssMiB(srv.proc.pid);
     sock.pause();
     sock.on("error", () => {});
     // 20 MB of pings: more pongs than the kernel buffers hold, so a write
     // stays in flight until the deadline.
     const written = await pingFlood(sock, 20e6, 5000);
-    const after = await waitMetric(srv.url, METRIC, before, 8000);
+    const after = await waitMetric(srv.adminUrl, METRIC, before, 8000);
     assert.ok(after > before, `${METRIC} stayed at ${after}: the stuck write was never given up`);
     const { closed } = await drainUntilClosed(sock, 5000);
     assert.ok(closed, "the server kept the connection after the write deadline");

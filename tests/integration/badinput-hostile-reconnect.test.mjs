@@ -72,7 +72,7 @@ test("2,000 pipelined namespace reconnect cycles: CONNECT_ERROR over the budget,
   const sock = (await rawWsConnect(srv.port)).sock;
   try {
     const LIMITED = "chat_transport_connects_limited_total";
-    const before = await metric(srv.url, LIMITED);
+    const before = await metric(srv.adminUrl, LIMITED);
     const rss0 = rssMiB(srv.proc.pid);
     const sampler = rssSampler(srv.proc.pid);
     const got = collect(sock, 10000);
@@ -88,7 +88,7 @@ test("2,000 pipelined namespace reconnect cycles: CONNECT_ERROR over the budget,
     assert.equal(connects, 10, "CONNECTs accepted in the window (--max-connects 10)");
     assert.equal(refusals, 1, "one CONNECT_ERROR before the close");
     assert.match(texts.find((x) => x.startsWith("44")), /^44\{"message":"[^"]+"\}$/);
-    assert.ok((await metric(srv.url, LIMITED)) - before >= 1, `${LIMITED} did not move`);
+    assert.ok((await metric(srv.adminUrl, LIMITED)) - before >= 1, `${LIMITED} did not move`);
     assert.ok(sampler.peak() - rss0 < 64, `server RSS peaked ${(sampler.peak() - rss0).toFixed(1)} MiB above its start`);
     // The bystander in "general" saw a handful of joins, not thousands.
     const joined = seen.of("user joined").length;
@@ -108,14 +108,14 @@ test("CONNECT over the budget: CONNECT_ERROR once, the next one closes the sessi
   const sock = (await rawWsConnect(srv.port)).sock;
   try {
     const LIMITED = "chat_transport_connects_limited_total";
-    const before = await metric(srv.url, LIMITED);
+    const before = await metric(srv.adminUrl, LIMITED);
     const got = collect(sock, 10000);
     sock.write(Buffer.concat(Array.from({ length: 50 }, (_, i) => wsFrame(i % 2 ? "41" : "40"))));
     const { texts, closed } = await got;
     assert.ok(closed, "the session is still open after 25 CONNECTs");
     assert.equal(texts.filter((x) => x.startsWith('40{"sid"')).length, 5);
     assert.equal(texts.filter((x) => x.startsWith("44")).length, 1);
-    assert.equal((await metric(srv.url, LIMITED)) - before, 2);
+    assert.equal((await metric(srv.adminUrl, LIMITED)) - before, 2);
   } finally {
     sock.destroy();
     await srv.stop();
@@ -129,11 +129,11 @@ test("a namespace reconnect does not refill the chat rate budget of the session"
   const sock = (await rawWsConnect(srv.port)).sock;
   try {
     const LIMITED = "chat_rate_limited_total";
-    const before = await metric(srv.url, LIMITED);
+    const before = await metric(srv.adminUrl, LIMITED);
     const got = collect(sock, 3000);
     sock.write(cycles(200)); // 4,000 chat events
     await got;
-    const limited = (await metric(srv.url, LIMITED)) - before;
+    const limited = (await metric(srv.adminUrl, LIMITED)) - before;
     t.diagnostic(`${limited} of 4,000 chat events refused by the rate limit`);
     // One bucket per namespace socket would admit all of them (20 per
     // CONNECT, 40 a bucket); one per session admits 40 plus 20 a second.
@@ -155,19 +155,19 @@ test("invalid packets that keep the session open cost tokens: a flood of them cl
   try {
     const INVALID = "chat_transport_invalid_packets_total";
     const ERRORS = "chat_transport_protocol_errors_total";
-    const before = await metric(srv.url, INVALID);
-    const errors0 = await metric(srv.url, ERRORS);
+    const before = await metric(srv.adminUrl, INVALID);
+    const errors0 = await metric(srv.adminUrl, ERRORS);
     const got = collect(sock, 10000);
     // ACKs the server never asked for, and DISCONNECTs of namespaces never joined.
     const flood = [wsFrame("40")];
     for (let i = 0; i < 5000; i++) flood.push(wsFrame(`43${i}[]`), wsFrame("41/nowhere,"));
     sock.write(Buffer.concat(flood));
     const { closed } = await got;
-    const invalid = (await metric(srv.url, INVALID)) - before;
+    const invalid = (await metric(srv.adminUrl, INVALID)) - before;
     t.diagnostic(`${invalid} invalid packets counted before the close`);
     assert.ok(closed, "the session survived 10,000 invalid packets");
     assert.ok(invalid >= 40 && invalid < 200, `${INVALID} moved by ${invalid}`);
-    assert.ok((await metric(srv.url, ERRORS)) > errors0, `${ERRORS} did not move`);
+    assert.ok((await metric(srv.adminUrl, ERRORS)) > errors0, `${ERRORS} did not move`);
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(1000); // the bystander goes on chatting after the attack
     await assertChatUnaffected(srv.url, await bystander.stop());
