@@ -108,7 +108,7 @@ test("every kind of malformed broker message is counted and dropped; replicas st
     const l = await ask(alice.socket, "list users", "general");
     return l.ok && l.users.length === 2;
   }, 15000);
-  const before = { r1: await counters(u1), r2: await counters(u2) };
+  const before = { r1: await counters(c.adminUrlOf("r1")), r2: await counters(c.adminUrlOf("r2")) };
   const pids = { r1: pidOf("r1"), r2: pidOf("r2") };
 
   const expected = Object.fromEntries([...kinds, "envelope"].map((k) => [k, 0]));
@@ -120,7 +120,7 @@ test("every kind of malformed broker message is counted and dropped; replicas st
   // Both replicas consume every one of them (both bind the control key and
   // have members in general), and count each exactly once, under its kind.
   for (const r of ["r1", "r2"]) {
-    const url = c.urlOf(r);
+    const url = c.adminUrlOf(r);
     let now;
     await waitFor(`${r} to count every bad message`, async () => {
       now = await counters(url);
