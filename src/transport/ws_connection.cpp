@@ -44,7 +44,7 @@ void WsConnection::run() {
   // in the stream and the session queue stay within the send bound.
   ws_.next_layer().set_limits(
       [this, max = o.max_send_queue_bytes](std::size_t n) {
-        const std::size_t queued = session_ ? session_->queued_bytes() : 0;
+        const std::size_t queued = session_ ? session_->queued_bytes_for(this) : 0;
         return queued + ws_.next_layer().buffered_bytes() + n <= max;
       },
       o.write_timeout);
