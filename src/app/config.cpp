@@ -152,7 +152,7 @@ Config parse_config(int argc, char** argv) {
       ->envname("MAX_ATTACHMENTS")
       ->capture_default_str();
   cli.add_option("--write-timeout-ms", write_timeout,
-                 "Longest socket write; a peer that takes nothing for it is disconnected, ms")
+                 "Longest socket write before the peer is disconnected, ms")
       ->envname("WRITE_TIMEOUT_MS")
       ->capture_default_str();
   cli.add_option("--close-timeout-ms", close_timeout,

@@ -127,7 +127,7 @@ void CorkedStream::arm_write_timer() {
   timer_.async_wait(
       [this, owner = owner_, gen = socket_writes_](const boost::system::error_code& ec) {
         if (ec || !owner.lock() || !writing_ || gen != socket_writes_) return;
-        // The peer took nothing for write_timeout: give up on it. Closing the
+        // The peer did not take this write within write_timeout: give up on it. Closing the
         // socket completes the write (and Beast's read) with an error.
         timed_out_ = true;
         if (!error_) error_ = boost::asio::error::timed_out;

@@ -67,7 +67,11 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   // Read from other workers when routing a request, hence atomic.
   Kind kind() const { return kind_.load(std::memory_order_relaxed); }
   bool closed() const { return closed_; }
-  std::size_t queued_bytes() const { return queued_bytes_; }
+  // Bytes queued for link: the session queue when link carries the session
+  // (not while it is only an upgrade probe).
+  std::size_t queued_bytes_for(const WsLink* link) const {
+    return link == ws_.get() ? queued_bytes_ : 0;
+  }
   const Handshake& handshake() const { return handshake_; }
   ServerImpl& server() { return server_; }
   boost::asio::io_context& context();

@@ -44,7 +44,7 @@ void WsConnection::run() {
   // in the stream and the session queue stay within the send bound.
   ws_.next_layer().set_limits(
       [this, max = o.max_send_queue_bytes](std::size_t n) {
-        const std::size_t queued = session_ ? session_->queued_bytes() : 0;
+        const std::size_t queued = session_ ? session_->queued_bytes_for(this) : 0;
         return queued + ws_.next_layer().buffered_bytes() + n <= max;
       },
       o.write_timeout);
@@ -206,11 +206,15 @@ void WsConnection::flush() {
     closed_ = true;
     server_.io_begin();
     // The close frame queues behind the data frames in the same stream.
-    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {
-      self->server_.io_end();
-      self->close_timer_.cancel();
-      self->session_.reset();
-    });
+    ws_.async_close(websocket::close_code::normal,
+                    [self = shared_from_this()](beast::error_code ec) {
+                      self->server_.io_end();
+                      self->close_timer_.cancel();
+                      self->session_.reset();
+                      // A close that failed (the close frame over the send
+                      // bound, say) leaves nothing to wait for.
+                      if (ec) self->drop_socket();
+                    });
   }
 }
 

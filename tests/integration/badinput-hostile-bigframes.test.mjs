@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { rawWsConnect, wsFrame } from "./lib/rawtcp.mjs";
 import { metric, eioPath, pollingHandshake } from "./lib/target.mjs";
-import { startChatServer, rssMiB, rssSampler, chatter, assertChatUnaffected, sleep } from "./lib/hostile.mjs";
+import { startChatServer, assertCleanExit, rssMiB, rssSampler, chatter, assertChatUnaffected, sleep } from "./lib/hostile.mjs";
 
 const CONNECTIONS = 200;
 const FRAME = 900_000;
@@ -57,6 +57,8 @@ test(`${CONNECTIONS} connections each send one ${FRAME / 1000} kB message, then 
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(500);
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     for (const s of socks) s.destroy();
     bystander.close();
@@ -104,6 +106,8 @@ test(`noop packets with a body are refused: ${CONNECTIONS} WebSockets with a ${F
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(500);
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     for (const s of socks) s.destroy();
     bystander.close();

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { rawWsConnect, wsFrame } from "./lib/rawtcp.mjs";
 import { metric } from "./lib/target.mjs";
-import { startChatServer, rssMiB, rssSampler, chatter, assertChatUnaffected, sleep } from "./lib/hostile.mjs";
+import { startChatServer, assertCleanExit, rssMiB, rssSampler, chatter, assertChatUnaffected, sleep } from "./lib/hostile.mjs";
 
 const CONNECTIONS = 50;
 const METRIC = "chat_transport_binary_packet_aborts_total";
@@ -80,6 +80,8 @@ test(`${CONNECTIONS} binary packets whose last attachment never comes are droppe
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(500);
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     for (const s of socks) s.destroy();
     bystander.close();
@@ -118,6 +120,8 @@ test(`${CONNECTIONS} binary packets over the byte budget are dropped at once`, a
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(500);
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     for (const s of socks) s.destroy();
     bystander.close();

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { rawWsConnect, wsFrame } from "./lib/rawtcp.mjs";
 import { metric, eioPath, pollingHandshake } from "./lib/target.mjs";
-import { startChatServer, rssMiB, chatter, assertChatUnaffected, sleep } from "./lib/hostile.mjs";
+import { startChatServer, assertCleanExit, rssMiB, chatter, assertChatUnaffected, sleep } from "./lib/hostile.mjs";
 
 async function waitFor(pred, ms, what) {
   const t0 = Date.now();
@@ -55,6 +55,8 @@ test("a graceful WebSocket close to a peer that does not read is abandoned at --
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(1000);
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     sock.destroy();
     bystander.close();
@@ -111,6 +113,8 @@ test("a parked GET with a large request pipelined behind it: connection and sess
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(1000);
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     bystander.close();
     await srv.stop();

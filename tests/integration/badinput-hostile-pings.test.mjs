@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { rawWsConnect, wsFrame } from "./lib/rawtcp.mjs";
 import { metric } from "./lib/target.mjs";
-import { startChatServer, rssMiB, rssSampler, chatter, assertChatUnaffected, sleep } from "./lib/hostile.mjs";
+import { startChatServer, assertCleanExit, rssMiB, rssSampler, chatter, assertChatUnaffected, sleep } from "./lib/hostile.mjs";
 
 // 1,000 pings of 125 bytes each in one buffer (131 kB on the wire).
 const PINGS = Buffer.concat(Array.from({ length: 1000 }, () => wsFrame(Buffer.alloc(125, 0x70), 0x9)));
@@ -89,6 +89,8 @@ test("pings from a client that never reads: closed at the send bound, memory bou
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(1000); // the bystander goes on chatting after the attack
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     sock.destroy();
     bystander.close();
@@ -121,6 +123,8 @@ test("a socket write that makes no progress for --write-timeout-ms closes the co
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(1000); // the bystander goes on chatting after the attack
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     sock.destroy();
     bystander.close();

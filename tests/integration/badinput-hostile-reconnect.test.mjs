@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { rawWsConnect, wsFrame } from "./lib/rawtcp.mjs";
 import { metric } from "./lib/target.mjs";
-import { startChatServer, rssMiB, rssSampler, chatter, assertChatUnaffected, sleep } from "./lib/hostile.mjs";
+import { startChatServer, assertCleanExit, rssMiB, rssSampler, chatter, assertChatUnaffected, sleep } from "./lib/hostile.mjs";
 import { record } from "./chat-helpers.mjs";
 
 function cycles(n) {
@@ -96,6 +96,8 @@ test("2,000 pipelined namespace reconnect cycles: CONNECT_ERROR over the budget,
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(1000); // the bystander goes on chatting after the attack
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     sock.destroy();
     bystander.close();
@@ -116,6 +118,7 @@ test("CONNECT over the budget: CONNECT_ERROR once, the next one closes the sessi
     assert.equal(texts.filter((x) => x.startsWith('40{"sid"')).length, 5);
     assert.equal(texts.filter((x) => x.startsWith("44")).length, 1);
     assert.equal((await metric(srv.adminUrl, LIMITED)) - before, 2);
+    await assertCleanExit(srv);
   } finally {
     sock.destroy();
     await srv.stop();
@@ -141,6 +144,8 @@ test("a namespace reconnect does not refill the chat rate budget of the session"
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(1000); // the bystander goes on chatting after the attack
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     sock.destroy();
     bystander.close();
@@ -171,6 +176,8 @@ test("invalid packets that keep the session open cost tokens: a flood of them cl
     assert.equal(srv.proc.exitCode, null, "server process exited");
     await sleep(1000); // the bystander goes on chatting after the attack
     await assertChatUnaffected(srv.url, await bystander.stop());
+    bystander.close();
+    await assertCleanExit(srv);
   } finally {
     sock.destroy();
     bystander.close();

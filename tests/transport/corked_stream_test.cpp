@@ -557,3 +557,45 @@ TEST_F(CorkedStreamTest, InFlightWriteFailsWhenPeerResets) {
 }
 
 }  // namespace
+
+// Beast's pongs count against the owner's limit: a peer that sends pings and
+// does not read makes the stream refuse them, and the server's read fails.
+TEST_F(CorkedStreamTest, PongsOverTheLimitFailTheRead) {
+  ASSERT_NO_FATAL_FAILURE(connect(true));
+  auto& o = out();
+  const std::size_t limit = kBig + 4096;
+  o.set_limits([&](std::size_t n) { return o.buffered_bytes() + n <= limit; },
+               std::chrono::milliseconds(0));
+  server_read();
+  write(Frame{true, make_payload(1, kBig, true)});  // stays in flight: the client does not read
+  ASSERT_TRUE(o.writing());
+  int pings = 0;
+  std::function<void()> ping = [&] {
+    client->async_ping("p", [&](beast::error_code ec) {
+      if (ec || server_read_done || ++pings > 10000) return;
+      ping();
+    });
+  };
+  ping();
+  ASSERT_TRUE(run_until([&] { return server_read_done; })) << pings << " pings sent";
+  EXPECT_TRUE(o.overflowed());
+  EXPECT_EQ(server_read_ec, asio::error::no_buffer_space) << server_read_ec.message();
+  EXPECT_LE(o.buffered_bytes(), limit);
+  EXPECT_LT(pings, 10000);
+}
+
+// A socket write that makes no progress for the write timeout closes the
+// socket: the write completes with an error and timed_out() turns true.
+TEST_F(CorkedStreamTest, StuckWriteTimesOut) {
+  ASSERT_NO_FATAL_FAILURE(connect(true));
+  auto& o = out();
+  o.set_limits(nullptr, std::chrono::milliseconds(200));
+  write(Frame{true, make_payload(1, kBig, true)});  // the client never reads
+  ASSERT_TRUE(o.writing());
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run_until([&] { return !written.empty(); }));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(150));
+  EXPECT_TRUE(o.timed_out());
+  EXPECT_TRUE(o.failed());
+  EXPECT_TRUE(written.back()) << "the write completed without an error";
+}
