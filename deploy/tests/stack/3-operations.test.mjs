@@ -235,8 +235,10 @@ test("docker kill of the broker: swarm restarts it, replicas reconnect, cross-re
   assert.deepEqual(chatAfter.map((c) => c.id).sort(), chatBefore, "chat tasks were replaced during the broker restart");
   // The users' connections to their replicas stayed up through it.
   assert.equal(a.socket.connected && b.socket.connected, true);
-  // New users log in through the balancer again.
-  const late = await user("late");
+  // New users log in through the balancer again, once the replicas report
+  // ready (a replica waits a moment after its broker connection is back
+  // before it does; meanwhile the balancer has no replica for new users).
+  const late = await waitFor("a new user to log in through the balancer", () => user("late"), 60000, 1000);
   open.push(late);
   assert.ok(late.replica);
 });
