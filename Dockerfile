@@ -10,19 +10,25 @@
 FROM debian:12 AS build
 WORKDIR /src
 
-# Dependencies first, so a source change does not reinstall them.
-# The default CMake configure also looks for GoogleTest (the unit tests), which
-# the build-only dependency set does not install.
+# Layers from the least to the most often changed, so that a change reuses
+# what came before it: Debian packages (install-deps), npm packages
+# (package.json), then only the sources the server is compiled from, so a
+# change to docs, tests, scripts or the page does not recompile.
 COPY scripts/install-deps scripts/install-deps
+RUN scripts/install-deps --build --no-npm
 COPY package.json package-lock.json ./
-RUN scripts/install-deps --build \
- && apt-get install -y -qq --no-install-recommends libgtest-dev >/dev/null
+RUN scripts/install-deps --build
 
-COPY . .
-# Only the server: the tests and the load generator are not shipped.
-RUN scripts/build release --target chat-server \
+COPY CMakeLists.txt CMakePresets.json ./
+COPY scripts/build scripts/build
+COPY src src
+COPY tools tools
+# Only the server: no unit tests (CHAT_BUILD_TESTS=OFF), no load generator.
+RUN cmake --preset release -DCHAT_BUILD_TESTS=OFF >/dev/null \
+ && scripts/build release --target chat-server \
  && strip build/release/src/app/chat-server \
  && test -f node_modules/socket.io-client/dist/socket.io.min.js
+COPY web web
 
 # ---- runtime ----------------------------------------------------------------
 FROM debian:12-slim

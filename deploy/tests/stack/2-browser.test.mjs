@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { lbUrl, user, waitFor, ask } from "./lib.mjs";
+import { lbUrl, user, waitFor, ask, warm } from "./lib.mjs";
 
 const chromiumPath = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 let browser;
@@ -49,14 +49,18 @@ test("a browser through the balancer chats with a user on another replica", asyn
     timeout: 15000,
   });
 
-  // A user on another replica than the page.
+  // A user on another replica than the page, and one on the page's (to know
+  // when both replicas route the room: see warm()).
   let other;
-  for (let i = 0; i < 12 && !other; i++) {
+  let beside;
+  for (let i = 0; i < 20 && !(other && beside); i++) {
     const u = await user(`Peer${i}`);
     open.push(u);
-    if (u.replica !== pageReplica) other = u;
+    if (u.replica !== pageReplica) other ??= u;
+    else beside ??= u;
   }
-  assert.ok(other, `12 users all landed on the page's replica ${pageReplica}`);
+  assert.ok(other && beside, `20 users did not reach the page's replica ${pageReplica} and another one`);
+  await warm([other, beside]);
 
   // Page -> other replica.
   await page.fill("#message-input", "hello from the browser");

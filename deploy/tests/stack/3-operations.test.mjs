@@ -22,6 +22,7 @@ import {
   user,
   relay,
   ask,
+  warm,
   waitFor,
   sleep,
 } from "./lib.mjs";
@@ -40,9 +41,14 @@ function steadyUser(name, opts = {}) {
     timeout: 5000,
     ...opts,
   });
-  const u = { name, socket, got: [], replica: null, ready: false, logins: 0, replicas: new Set() };
+  const u = { name, socket, got: [], replica: null, ready: false, closed: false, logins: 0, replicas: new Set() };
   socket.on("new message", (m) => u.got.push(m));
-  socket.on("disconnect", () => (u.ready = false));
+  socket.on("disconnect", (reason) => {
+    u.ready = false;
+    // A draining replica disconnects its sockets; the client does not
+    // reconnect by itself after that, so do what the page does.
+    if (reason === "io server disconnect" && !u.closed) setTimeout(() => u.closed || socket.connect(), 500);
+  });
   socket.on("connect", async () => {
     try {
       const me = await ask(socket, "add user", name, 5000);
@@ -56,7 +62,10 @@ function steadyUser(name, opts = {}) {
       // the connection went away again; the next connect retries
     }
   });
-  u.close = () => socket.close();
+  u.close = () => {
+    u.closed = true;
+    socket.close();
+  };
   open.push(u);
   return u;
 }
@@ -93,7 +102,17 @@ test("rolling update (docker service update --force) under light traffic: every 
   stop = true;
   await traffic;
 
-  const state = JSON.parse(await docker("service", "inspect", "-f", "{{json .UpdateStatus}}", chatService));
+  // The command returns once the tasks converged; swarm then still watches
+  // the last task (update_config.monitor) before it calls the update done.
+  const state = await waitFor(
+    "the update to complete",
+    async () => {
+      const s = JSON.parse(await docker("service", "inspect", "-f", "{{json .UpdateStatus}}", chatService));
+      if (s?.State !== "updating") return s;
+    },
+    120000,
+    1000,
+  );
   assert.equal(state?.State, "completed", `update state ${JSON.stringify(state)}`);
   const afterIds = await runningTaskIds("chat");
   assert.equal(afterIds.length, 3);
@@ -109,6 +128,7 @@ test("rolling update (docker service update --force) under light traffic: every 
   assert.ok(sender.logins >= 2 || reader.logins >= 2, "nobody reconnected: were tasks really replaced?");
 
   // After the update: what is sent is delivered.
+  await warm([sender, reader]);
   for (let i = 0; i < 5; i++) await relay(sender, reader, `after update ${i}`);
 
   const received = new Set(reader.got.map((m) => m.id));
@@ -167,6 +187,7 @@ test("docker kill of one chat task: its users move, swarm replaces it, the new t
   // The user reconnects through the balancer to a live replica.
   await waitFor("the user to reconnect elsewhere", () => moved.ready && moved.replica !== onVictim, 30000, 100);
   const [peer] = [...users.values()].filter((u) => u.replica !== moved.replica);
+  await warm([moved, peer]);
   await relay(moved, peer, "moved and still here");
 
   // Swarm starts a replacement in the same slot, and it serves users again.
@@ -214,8 +235,10 @@ test("docker kill of the broker: swarm restarts it, replicas reconnect, cross-re
   assert.deepEqual(chatAfter.map((c) => c.id).sort(), chatBefore, "chat tasks were replaced during the broker restart");
   // The users' connections to their replicas stayed up through it.
   assert.equal(a.socket.connected && b.socket.connected, true);
-  // New users log in through the balancer again.
-  const late = await user("late");
+  // New users log in through the balancer again, once the replicas report
+  // ready (a replica waits a moment after its broker connection is back
+  // before it does; meanwhile the balancer has no replica for new users).
+  const late = await waitFor("a new user to log in through the balancer", () => user("late"), 60000, 1000);
   open.push(late);
   assert.ok(late.replica);
 });

@@ -141,7 +141,32 @@ export async function usersOnReplicas(count, { prefix = "u", opts = {}, want = n
     for (const u of byReplica.values()) u.close();
     throw new Error(`${maxUsers} users reached only replicas ${[...byReplica.keys()]}`);
   }
+  await warm([...byReplica.values()]);
   return byReplica;
+}
+
+// A replica binds a room's routing key on the broker shortly after its first
+// member there joins (bindings are applied in batches, docs/cluster.md), so a
+// message sent at once can miss that replica. Wait until every user's
+// messages reach every other one, then the tests measure delivery.
+export async function warm(users, ms = 30000) {
+  for (const from of users) {
+    let n = 0;
+    await waitFor(
+      `${from.name}'s messages to reach ${users.length - 1} users`,
+      async () => {
+        const text = `warm-up ${from.name} ${n++}`;
+        const ack = await ask(from.socket, "new message", text, 5000);
+        if (!ack.ok) return false;
+        const others = users.filter((u) => u !== from);
+        return waitFor("", () => others.every((u) => u.got.some((m) => m.id === ack.id)), 1500, 50).catch(
+          () => false,
+        );
+      },
+      ms,
+      200,
+    );
+  }
 }
 
 // from sends text; resolves with the ack once `to` received it.
