@@ -85,6 +85,8 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
   w.put("chat_bus_consumed_total", C, "Broker messages received (own copies included)", b.consumed);
   w.put("chat_bus_outbox_depth", G, "Envelopes waiting for the broker", b.outbox_depth);
   w.put("chat_bus_outbox_dropped_total", C, "Envelopes lost to outbox overflow", b.outbox_dropped);
+  w.put("chat_bus_rejected_total", C, "Envelopes dropped after the broker refused them repeatedly",
+        b.rejected);
   w.put("chat_bus_reconnects_total", C, "Broker reconnections", b.reconnects);
   w.put("chat_bus_bound_rooms", G, "Room bindings in place", b.bound_rooms);
   w.put("chat_bus_duplicates_total", C, "Re-published copies dropped by the consumer",

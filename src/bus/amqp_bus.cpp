@@ -150,9 +150,12 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
     }
   }
   // Confirm handlers run outside the lock.
-  if (refused) outbox_dropped_.fetch_add(p.settle(false, last_resort_), std::memory_order_relaxed);
+  if (refused)
+    outbox_dropped_.fetch_add(p.settle(PublishStatus::unavailable, last_resort_),
+                              std::memory_order_relaxed);
   if (dropped)
-    outbox_dropped_.fetch_add(dropped->settle(false, last_resort_), std::memory_order_relaxed);
+    outbox_dropped_.fetch_add(dropped->settle(PublishStatus::unavailable, last_resort_),
+                              std::memory_order_relaxed);
 }
 
 void AmqpBus::publisher_main() {
@@ -184,14 +187,26 @@ void AmqpBus::publisher_main() {
     try {
       if (!settle || settle_after_reconnect(publisher_conn_)) {
         set_publisher_up(true);
-        run_publisher(publisher_conn_, inflight, batch);
+        // A channel the broker closed over one message opens again on the
+        // same connection: the broker did not go away, so no settle time.
+        for (;;) {
+          publisher_channel_error_ = 0;
+          run_publisher(publisher_conn_, inflight, batch);
+          if (publisher_channel_error_ == 0 || stopping_) break;
+          isolate_refused(inflight);
+          if (!reopen_publisher_channel(publisher_conn_, err)) {
+            set_error("publisher: reopening the channel: " + err);
+            break;
+          }
+        }
       }
     } catch (...) {
       // Out of memory, most likely: treat it like a lost connection, so
       // what was sent is sent again and the thread lives on.
       last_resort_.caught();
       set_error("publisher: internal error");
-      for (auto& p : batch) outbox_dropped_.fetch_add(p.settle(false, last_resort_));
+      for (auto& p : batch)
+        outbox_dropped_.fetch_add(p.settle(PublishStatus::unavailable, last_resort_));
     }
     batch.clear();
     set_publisher_up(false);
@@ -203,12 +218,7 @@ void AmqpBus::publisher_main() {
       publisher_conn_.abandon();
       failed_before = true;
     }
-    // Unconfirmed publishes go out again, first, in their original order.
-    std::lock_guard lock(outbox_mu_);
-    for (auto it = inflight.rbegin(); it != inflight.rend(); ++it)
-      outbox_.push_front(std::move(it->second));
-    inflight.clear();
-    outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+    requeue(inflight);
   }
   // Stopping: whatever is left was never confirmed.
   std::deque<Pending> left;
@@ -220,14 +230,15 @@ void AmqpBus::publisher_main() {
   }
   if (!left.empty()) spdlog::warn("bus: {} publishes not confirmed at stop", left.size());
   for (auto& p : left)
-    outbox_dropped_.fetch_add(p.settle(false, last_resort_), std::memory_order_relaxed);
+    outbox_dropped_.fetch_add(p.settle(PublishStatus::unavailable, last_resort_),
+                              std::memory_order_relaxed);
 }
 
-std::size_t AmqpBus::Pending::settle(bool ok, core::LastResort& lr) {
+std::size_t AmqpBus::Pending::settle(PublishStatus status, core::LastResort& lr) {
   auto call = [&](ConfirmHandler& cb) {
     if (!cb) return;
     try {
-      std::exchange(cb, nullptr)(ok);
+      std::exchange(cb, nullptr)(status);
     } catch (...) {
       lr.caught();
     }
@@ -253,9 +264,10 @@ void AmqpBus::join_runs(std::vector<Pending>& batch) {
     // [i, j): singles with the same routing key, within the limits.
     std::size_t j = i + 1;
     std::size_t bytes = batch[i].body.size();
-    if (batch[i].count == 1) {
-      while (j < batch.size() && batch[j].count == 1 && batch[j].key == batch[i].key &&
-             j - i < kJoinMaxEnvelopes && bytes + batch[j].body.size() + 1 <= kJoinMaxBytes) {
+    if (batch[i].count == 1 && !batch[i].suspect) {
+      while (j < batch.size() && batch[j].count == 1 && !batch[j].suspect &&
+             batch[j].key == batch[i].key && j - i < kJoinMaxEnvelopes &&
+             bytes + batch[j].body.size() + 1 <= kJoinMaxBytes) {
         bytes += batch[j].body.size() + 1;
         ++j;
       }
@@ -299,6 +311,56 @@ bool AmqpBus::setup_publisher(AmqpConnection& c, std::string& error) {
     return false;
   }
   return true;
+}
+
+void AmqpBus::requeue(std::map<std::uint64_t, Pending>& inflight) {
+  // Unconfirmed publishes go out again, first, in their original order.
+  std::lock_guard lock(outbox_mu_);
+  for (auto it = inflight.rbegin(); it != inflight.rend(); ++it)
+    outbox_.push_front(std::move(it->second));
+  inflight.clear();
+  outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+}
+
+void AmqpBus::isolate_refused(std::map<std::uint64_t, Pending>& inflight) {
+  // The broker dropped the refused publish and everything after it on the
+  // channel, and may not have confirmed those before it: any of them can be
+  // the one. Each goes again alone (after the ones before it are confirmed),
+  // so the next refusal names its message.
+  const bool alone = inflight.size() == 1;
+  for (auto& [tag, p] : inflight) {
+    p.suspect = true;
+    if (alone) ++p.failures;
+  }
+  std::optional<Pending> poison;
+  if (alone && inflight.begin()->second.failures >= std::max(1, config_.max_publish_attempts)) {
+    poison.emplace(std::move(inflight.begin()->second));
+    inflight.clear();
+  }
+  requeue(inflight);
+  if (poison) {
+    std::string why;
+    {
+      std::lock_guard lock(error_mu_);
+      why = last_error_;
+    }
+    spdlog::warn("bus: the broker refused a message {} times ({}), dropping it ({} envelopes)",
+                 poison->failures, why, poison->count);
+    rejected_.fetch_add(poison->settle(PublishStatus::rejected, last_resort_),
+                        std::memory_order_relaxed);
+  }
+}
+
+bool AmqpBus::reopen_publisher_channel(AmqpConnection& c, std::string& error) {
+  auto* conn = c.get();
+  amqp_channel_open(conn, 1);
+  const auto r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "channel.open: " + AmqpConnection::describe(r);
+    return false;
+  }
+  c.note_rx();
+  return setup_publisher(c, error);
 }
 
 bool AmqpBus::settle_after_reconnect(AmqpConnection& c) {
@@ -353,8 +415,11 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       const auto room = max_inflight > inflight.size() ? max_inflight - inflight.size() : 0;
       const auto n = std::min({outbox_.size(), std::max<std::size_t>(1, config_.max_batch), room});
       for (std::size_t i = 0; i < n; ++i) {
+        // A suspect goes alone, once everything before it is confirmed.
+        if (outbox_.front().suspect && (i > 0 || !inflight.empty())) break;
         batch.push_back(std::move(outbox_.front()));
         outbox_.pop_front();
+        if (batch.back().suspect) break;
       }
       outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
     }
@@ -408,7 +473,9 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
     if (sent_any) continue;
     {
       std::lock_guard lock(outbox_mu_);
-      if (!outbox_.empty() && inflight.size() < max_inflight) continue;
+      const bool can_send = !outbox_.empty() && inflight.size() < max_inflight &&
+                            !(outbox_.front().suspect && !inflight.empty());
+      if (can_send) continue;
       publisher_idle_ = true;
     }
     // The read loop above took every complete frame out of the library's
@@ -455,7 +522,8 @@ bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
     std::size_t envelopes = 0;
     for (auto& p : done) envelopes += p.count;
     (ok ? confirmed_ : nacked_).fetch_add(envelopes, std::memory_order_relaxed);
-    for (auto& p : done) p.settle(ok, last_resort_);
+    for (auto& p : done)
+      p.settle(ok ? PublishStatus::ok : PublishStatus::unavailable, last_resort_);
     return true;
   }
   if (id == AMQP_BASIC_RETURN_METHOD) {
@@ -468,7 +536,14 @@ bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
     return false;
   }
   if (id == AMQP_CHANNEL_CLOSE_METHOD) {
+    // The broker refused something we sent (message too large, no write
+    // permission on the routing key, exchange gone): it drops what follows
+    // on the channel until we acknowledge the close.
     set_error("publisher: " + close_reason(frame));
+    const auto* m = static_cast<const amqp_channel_close_t*>(frame.payload.method.decoded);
+    publisher_channel_error_ = m->reply_code ? m->reply_code : 1;
+    amqp_channel_close_ok_t ok{};
+    amqp_send_method(publisher_conn_.get(), 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
     return false;
   }
   return true;
@@ -798,6 +873,7 @@ BusStatus AmqpBus::status() const {
   s.consumed = consumed_.load(std::memory_order_relaxed);
   s.outbox_depth = outbox_depth_.load(std::memory_order_relaxed);
   s.outbox_dropped = outbox_dropped_.load(std::memory_order_relaxed);
+  s.rejected = rejected_.load(std::memory_order_relaxed);
   s.reconnects = reconnects_.load(std::memory_order_relaxed);
   s.bound_rooms = bound_rooms_.load(std::memory_order_relaxed);
   s.duplicates = duplicates_.load(std::memory_order_relaxed);

@@ -63,9 +63,12 @@ class AmqpBus final : public Bus {
     ConfirmHandler confirm;
     std::size_t count = 1;
     std::vector<ConfirmHandler> more;
+    // In flight when the broker refused a message: sent again alone.
+    bool suspect = false;
+    int failures = 0;  // refusals while it was the only message in flight
     // Run every confirm handler once; returns how many envelopes it covered.
     // A handler that throws is counted in lr and does not stop the others.
-    std::size_t settle(bool ok, core::LastResort& lr);
+    std::size_t settle(PublishStatus status, core::LastResort& lr);
   };
   // Join runs of single envelopes with the same routing key into one message.
   static void join_runs(std::vector<Pending>& batch);
@@ -80,6 +83,12 @@ class AmqpBus final : public Bus {
   // Parse one delivery body, count what is bad, drop duplicates, append the rest.
   void take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch);
   bool setup_publisher(AmqpConnection& c, std::string& error);
+  // The broker closed the publisher's channel (it refused a message): find
+  // the refused one among what was in flight, drop it when it was refused
+  // max_publish_attempts times alone, put the rest back at the outbox head.
+  void isolate_refused(std::map<std::uint64_t, Pending>& inflight);
+  void requeue(std::map<std::uint64_t, Pending>& inflight);
+  bool reopen_publisher_channel(AmqpConnection& c, std::string& error);
   bool setup_consumer(AmqpConnection& c, std::string& queue, std::string& error);
   // Handle one frame read on the publisher connection; false = connection unusable.
   bool on_publisher_frame(const amqp_frame_t& frame, std::map<std::uint64_t, Pending>& inflight);
@@ -105,9 +114,10 @@ class AmqpBus final : public Bus {
   // Outbox: filled by publish() on any thread, drained by the publisher thread.
   std::mutex outbox_mu_;
   std::deque<Pending> outbox_;
-  bool outbox_closed_ = false;   // the publisher thread has exited
-  bool publisher_idle_ = false;  // the publisher thread sleeps in poll(): wake it
-  int publisher_wake_fd_ = -1;   // eventfd
+  bool outbox_closed_ = false;       // the publisher thread has exited
+  bool publisher_idle_ = false;      // the publisher thread sleeps in poll(): wake it
+  int publisher_wake_fd_ = -1;       // eventfd
+  int publisher_channel_error_ = 0;  // reply code of a channel.close (publisher thread only)
 
   // Room bindings wanted by the application, and changes not yet applied.
   std::mutex rooms_mu_;
@@ -146,6 +156,7 @@ class AmqpBus final : public Bus {
   std::atomic<std::uint64_t> consumed_{0};
   std::atomic<std::uint64_t> outbox_depth_{0};
   std::atomic<std::uint64_t> outbox_dropped_{0};
+  std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> reconnects_{0};
   std::atomic<std::uint64_t> bound_rooms_{0};
   std::atomic<std::uint64_t> duplicates_{0};

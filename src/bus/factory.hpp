@@ -31,6 +31,9 @@ struct BusConfig {
   std::size_t max_batch = 256;        // deliveries handed to the app per call
   std::size_t max_inflight = 10000;   // publishes sent but not yet confirmed
   std::size_t max_message_bytes = kMaxBodyBytes;  // larger broker messages are dropped unread
+  // A message the broker refuses (it closes the channel) is sent again alone;
+  // after this many refusals on its own it is dropped as poison.
+  int max_publish_attempts = 3;
 };
 
 std::unique_ptr<Bus> make_bus(const BusConfig& config);

@@ -29,6 +29,19 @@ bool droppable_event(const std::string& event) {
 json error_obj(const ChatError& e) {
   return json{{"code", e.code}, {"message", e.message}};
 }
+
+// What the sender of a message the bus could not take is told.
+ChatError publish_error(bus::PublishStatus status) {
+  switch (status) {
+    case bus::PublishStatus::rejected:
+      return {"REJECTED", "the message broker refused this message"};
+    case bus::PublishStatus::full:
+      return {"OVERLOADED",
+              "too many messages are waiting for the message broker; try again later"};
+    default:
+      return {"UNAVAILABLE", "the message could not be stored; try again"};
+  }
+}
 }  // namespace
 
 struct ChatService::LocalUser {
@@ -338,14 +351,14 @@ void ChatService::on_new_message(LocalUser& u, const json& args, Ack ack) {
       {"ok", true}, {"id", e.id}, {"ts", e.ts}, {"room", room}, {"replica", options_.replica_id}};
   std::weak_ptr<transport::Socket> weak_socket = u.socket;
   bus_.publish(env, [this, ack = std::move(ack), ok = std::move(ok), weak_socket,
-                     &counters](bool confirmed) mutable {
-    if (confirmed) {
+                     &counters](bus::PublishStatus status) mutable {
+    if (status == bus::PublishStatus::ok) {
       counters.messages_acked.fetch_add(ack ? 1 : 0, std::memory_order_relaxed);
       reply(ack, std::move(ok));
       return;
     }
     counters.messages_failed.fetch_add(1, std::memory_order_relaxed);
-    const ChatError err{"UNAVAILABLE", "the message could not be stored; try again"};
+    const ChatError err = publish_error(status);
     if (ack) return reply(ack, json{{"ok", false}, {"error", error_obj(err)}});
     auto s = weak_socket.lock();
     if (!s) return;

@@ -82,11 +82,16 @@ class Recorder {
 class Confirms {
  public:
   Bus::ConfirmHandler handler() {
-    return [this](bool ok) {
+    return [this](PublishStatus status) {
       std::lock_guard lock(mu_);
-      ++(ok ? ok_ : failed_);
+      ++(status == PublishStatus::ok ? ok_ : failed_);
+      ++by_status_[status];
       cv_.notify_all();
     };
+  }
+  int with(PublishStatus status) {
+    std::lock_guard lock(mu_);
+    return by_status_[status];
   }
   bool wait_total(int n, std::chrono::milliseconds timeout = 15s) {
     std::unique_lock lock(mu_);
@@ -106,6 +111,7 @@ class Confirms {
   std::condition_variable cv_;
   int ok_ = 0;
   int failed_ = 0;
+  std::map<PublishStatus, int> by_status_;
 };
 
 EnvelopePtr make(const std::string& origin, std::string room, std::string id) {
@@ -527,8 +533,8 @@ TEST_F(AmqpBusTest, ThrowingHandlersDoNotEndTheBusThreads) {
   ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
   std::atomic<int> confirmed{0};
   for (int i = 0; i < 5; ++i) {
-    a.publish(make(config("a").instance_id, "t", prefixed('t', i)), [&](bool ok) {
-      if (ok) ++confirmed;
+    a.publish(make(config("a").instance_id, "t", prefixed('t', i)), [&](PublishStatus st) {
+      if (st == PublishStatus::ok) ++confirmed;
       throw std::runtime_error("confirm handler bug");
     });
     std::this_thread::sleep_for(50ms);  // separate broker messages, separate batches
@@ -541,6 +547,61 @@ TEST_F(AmqpBusTest, ThrowingHandlersDoNotEndTheBusThreads) {
   // b's consumer still consumes, a's publisher still publishes.
   a.publish(make(config("a").instance_id, "t", "last"), {});
   ASSERT_TRUE(wait_until([&] { return deliveries >= 6; }));
+}
+
+// A message the broker refuses (here: no write permission on its routing key,
+// so the broker closes the channel) no longer goes back to the head of the
+// outbox forever: it is sent alone a few times, then dropped and its sender
+// told; the messages around it get through, in order, once.
+TEST_F(AmqpBusTest, PoisonMessageIsDroppedAndItsSenderToldTheOthersFlow) {
+  const auto perms = mgmt_ + "/api/topic-permissions/%2F/guest";
+  const std::string body = nlohmann::json{
+      {"exchange", exchange_},
+      {"write", "^(?!room\\.poison$).*"},
+      {"read", ".*"}}.dump();
+  run("curl -sf -u guest:guest -X PUT -H 'content-type: application/json' -d '" + body + "' '" +
+      perms + "'");
+  struct Cleanup {
+    std::string url;
+    ~Cleanup() { run("curl -sf -u guest:guest -X DELETE '" + url + "'"); }
+  } cleanup{perms};
+  ASSERT_NE(run("curl -sf -u guest:guest '" + perms + "'").find(exchange_), std::string::npos)
+      << "topic permission not set";
+
+  Recorder ra, rb;
+  auto ca = config("a");
+  AmqpBus a(ca), b(config("b"));
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }));
+  b.bind_room("ok");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
+
+  Confirms confirms, poison;
+  for (int i = 0; i < 5; ++i)
+    a.publish(make(ca.instance_id, "ok", prefixed('k', i)), confirms.handler());
+  a.publish(make(ca.instance_id, "poison", "p"), poison.handler());
+  for (int i = 5; i < 10; ++i)
+    a.publish(make(ca.instance_id, "ok", prefixed('k', i)), confirms.handler());
+  ASSERT_TRUE(poison.wait_total(1, 20s)) << a.status().last_error;
+  EXPECT_EQ(poison.with(PublishStatus::rejected), 1);
+  ASSERT_TRUE(confirms.wait_total(10, 20s));
+  EXPECT_EQ(confirms.ok(), 10);
+  EXPECT_EQ(a.status().rejected, 1u);
+  EXPECT_NE(a.status().last_error.find("403"), std::string::npos) << a.status().last_error;
+  // The connection stayed: only the channel was opened again.
+  EXPECT_EQ(a.status().reconnects, 0u);
+  EXPECT_TRUE(a.status().ready);
+
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= 10; }, 10s));
+  a.publish(make(ca.instance_id, "ok", "after"), confirms.handler());
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= 11; }, 10s));
+  std::this_thread::sleep_for(200ms);
+  const auto got = rb.got();
+  ASSERT_EQ(got.size(), 11u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(got[i]->id, prefixed('k', i));
+  EXPECT_EQ(got[10]->id, "after");
+  EXPECT_EQ(confirms.ok(), 11);
 }
 
 TEST(AmqpBusNoBroker, NotReadyOutboxBoundedStopIsQuick) {
