@@ -60,7 +60,7 @@ int poll_budget_ms(int heartbeat_s) {
 AmqpBus::AmqpBus(BusConfig config)
     : config_(std::move(config)),
       url_(parse_amqp_url(config_.amqp_url)),
-      dedupe_(config_.dedupe_window) {}
+      dedupe_(dedupe_window_for(config_)) {}
 
 AmqpBus::~AmqpBus() {
   stop();
@@ -122,25 +122,25 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
   if (!envelope) return;
   // Local members get it now; the consumer drops our own copy from the broker.
   if (on_delivery_) on_delivery_(std::vector<EnvelopePtr>{envelope});
-  Pending p{serialize(*envelope),
-            routing_key(envelope->room),
-            envelope->origin,
-            envelope->id,
-            std::move(confirm),
-            1,
-            {}};
-  std::optional<Pending> dropped;
-  bool refused = false;
+  Pending p;
+  p.body = serialize(*envelope);
+  p.key = routing_key(envelope->room);
+  p.origin = envelope->origin;
+  p.id = envelope->id;
+  p.confirm = std::move(confirm);
+  p.bytes = p.body.size();
+  PublishStatus refused = PublishStatus::ok;
   {
     std::lock_guard lock(outbox_mu_);
     if (outbox_closed_ || !started_) {
-      refused = true;
+      refused = PublishStatus::unavailable;
+    } else if (outbox_.size() >= std::max<std::size_t>(1, config_.outbox_max) ||
+               held_bytes_.load(std::memory_order_relaxed) + p.bytes > config_.outbox_max_bytes) {
+      // Full: refuse the new one at once. What was accepted keeps its place
+      // and its sender's ack, and this sender hears now, not after a timeout.
+      refused = PublishStatus::full;
     } else {
-      if (outbox_.size() >= std::max<std::size_t>(1, config_.outbox_max)) {
-        // Drop the oldest: during a long outage the newest messages matter most.
-        dropped.emplace(std::move(outbox_.front()));
-        outbox_.pop_front();
-      }
+      held_bytes_.fetch_add(p.bytes, std::memory_order_relaxed);
       outbox_.push_back(std::move(p));
       outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
       if (publisher_idle_) {
@@ -150,12 +150,20 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
     }
   }
   // Confirm handlers run outside the lock.
-  if (refused)
-    outbox_dropped_.fetch_add(p.settle(PublishStatus::unavailable, last_resort_),
-                              std::memory_order_relaxed);
-  if (dropped)
-    outbox_dropped_.fetch_add(dropped->settle(PublishStatus::unavailable, last_resort_),
-                              std::memory_order_relaxed);
+  if (refused != PublishStatus::ok)
+    (refused == PublishStatus::full ? refused_ : outbox_dropped_)
+        .fetch_add(p.settle(refused, last_resort_), std::memory_order_relaxed);
+}
+
+std::size_t AmqpBus::finish(Pending& p, PublishStatus status) {
+  held_bytes_.fetch_sub(std::exchange(p.bytes, 0), std::memory_order_relaxed);
+  return p.settle(status, last_resort_);
+}
+
+void AmqpBus::inflight_add(std::map<std::uint64_t, Pending>& inflight, std::uint64_t tag,
+                           Pending p) {
+  inflight_envelopes_ += p.count;
+  inflight.emplace(tag, std::move(p));
 }
 
 void AmqpBus::publisher_main() {
@@ -205,8 +213,7 @@ void AmqpBus::publisher_main() {
       // what was sent is sent again and the thread lives on.
       last_resort_.caught();
       set_error("publisher: internal error");
-      for (auto& p : batch)
-        outbox_dropped_.fetch_add(p.settle(PublishStatus::unavailable, last_resort_));
+      for (auto& p : batch) outbox_dropped_.fetch_add(finish(p, PublishStatus::unavailable));
     }
     batch.clear();
     set_publisher_up(false);
@@ -230,8 +237,7 @@ void AmqpBus::publisher_main() {
   }
   if (!left.empty()) spdlog::warn("bus: {} publishes not confirmed at stop", left.size());
   for (auto& p : left)
-    outbox_dropped_.fetch_add(p.settle(PublishStatus::unavailable, last_resort_),
-                              std::memory_order_relaxed);
+    outbox_dropped_.fetch_add(finish(p, PublishStatus::unavailable), std::memory_order_relaxed);
 }
 
 std::size_t AmqpBus::Pending::settle(PublishStatus status, core::LastResort& lr) {
@@ -249,12 +255,8 @@ std::size_t AmqpBus::Pending::settle(PublishStatus status, core::LastResort& lr)
   return count;
 }
 
-namespace {
-// A joined message stays well under the broker's frame size and keeps one
-// slow consumer's burst small.
-constexpr std::size_t kJoinMaxBytes = 64 * 1024;
-constexpr std::size_t kJoinMaxEnvelopes = 128;
-}  // namespace
+// A joined message (kJoinMaxBytes, kJoinMaxEnvelopes) stays well under the
+// broker's frame size and keeps one slow consumer's burst small.
 
 void AmqpBus::join_runs(std::vector<Pending>& batch) {
   // Compacts in place: what goes to batch[w] is read from [i, j) with w <= i.
@@ -285,6 +287,7 @@ void AmqpBus::join_runs(std::vector<Pending>& batch) {
       joined.id = batch[i].id;  // message-id of the broker message: its first envelope
       joined.confirm = std::move(batch[i].confirm);
       joined.count = j - i;
+      for (std::size_t k = i; k < j; ++k) joined.bytes += batch[k].bytes;
       joined.more.reserve(j - i - 1);
       for (std::size_t k = i + 1; k < j; ++k) joined.more.push_back(std::move(batch[k].confirm));
       batch[w] = std::move(joined);
@@ -319,6 +322,7 @@ void AmqpBus::requeue(std::map<std::uint64_t, Pending>& inflight) {
   for (auto it = inflight.rbegin(); it != inflight.rend(); ++it)
     outbox_.push_front(std::move(it->second));
   inflight.clear();
+  inflight_envelopes_ = 0;
   outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
 }
 
@@ -336,6 +340,7 @@ void AmqpBus::isolate_refused(std::map<std::uint64_t, Pending>& inflight) {
   if (alone && inflight.begin()->second.failures >= std::max(1, config_.max_publish_attempts)) {
     poison.emplace(std::move(inflight.begin()->second));
     inflight.clear();
+    inflight_envelopes_ = 0;
   }
   requeue(inflight);
   if (poison) {
@@ -346,8 +351,7 @@ void AmqpBus::isolate_refused(std::map<std::uint64_t, Pending>& inflight) {
     }
     spdlog::warn("bus: the broker refused a message {} times ({}), dropping it ({} envelopes)",
                  poison->failures, why, poison->count);
-    rejected_.fetch_add(poison->settle(PublishStatus::rejected, last_resort_),
-                        std::memory_order_relaxed);
+    rejected_.fetch_add(finish(*poison, PublishStatus::rejected), std::memory_order_relaxed);
   }
 }
 
@@ -412,13 +416,15 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       std::lock_guard lock(outbox_mu_);
       // Unconfirmed publishes are bounded too: a broker that reads but never
       // confirms must not make the in-flight map grow without limit.
-      const auto room = max_inflight > inflight.size() ? max_inflight - inflight.size() : 0;
-      const auto n = std::min({outbox_.size(), std::max<std::size_t>(1, config_.max_batch), room});
-      for (std::size_t i = 0; i < n; ++i) {
+      // Counted in envelopes, so the dedupe window can cover every re-publish.
+      std::size_t taken = 0;
+      const auto n = std::min(outbox_.size(), std::max<std::size_t>(1, config_.max_batch));
+      for (std::size_t i = 0; i < n && inflight_envelopes_ + taken < max_inflight; ++i) {
         // A suspect goes alone, once everything before it is confirmed.
         if (outbox_.front().suspect && (i > 0 || !inflight.empty())) break;
         batch.push_back(std::move(outbox_.front()));
         outbox_.pop_front();
+        taken += batch.back().count;
         if (batch.back().suspect) break;
       }
       outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
@@ -448,7 +454,7 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       }
       published_.fetch_add(p.count, std::memory_order_relaxed);
       broker_messages_.fetch_add(1, std::memory_order_relaxed);
-      inflight.emplace(next_tag++, std::move(p));
+      inflight_add(inflight, next_tag++, std::move(p));
     }
     const bool sent_any = !batch.empty();
     batch.clear();
@@ -473,7 +479,7 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
     if (sent_any) continue;
     {
       std::lock_guard lock(outbox_mu_);
-      const bool can_send = !outbox_.empty() && inflight.size() < max_inflight &&
+      const bool can_send = !outbox_.empty() && inflight_envelopes_ < max_inflight &&
                             !(outbox_.front().suspect && !inflight.empty());
       if (can_send) continue;
       publisher_idle_ = true;
@@ -521,9 +527,9 @@ bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
     }
     std::size_t envelopes = 0;
     for (auto& p : done) envelopes += p.count;
+    inflight_envelopes_ -= std::min(inflight_envelopes_, envelopes);
     (ok ? confirmed_ : nacked_).fetch_add(envelopes, std::memory_order_relaxed);
-    for (auto& p : done)
-      p.settle(ok ? PublishStatus::ok : PublishStatus::unavailable, last_resort_);
+    for (auto& p : done) finish(p, ok ? PublishStatus::ok : PublishStatus::unavailable);
     return true;
   }
   if (id == AMQP_BASIC_RETURN_METHOD) {
@@ -874,6 +880,8 @@ BusStatus AmqpBus::status() const {
   s.outbox_depth = outbox_depth_.load(std::memory_order_relaxed);
   s.outbox_dropped = outbox_dropped_.load(std::memory_order_relaxed);
   s.rejected = rejected_.load(std::memory_order_relaxed);
+  s.refused = refused_.load(std::memory_order_relaxed);
+  s.held_bytes = held_bytes_.load(std::memory_order_relaxed);
   s.reconnects = reconnects_.load(std::memory_order_relaxed);
   s.bound_rooms = bound_rooms_.load(std::memory_order_relaxed);
   s.duplicates = duplicates_.load(std::memory_order_relaxed);

@@ -62,6 +62,7 @@ class AmqpBus final : public Bus {
     std::string id;
     ConfirmHandler confirm;
     std::size_t count = 1;
+    std::size_t bytes = 0;  // held against outbox_max_bytes (its envelopes' bodies)
     std::vector<ConfirmHandler> more;
     // In flight when the broker refused a message: sent again alone.
     bool suspect = false;
@@ -70,6 +71,9 @@ class AmqpBus final : public Bus {
     // A handler that throws is counted in lr and does not stop the others.
     std::size_t settle(PublishStatus status, core::LastResort& lr);
   };
+  // Settle p and release what it held.
+  std::size_t finish(Pending& p, PublishStatus status);
+  void inflight_add(std::map<std::uint64_t, Pending>& inflight, std::uint64_t tag, Pending p);
   // Join runs of single envelopes with the same routing key into one message.
   static void join_runs(std::vector<Pending>& batch);
 
@@ -157,6 +161,9 @@ class AmqpBus final : public Bus {
   std::atomic<std::uint64_t> outbox_depth_{0};
   std::atomic<std::uint64_t> outbox_dropped_{0};
   std::atomic<std::uint64_t> rejected_{0};
+  std::atomic<std::uint64_t> refused_{0};
+  std::atomic<std::size_t> held_bytes_{0};  // chat publishes not yet settled
+  std::size_t inflight_envelopes_ = 0;      // publisher thread only
   std::atomic<std::uint64_t> reconnects_{0};
   std::atomic<std::uint64_t> bound_rooms_{0};
   std::atomic<std::uint64_t> duplicates_{0};

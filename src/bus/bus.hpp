@@ -39,6 +39,9 @@ inline constexpr std::size_t kMaxOriginBytes = 256;
 inline constexpr std::size_t kMaxIdBytes = 256;  // id and sender
 inline constexpr std::size_t kMaxRoomBytes = 1024;
 inline constexpr std::size_t kMaxEventBytes = 64;
+// What a publisher joins into one broker message, at most.
+inline constexpr std::size_t kJoinMaxEnvelopes = 128;
+inline constexpr std::size_t kJoinMaxBytes = 64 * 1024;
 
 // Serialise an envelope for the wire and back (compact JSON object with keys
 // v, origin, id, room, event, payload, ts, sender). parse returns nullptr on
@@ -83,6 +86,8 @@ struct BusStatus {
   std::uint64_t outbox_depth = 0;     // waiting for a connection
   std::uint64_t outbox_dropped = 0;   // refused or lost at stop (confirm not ok)
   std::uint64_t rejected = 0;         // dropped after the broker refused them repeatedly
+  std::uint64_t refused = 0;          // refused at publish: outbox full (count or bytes)
+  std::uint64_t held_bytes = 0;       // bytes of publishes in the outbox or in flight
   std::uint64_t reconnects = 0;
   std::uint64_t bound_rooms = 0;    // room bindings currently in place
   std::uint64_t duplicates = 0;     // re-published copies dropped by the consumer

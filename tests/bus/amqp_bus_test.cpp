@@ -617,11 +617,12 @@ TEST(AmqpBusNoBroker, NotReadyOutboxBoundedStopIsQuick) {
     bus.publish(make("lonely", "room", std::to_string(i)), confirms.handler());
   // Local delivery does not wait for the broker.
   EXPECT_EQ(r.got().size(), 15u);
-  EXPECT_EQ(confirms.failed(), 5);  // the 5 oldest were dropped
+  EXPECT_EQ(confirms.failed(), 5);  // the 5 newest were refused at once
+  EXPECT_EQ(confirms.with(PublishStatus::full), 5);
   auto s = bus.status();
   EXPECT_FALSE(s.ready);
   EXPECT_EQ(s.outbox_depth, 10u);
-  EXPECT_EQ(s.outbox_dropped, 5u);
+  EXPECT_EQ(s.refused, 5u);
   ASSERT_TRUE(wait_until([&] { return !bus.status().last_error.empty(); }));
   EXPECT_NE(bus.status().last_error.find("127.0.0.1:1"), std::string::npos)
       << bus.status().last_error;
@@ -629,8 +630,58 @@ TEST(AmqpBusNoBroker, NotReadyOutboxBoundedStopIsQuick) {
   bus.stop();
   EXPECT_LT(Clock::now() - t0, 2s);
   EXPECT_EQ(confirms.failed(), 15);  // nothing was ever confirmed
+  EXPECT_EQ(confirms.with(PublishStatus::unavailable), 10);
   EXPECT_EQ(confirms.ok(), 0);
   EXPECT_TRUE(r.states().empty());  // never became ready
+  EXPECT_EQ(bus.status().held_bytes, 0u);
+}
+
+// The outbox is bounded in bytes too: big messages fill it long before the
+// count bound, and what does not fit is refused at once, its sender told.
+TEST(AmqpBusNoBroker, OutboxBoundedInBytes) {
+  BusConfig c;
+  c.amqp_url = "amqp://guest:guest@127.0.0.1:1";
+  c.instance_id = "lonely";
+  c.outbox_max_bytes = 64 * 1024;
+  Recorder r;
+  AmqpBus bus(c);
+  bus.start(r.delivery(), r.state());
+  Confirms confirms;
+  const std::string text(10000, 'x');
+  std::size_t held = 0;
+  int fit = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto e = std::make_shared<Envelope>(*make("lonely", "room", prefixed('b', 10 + i)));
+    e->payload = {{"message", text}};
+    const auto size = serialize(*e).size();
+    if (held + size <= c.outbox_max_bytes) {
+      held += size;
+      ++fit;
+    }
+    bus.publish(e, confirms.handler());
+  }
+  EXPECT_EQ(fit, 6);
+  EXPECT_EQ(confirms.with(PublishStatus::full), 20 - fit);
+  const auto s = bus.status();
+  EXPECT_EQ(s.outbox_depth, static_cast<std::uint64_t>(fit));
+  EXPECT_LE(s.held_bytes, c.outbox_max_bytes);
+  EXPECT_EQ(s.held_bytes, held);
+  // Small ones still fit in what is left.
+  bus.publish(make("lonely", "room", "small"), confirms.handler());
+  EXPECT_EQ(confirms.with(PublishStatus::full), 20 - fit);
+  bus.stop();
+  EXPECT_EQ(bus.status().held_bytes, 0u);
+  EXPECT_EQ(confirms.with(PublishStatus::unavailable), fit + 1);
+}
+
+TEST(AmqpBusConfig, DedupeWindowCoversEveryRepublish) {
+  BusConfig c;
+  EXPECT_EQ(republish_bound(c), 10000u + kJoinMaxEnvelopes);
+  EXPECT_GE(dedupe_window_for(c), republish_bound(c));
+  c.max_inflight = 50000;
+  EXPECT_GE(dedupe_window_for(c), 50000u + kJoinMaxEnvelopes);
+  c.dedupe_window = 1 << 20;  // larger on request
+  EXPECT_EQ(dedupe_window_for(c), std::size_t{1} << 20);
 }
 
 // A "broker" that accepts TCP connections (the kernel does, from the backlog)
