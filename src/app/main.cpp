@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
       opts.replica_id = cfg.replica_id;
       opts.instance_id = instance;
       opts.limits = cfg.limits;
+      opts.presence_ttl = std::chrono::milliseconds(cfg.presence_ttl_ms);
       chat = std::make_unique<app::ChatService>(workers, *server, *bus, opts);
     }
 

@@ -129,11 +129,25 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
   p.id = envelope->id;
   p.confirm = std::move(confirm);
   p.bytes = p.body.size();
+  p.control = envelope->room.empty();
   PublishStatus refused = PublishStatus::ok;
   {
     std::lock_guard lock(outbox_mu_);
     if (outbox_closed_ || !started_) {
       refused = PublishStatus::unavailable;
+    } else if (p.control) {
+      // Small and few (a heartbeat a second, a delta per presence change);
+      // bounded by count on its own so chat traffic cannot crowd it out.
+      if (control_.size() >= kControlMax) {
+        refused = PublishStatus::full;
+      } else {
+        p.bytes = 0;
+        control_.push_back(std::move(p));
+        if (publisher_idle_) {
+          publisher_idle_ = false;
+          wake(publisher_wake_fd_);
+        }
+      }
     } else if (outbox_.size() >= std::max<std::size_t>(1, config_.outbox_max) ||
                held_bytes_.load(std::memory_order_relaxed) + p.bytes > config_.outbox_max_bytes) {
       // Full: refuse the new one at once. What was accepted keeps its place
@@ -162,7 +176,7 @@ std::size_t AmqpBus::finish(Pending& p, PublishStatus status) {
 
 void AmqpBus::inflight_add(std::map<std::uint64_t, Pending>& inflight, std::uint64_t tag,
                            Pending p) {
-  inflight_envelopes_ += p.count;
+  (p.control ? inflight_control_ : inflight_envelopes_) += p.count;
   inflight.emplace(tag, std::move(p));
 }
 
@@ -189,23 +203,19 @@ void AmqpBus::publisher_main() {
     const bool settle = was_connected || failed_before;
     was_connected = true;
     spdlog::info("bus publisher connected to {}:{}", url_.host, url_.port);
-    // Ready only once publishes really flow: after the settle time, so the
-    // application does not expire other replicas' presence while their
-    // heartbeats are still held back the same way.
     try {
-      if (!settle || settle_after_reconnect(publisher_conn_)) {
-        set_publisher_up(true);
-        // A channel the broker closed over one message opens again on the
-        // same connection: the broker did not go away, so no settle time.
-        for (;;) {
-          publisher_channel_error_ = 0;
-          run_publisher(publisher_conn_, inflight, batch);
-          if (publisher_channel_error_ == 0 || stopping_) break;
-          isolate_refused(inflight);
-          if (!reopen_publisher_channel(publisher_conn_, err)) {
-            set_error("publisher: reopening the channel: " + err);
-            break;
-          }
+      // A channel the broker closed over one message opens again on the
+      // same connection: the broker did not go away, so no settle time.
+      bool hold = settle;
+      for (;;) {
+        publisher_channel_error_ = 0;
+        run_publisher(publisher_conn_, inflight, batch, hold);
+        if (publisher_channel_error_ == 0 || stopping_) break;
+        hold = false;
+        isolate_refused(inflight);
+        if (!reopen_publisher_channel(publisher_conn_, err)) {
+          set_error("publisher: reopening the channel: " + err);
+          break;
         }
       }
     } catch (...) {
@@ -233,6 +243,8 @@ void AmqpBus::publisher_main() {
     std::lock_guard lock(outbox_mu_);
     outbox_closed_ = true;
     left.swap(outbox_);
+    for (auto& p : control_) left.push_back(std::move(p));
+    control_.clear();
     outbox_depth_ = 0;
   }
   if (!left.empty()) spdlog::warn("bus: {} publishes not confirmed at stop", left.size());
@@ -320,9 +332,10 @@ void AmqpBus::requeue(std::map<std::uint64_t, Pending>& inflight) {
   // Unconfirmed publishes go out again, first, in their original order.
   std::lock_guard lock(outbox_mu_);
   for (auto it = inflight.rbegin(); it != inflight.rend(); ++it)
-    outbox_.push_front(std::move(it->second));
+    (it->second.control ? control_ : outbox_).push_front(std::move(it->second));
   inflight.clear();
   inflight_envelopes_ = 0;
+  inflight_control_ = 0;
   outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
 }
 
@@ -341,6 +354,7 @@ void AmqpBus::isolate_refused(std::map<std::uint64_t, Pending>& inflight) {
     poison.emplace(std::move(inflight.begin()->second));
     inflight.clear();
     inflight_envelopes_ = 0;
+    inflight_control_ = 0;
   }
   requeue(inflight);
   if (poison) {
@@ -367,47 +381,42 @@ bool AmqpBus::reopen_publisher_channel(AmqpConnection& c, std::string& error) {
   return setup_publisher(c, error);
 }
 
-bool AmqpBus::settle_after_reconnect(AmqpConnection& c) {
-  const auto start = Clock::now();
-  const auto settle = milliseconds(config_.resume_settle_ms);
-  // Never wait for our own consumer forever: it may be failing for other reasons.
-  const auto give_up = start + settle + milliseconds(30000);
-  auto consumer_seen = std::optional<Clock::time_point>{};
-  std::map<std::uint64_t, Pending> none;
-  while (!stopping_) {
-    const auto now = Clock::now();
-    if (consumer_up_ && !consumer_seen) consumer_seen = now;
-    if (consumer_seen && now - std::max(start, *consumer_seen) >= settle) return true;
-    if (now >= give_up) return true;
-    amqp_frame_t frame;
-    timeval tv{0, 200000};
-    const int st = amqp_simple_wait_frame_noblock(c.get(), &frame, &tv);
-    if (st == AMQP_STATUS_TIMEOUT) continue;
-    c.note_rx();
-    if (st != AMQP_STATUS_OK) {
-      set_error("publisher: " + AmqpConnection::describe(st));
-      return false;
-    }
-    if (!on_publisher_frame(frame, none)) return false;
-  }
-  return true;
-}
-
 void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>& inflight,
-                            std::vector<Pending>& batch) {
+                            std::vector<Pending>& batch, bool hold_chat) {
   auto* conn = c.get();
   std::uint64_t next_tag = 1;  // confirm-mode delivery tags count from 1 per channel
   std::optional<Clock::time_point> flush_deadline;
   const auto exchange = amqp_cstring_bytes(config_.exchange.c_str());
   const int budget = poll_budget_ms(config_.heartbeat_s);
   const std::size_t max_inflight = std::max<std::size_t>(1, config_.max_inflight);
+  const auto max_batch = std::max<std::size_t>(1, config_.max_batch);
+  // After a reconnect chat traffic waits until our own consumer is back and
+  // then the settle time, so the other replicas have their queues bound
+  // again and nothing is routed to nobody; readiness waits with it (the
+  // application does not expire other replicas' presence meanwhile).
+  // Control traffic goes at once: a heartbeat routed to nobody costs nothing
+  // and the others hear from us as soon as their queues are back.
+  const auto hold_start = Clock::now();
+  const auto settle = milliseconds(config_.resume_settle_ms);
+  std::optional<Clock::time_point> consumer_seen;
+  if (!hold_chat) set_publisher_up(true);
   for (;;) {
+    if (hold_chat) {
+      const auto now = Clock::now();
+      if (consumer_up_ && !consumer_seen) consumer_seen = now;
+      // Never wait for our own consumer forever: it may fail for other reasons.
+      if ((consumer_seen && now - std::max(hold_start, *consumer_seen) >= settle) ||
+          now - hold_start >= settle + milliseconds(30000)) {
+        hold_chat = false;
+        set_publisher_up(true);
+      }
+    }
     if (stopping_) {
       if (!flush_deadline) flush_deadline = Clock::now() + milliseconds(1000);
       bool empty;
       {
         std::lock_guard lock(outbox_mu_);
-        empty = outbox_.empty();
+        empty = outbox_.empty() && control_.empty();
       }
       if ((empty && inflight.empty()) || Clock::now() >= *flush_deadline) return;
     }
@@ -415,18 +424,21 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
     {
       std::lock_guard lock(outbox_mu_);
       // Unconfirmed publishes are bounded too: a broker that reads but never
-      // confirms must not make the in-flight map grow without limit.
-      // Counted in envelopes, so the dedupe window can cover every re-publish.
-      std::size_t taken = 0;
-      const auto n = std::min(outbox_.size(), std::max<std::size_t>(1, config_.max_batch));
-      for (std::size_t i = 0; i < n && inflight_envelopes_ + taken < max_inflight; ++i) {
-        // A suspect goes alone, once everything before it is confirmed.
-        if (outbox_.front().suspect && (i > 0 || !inflight.empty())) break;
-        batch.push_back(std::move(outbox_.front()));
-        outbox_.pop_front();
-        taken += batch.back().count;
-        if (batch.back().suspect) break;
-      }
+      // confirms must not make the in-flight map grow without limit. Counted
+      // in envelopes, so the dedupe window can cover every re-publish.
+      auto take = [&](std::deque<Pending>& q, std::size_t in_flight, std::size_t bound) {
+        std::size_t taken = 0;
+        while (!q.empty() && batch.size() < max_batch && in_flight + taken < bound) {
+          // A suspect goes alone, once everything before it is confirmed.
+          if (!batch.empty() && batch.back().suspect) return;
+          if (q.front().suspect && (!batch.empty() || !inflight.empty())) return;
+          batch.push_back(std::move(q.front()));
+          q.pop_front();
+          taken += batch.back().count;
+        }
+      };
+      take(control_, inflight_control_, kControlInflight);
+      if (!hold_chat) take(outbox_, inflight_envelopes_, max_inflight);
       outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
     }
     // What queued up while the previous round ran goes out joined: under load
@@ -447,7 +459,8 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       if (st != AMQP_STATUS_OK) {
         set_error("publisher: publish: " + AmqpConnection::describe(st));
         std::lock_guard lock(outbox_mu_);
-        for (std::size_t j = batch.size(); j-- > i;) outbox_.push_front(std::move(batch[j]));
+        for (std::size_t j = batch.size(); j-- > i;)
+          (batch[j].control ? control_ : outbox_).push_front(std::move(batch[j]));
         outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
         batch.clear();
         return;
@@ -479,8 +492,11 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
     if (sent_any) continue;
     {
       std::lock_guard lock(outbox_mu_);
-      const bool can_send = !outbox_.empty() && inflight_envelopes_ < max_inflight &&
-                            !(outbox_.front().suspect && !inflight.empty());
+      auto ready = [&](const std::deque<Pending>& q, std::size_t in_flight, std::size_t bound) {
+        return !q.empty() && in_flight < bound && !(q.front().suspect && !inflight.empty());
+      };
+      const bool can_send = ready(control_, inflight_control_, kControlInflight) ||
+                            (!hold_chat && ready(outbox_, inflight_envelopes_, max_inflight));
       if (can_send) continue;
       publisher_idle_ = true;
     }
@@ -526,8 +542,11 @@ bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
       inflight.erase(it);
     }
     std::size_t envelopes = 0;
-    for (auto& p : done) envelopes += p.count;
-    inflight_envelopes_ -= std::min(inflight_envelopes_, envelopes);
+    for (auto& p : done) {
+      envelopes += p.count;
+      auto& n = p.control ? inflight_control_ : inflight_envelopes_;
+      n -= std::min(n, p.count);
+    }
     (ok ? confirmed_ : nacked_).fetch_add(envelopes, std::memory_order_relaxed);
     for (auto& p : done) finish(p, ok ? PublishStatus::ok : PublishStatus::unavailable);
     return true;

@@ -64,6 +64,7 @@ class AmqpBus final : public Bus {
     std::size_t count = 1;
     std::size_t bytes = 0;  // held against outbox_max_bytes (its envelopes' bodies)
     std::vector<ConfirmHandler> more;
+    bool control = false;  // control key: its own queue, sent first
     // In flight when the broker refused a message: sent again alone.
     bool suspect = false;
     int failures = 0;  // refusals while it was the only message in flight
@@ -81,8 +82,10 @@ class AmqpBus final : public Bus {
   void consumer_main();
   // Returns when the connection fails or the bus stops; inflight holds what
   // was published but not confirmed.
+  // hold_chat: just reconnected; control goes out at once, chat traffic
+  // (and readiness) waits for the own consumer and the settle time.
   void run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>& inflight,
-                     std::vector<Pending>& batch);
+                     std::vector<Pending>& batch, bool hold_chat);
   void run_consumer(AmqpConnection& c, const std::string& queue);
   // Parse one delivery body, count what is bad, drop duplicates, append the rest.
   void take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch);
@@ -100,8 +103,6 @@ class AmqpBus final : public Bus {
   bool apply_room_ops(AmqpConnection& c, const std::string& queue, bool& did_any);
   // Sleep up to ms unless stop() is called; false when stopping.
   bool backoff_sleep(int& attempt);
-  // Wait until the consumer is up and the settle time passed, servicing heartbeats.
-  bool settle_after_reconnect(AmqpConnection& c);
 
   void set_publisher_up(bool up);
   void set_consumer_up(bool up);
@@ -118,6 +119,9 @@ class AmqpBus final : public Bus {
   // Outbox: filled by publish() on any thread, drained by the publisher thread.
   std::mutex outbox_mu_;
   std::deque<Pending> outbox_;
+  // Control traffic (presence heartbeats, deltas, snapshots): its own queue,
+  // drained first, so it never waits behind chat traffic.
+  std::deque<Pending> control_;
   bool outbox_closed_ = false;       // the publisher thread has exited
   bool publisher_idle_ = false;      // the publisher thread sleeps in poll(): wake it
   int publisher_wake_fd_ = -1;       // eventfd
@@ -163,7 +167,8 @@ class AmqpBus final : public Bus {
   std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> refused_{0};
   std::atomic<std::size_t> held_bytes_{0};  // chat publishes not yet settled
-  std::size_t inflight_envelopes_ = 0;      // publisher thread only
+  std::size_t inflight_envelopes_ = 0;      // chat, publisher thread only
+  std::size_t inflight_control_ = 0;        // control, publisher thread only
   std::atomic<std::uint64_t> reconnects_{0};
   std::atomic<std::uint64_t> bound_rooms_{0};
   std::atomic<std::uint64_t> duplicates_{0};

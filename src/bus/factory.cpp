@@ -9,7 +9,7 @@
 namespace chat::bus {
 
 std::size_t republish_bound(const BusConfig& config) {
-  return std::max<std::size_t>(1, config.max_inflight) + kJoinMaxEnvelopes;
+  return std::max<std::size_t>(1, config.max_inflight) + kControlInflight + 2 * kJoinMaxEnvelopes;
 }
 
 std::size_t dedupe_window_for(const BusConfig& config) {

@@ -40,8 +40,14 @@ struct BusConfig {
   int max_publish_attempts = 3;
 };
 
+// Control traffic (routing key "cluster") has its own queue and in-flight
+// bound, so chat traffic can neither delay nor crowd it out.
+inline constexpr std::size_t kControlMax = 10000;      // queued
+inline constexpr std::size_t kControlInflight = 1024;  // envelopes unconfirmed
+
 // Envelopes a publisher may have to send again after a lost connection, at
-// most: max_inflight, plus one joined message taken whole at the bound.
+// most: max_inflight chat envelopes and kControlInflight control ones, each
+// plus one joined message taken whole at its bound.
 std::size_t republish_bound(const BusConfig& config);
 // The dedupe window a receiver needs: every id it may see again.
 std::size_t dedupe_window_for(const BusConfig& config);

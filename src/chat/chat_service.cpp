@@ -112,8 +112,11 @@ void ChatService::start() {
 
 void ChatService::presence_tick() {
   if (stopping_) return;
-  const auto hb = presence_.heartbeat(server_.stats().connections_open);
-  bus_.publish(make_envelope("", kHeartbeat, hb), {});
+  const auto connections = server_.stats().connections_open;
+  {
+    auto lk = presence_.lock();
+    bus_.publish(make_envelope("", kHeartbeat, presence_.heartbeat_locked(connections)), {});
+  }
   if (bus_ready_) {
     auto gone = presence_.expire(options_.presence_ttl);
     if (!gone.empty()) {
@@ -125,6 +128,11 @@ void ChatService::presence_tick() {
   timer_->async_wait([this](const boost::system::error_code& ec) {
     if (!ec) presence_tick();
   });
+}
+
+void ChatService::publish_snapshot() {
+  auto lk = presence_.lock();
+  bus_.publish(make_envelope("", kSnapshot, presence_.snapshot_locked()), {});
 }
 
 void ChatService::announce_departure() {
@@ -471,7 +479,7 @@ void ChatService::on_bus_state(bool ready) {
   if (ready) {
     // Silence while the bus was down says nothing about the others.
     presence_.touch_all();
-    bus_.publish(make_envelope("", kSnapshot, presence_.snapshot()), {});
+    publish_snapshot();
   }
 }
 
@@ -547,8 +555,7 @@ void ChatService::handle_control(const bus::Envelope& e, Inbound& in) {
   } else if (auto* snap = std::get_if<PresenceSnapshot>(&in.control)) {
     presence_.apply_snapshot(e.origin, *snap);
   } else if (auto* sync = std::get_if<PresenceSync>(&in.control)) {
-    if (sync->target == options_.instance_id)
-      bus_.publish(make_envelope("", kSnapshot, presence_.snapshot()), {});
+    if (sync->target == options_.instance_id) publish_snapshot();
   } else if (std::holds_alternative<PresenceBye>(in.control)) {
     auto gone = presence_.remove_replica(e.origin);
     if (!gone.empty()) announce_gone(gone);

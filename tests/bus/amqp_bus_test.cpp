@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -604,6 +605,49 @@ TEST_F(AmqpBusTest, PoisonMessageIsDroppedAndItsSenderToldTheOthersFlow) {
   EXPECT_EQ(confirms.ok(), 11);
 }
 
+// Control traffic (presence) has its own queue, drained first: a heartbeat
+// published behind thousands of queued chat envelopes is not sent after them.
+TEST_F(AmqpBusTest, ControlTrafficIsNotQueuedBehindChatTraffic) {
+  Recorder ra, rb;
+  auto ca = config("a");
+  ca.max_inflight = 1;  // chat drains slowly: a confirm round trip per envelope
+  AmqpBus a(ca), b(config("b"));
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }));
+  b.bind_room("busy");
+  ASSERT_TRUE(wait_until([&] { return b.status().bound_rooms == 1; }));
+  constexpr int kChat = 2000;
+  Confirms confirms;
+  for (int i = 0; i < kChat; ++i)
+    a.publish(make(ca.instance_id, "busy", std::to_string(i)), confirms.handler());
+  auto hb = std::make_shared<Envelope>(*make(ca.instance_id, "", "heartbeat"));
+  hb->event = "presence.heartbeat";
+  const auto sent_before = a.status().published;  // chat envelopes already handed to the broker
+  a.publish(hb, confirms.handler());
+  ASSERT_TRUE(confirms.wait_total(kChat + 1, 60s));
+  EXPECT_EQ(confirms.ok(), kChat + 1);
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= kChat + 1; }, 20s));
+  const auto got = rb.got();
+  const auto at =
+      std::find_if(got.begin(), got.end(), [](auto& e) { return e->id == "heartbeat"; });
+  ASSERT_NE(at, got.end());
+  const auto position = at - got.begin();
+  std::printf("[   INFO   ] the heartbeat arrived after %td of %d chat envelopes (%llu sent)\n",
+              position, kChat, static_cast<unsigned long long>(sent_before));
+  // Overtaken by nothing queued after... and by no more than what was
+  // already in flight (max_inflight, one) when it was published.
+  ASSERT_LT(sent_before, static_cast<std::uint64_t>(kChat / 2)) << "the burst drained too fast";
+  EXPECT_LE(static_cast<std::uint64_t>(position), sent_before + 2);
+  // Chat order is untouched.
+  int next = 0;
+  for (const auto& e : got) {
+    if (e->id != "heartbeat") {
+      ASSERT_EQ(e->id, std::to_string(next++));
+    }
+  }
+}
+
 TEST(AmqpBusNoBroker, NotReadyOutboxBoundedStopIsQuick) {
   BusConfig c;
   c.amqp_url = "amqp://guest:guest@127.0.0.1:1";  // nothing listens on port 1
@@ -676,7 +720,7 @@ TEST(AmqpBusNoBroker, OutboxBoundedInBytes) {
 
 TEST(AmqpBusConfig, DedupeWindowCoversEveryRepublish) {
   BusConfig c;
-  EXPECT_EQ(republish_bound(c), 10000u + kJoinMaxEnvelopes);
+  EXPECT_EQ(republish_bound(c), 10000u + kControlInflight + 2 * kJoinMaxEnvelopes);
   EXPECT_GE(dedupe_window_for(c), republish_bound(c));
   c.max_inflight = 50000;
   EXPECT_GE(dedupe_window_for(c), 50000u + kJoinMaxEnvelopes);
