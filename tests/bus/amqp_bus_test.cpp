@@ -635,10 +635,10 @@ TEST_F(AmqpBusTest, ControlTrafficIsNotQueuedBehindChatTraffic) {
   const auto position = at - got.begin();
   std::printf("[   INFO   ] the heartbeat arrived after %td of %d chat envelopes (%llu sent)\n",
               position, kChat, static_cast<unsigned long long>(sent_before));
-  // Overtaken by nothing queued after... and by no more than what was
-  // already in flight (max_inflight, one) when it was published.
+  // Overtaken only by what was sent before it was published (plus the
+  // round under way then); in one queue it would come after all 2000.
   ASSERT_LT(sent_before, static_cast<std::uint64_t>(kChat / 2)) << "the burst drained too fast";
-  EXPECT_LE(static_cast<std::uint64_t>(position), sent_before + 2);
+  EXPECT_LE(static_cast<std::uint64_t>(position), sent_before + 8);
   // Chat order is untouched.
   int next = 0;
   for (const auto& e : got) {
