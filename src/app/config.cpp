@@ -67,6 +67,17 @@ Config parse_config(int argc, char** argv) {
   cli.add_option("--outbox-max", c.outbox_max, "Messages held while the broker is unreachable")
       ->envname("OUTBOX_MAX")
       ->capture_default_str();
+  cli.add_option("--presence-ttl", c.presence_ttl_ms,
+                 "A replica not heard from for this long (ms) is forgotten with its users; "
+                 "heartbeats go every second")
+      ->envname("PRESENCE_TTL")
+      ->check(CLI::Range(2000u, 600000u))
+      ->capture_default_str();
+  cli.add_option("--outbox-max-bytes", c.outbox_max_bytes,
+                 "Bytes of messages held for the broker (queued and unconfirmed); more are refused")
+      ->envname("OUTBOX_MAX_BYTES")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 40))
+      ->capture_default_str();
   cli.add_option("--amqp-max-message", c.amqp_max_message,
                  "Largest broker message read, bytes (larger ones are counted and dropped)")
       ->envname("AMQP_MAX_MESSAGE")

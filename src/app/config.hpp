@@ -19,6 +19,8 @@ struct Config {
   std::string amqp_exchange = "chat";
   std::size_t outbox_max = 100000;
   std::size_t amqp_max_message = 16 * 1024 * 1024;  // bytes; larger broker messages are dropped
+  std::size_t outbox_max_bytes = 64 * 1024 * 1024;  // chat publishes held for the broker
+  unsigned presence_ttl_ms = 5000;  // a replica silent this long is forgotten, with its users
   std::string static_root = "web";
   std::string client_dist = "node_modules/socket.io-client/dist";
   std::string log_level = "info";

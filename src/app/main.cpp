@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
     bus_cfg.instance_id = instance;
     bus_cfg.outbox_max = cfg.outbox_max;
     bus_cfg.max_message_bytes = cfg.amqp_max_message;
+    bus_cfg.outbox_max_bytes = cfg.outbox_max_bytes;
     auto bus = bus::make_bus(bus_cfg);
 
     std::unique_ptr<app::ChatService> chat;
@@ -102,6 +103,7 @@ int main(int argc, char** argv) {
       opts.replica_id = cfg.replica_id;
       opts.instance_id = instance;
       opts.limits = cfg.limits;
+      opts.presence_ttl = std::chrono::milliseconds(cfg.presence_ttl_ms);
       chat = std::make_unique<app::ChatService>(workers, *server, *bus, opts);
     }
 

@@ -114,7 +114,13 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
   w.put("chat_bus_returned_total", C, "Publishes returned unroutable", b.returned);
   w.put("chat_bus_consumed_total", C, "Broker messages received (own copies included)", b.consumed);
   w.put("chat_bus_outbox_depth", G, "Envelopes waiting for the broker", b.outbox_depth);
-  w.put("chat_bus_outbox_dropped_total", C, "Envelopes lost to outbox overflow", b.outbox_dropped);
+  w.put("chat_bus_outbox_dropped_total", C, "Envelopes unconfirmed when the bus stopped",
+        b.outbox_dropped);
+  w.put("chat_bus_outbox_refused_total", C,
+        "Publishes refused at once: the outbox held its bound (count or bytes)", b.refused);
+  w.put("chat_bus_held_bytes", G, "Bytes of publishes queued or unconfirmed", b.held_bytes);
+  w.put("chat_bus_rejected_total", C, "Envelopes dropped after the broker refused them repeatedly",
+        b.rejected);
   w.put("chat_bus_reconnects_total", C, "Broker reconnections", b.reconnects);
   w.put("chat_bus_bound_rooms", G, "Room bindings in place", b.bound_rooms);
   w.put("chat_bus_duplicates_total", C, "Re-published copies dropped by the consumer",

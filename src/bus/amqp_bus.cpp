@@ -60,7 +60,7 @@ int poll_budget_ms(int heartbeat_s) {
 AmqpBus::AmqpBus(BusConfig config)
     : config_(std::move(config)),
       urls_(parse_amqp_urls(config_.amqp_url)),
-      dedupe_(config_.dedupe_window) {
+      dedupe_(dedupe_window_for(config_)) {
   publisher_node_ = consumer_node_ = std::hash<std::string>{}(config_.instance_id) % urls_.size();
 }
 
@@ -124,25 +124,39 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
   if (!envelope) return;
   // Local members get it now; the consumer drops our own copy from the broker.
   if (on_delivery_) on_delivery_(std::vector<EnvelopePtr>{envelope});
-  Pending p{serialize(*envelope),
-            routing_key(envelope->room),
-            envelope->origin,
-            envelope->id,
-            std::move(confirm),
-            1,
-            {}};
-  std::optional<Pending> dropped;
-  bool refused = false;
+  Pending p;
+  p.body = serialize(*envelope);
+  p.key = routing_key(envelope->room);
+  p.origin = envelope->origin;
+  p.id = envelope->id;
+  p.confirm = std::move(confirm);
+  p.bytes = p.body.size();
+  p.control = envelope->room.empty();
+  PublishStatus refused = PublishStatus::ok;
   {
     std::lock_guard lock(outbox_mu_);
     if (outbox_closed_ || !started_) {
-      refused = true;
-    } else {
-      if (outbox_.size() >= std::max<std::size_t>(1, config_.outbox_max)) {
-        // Drop the oldest: during a long outage the newest messages matter most.
-        dropped.emplace(std::move(outbox_.front()));
-        outbox_.pop_front();
+      refused = PublishStatus::unavailable;
+    } else if (p.control) {
+      // Small and few (a heartbeat a second, a delta per presence change);
+      // bounded by count on its own so chat traffic cannot crowd it out.
+      if (control_.size() >= kControlMax) {
+        refused = PublishStatus::full;
+      } else {
+        p.bytes = 0;
+        control_.push_back(std::move(p));
+        if (publisher_idle_) {
+          publisher_idle_ = false;
+          wake(publisher_wake_fd_);
+        }
       }
+    } else if (outbox_.size() >= std::max<std::size_t>(1, config_.outbox_max) ||
+               held_bytes_.load(std::memory_order_relaxed) + p.bytes > config_.outbox_max_bytes) {
+      // Full: refuse the new one at once. What was accepted keeps its place
+      // and its sender's ack, and this sender hears now, not after a timeout.
+      refused = PublishStatus::full;
+    } else {
+      held_bytes_.fetch_add(p.bytes, std::memory_order_relaxed);
       outbox_.push_back(std::move(p));
       outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
       if (publisher_idle_) {
@@ -152,9 +166,20 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
     }
   }
   // Confirm handlers run outside the lock.
-  if (refused) outbox_dropped_.fetch_add(p.settle(false, last_resort_), std::memory_order_relaxed);
-  if (dropped)
-    outbox_dropped_.fetch_add(dropped->settle(false, last_resort_), std::memory_order_relaxed);
+  if (refused != PublishStatus::ok)
+    (refused == PublishStatus::full ? refused_ : outbox_dropped_)
+        .fetch_add(p.settle(refused, last_resort_), std::memory_order_relaxed);
+}
+
+std::size_t AmqpBus::finish(Pending& p, PublishStatus status) {
+  held_bytes_.fetch_sub(std::exchange(p.bytes, 0), std::memory_order_relaxed);
+  return p.settle(status, last_resort_);
+}
+
+void AmqpBus::inflight_add(std::map<std::uint64_t, Pending>& inflight, std::uint64_t tag,
+                           Pending p) {
+  (p.control ? inflight_control_ : inflight_envelopes_) += p.count;
+  inflight.emplace(tag, std::move(p));
 }
 
 void AmqpBus::publisher_main() {
@@ -187,20 +212,27 @@ void AmqpBus::publisher_main() {
     const bool settle = was_connected || failed_before;
     was_connected = true;
     spdlog::info("bus publisher connected to {}:{}", url.host, url.port);
-    // Ready only once publishes really flow: after the settle time, so the
-    // application does not expire other replicas' presence while their
-    // heartbeats are still held back the same way.
     try {
-      if (!settle || settle_after_reconnect(publisher_conn_)) {
-        set_publisher_up(true);
-        run_publisher(publisher_conn_, inflight, batch);
+      // A channel the broker closed over one message opens again on the
+      // same connection: the broker did not go away, so no settle time.
+      bool hold = settle;
+      for (;;) {
+        publisher_channel_error_ = 0;
+        run_publisher(publisher_conn_, inflight, batch, hold);
+        if (publisher_channel_error_ == 0 || stopping_) break;
+        hold = false;
+        isolate_refused(inflight);
+        if (!reopen_publisher_channel(publisher_conn_, err)) {
+          set_error("publisher: reopening the channel: " + err);
+          break;
+        }
       }
     } catch (...) {
       // Out of memory, most likely: treat it like a lost connection, so
       // what was sent is sent again and the thread lives on.
       last_resort_.caught();
       set_error("publisher: internal error");
-      for (auto& p : batch) outbox_dropped_.fetch_add(p.settle(false, last_resort_));
+      for (auto& p : batch) outbox_dropped_.fetch_add(finish(p, PublishStatus::unavailable));
     }
     batch.clear();
     set_publisher_up(false);
@@ -213,12 +245,7 @@ void AmqpBus::publisher_main() {
       failed_before = true;
       ++publisher_node_;  // that node may be gone: try the next one first
     }
-    // Unconfirmed publishes go out again, first, in their original order.
-    std::lock_guard lock(outbox_mu_);
-    for (auto it = inflight.rbegin(); it != inflight.rend(); ++it)
-      outbox_.push_front(std::move(it->second));
-    inflight.clear();
-    outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+    requeue(inflight);
   }
   // Stopping: whatever is left was never confirmed.
   std::deque<Pending> left;
@@ -226,18 +253,20 @@ void AmqpBus::publisher_main() {
     std::lock_guard lock(outbox_mu_);
     outbox_closed_ = true;
     left.swap(outbox_);
+    for (auto& p : control_) left.push_back(std::move(p));
+    control_.clear();
     outbox_depth_ = 0;
   }
   if (!left.empty()) spdlog::warn("bus: {} publishes not confirmed at stop", left.size());
   for (auto& p : left)
-    outbox_dropped_.fetch_add(p.settle(false, last_resort_), std::memory_order_relaxed);
+    outbox_dropped_.fetch_add(finish(p, PublishStatus::unavailable), std::memory_order_relaxed);
 }
 
-std::size_t AmqpBus::Pending::settle(bool ok, core::LastResort& lr) {
+std::size_t AmqpBus::Pending::settle(PublishStatus status, core::LastResort& lr) {
   auto call = [&](ConfirmHandler& cb) {
     if (!cb) return;
     try {
-      std::exchange(cb, nullptr)(ok);
+      std::exchange(cb, nullptr)(status);
     } catch (...) {
       lr.caught();
     }
@@ -248,12 +277,8 @@ std::size_t AmqpBus::Pending::settle(bool ok, core::LastResort& lr) {
   return count;
 }
 
-namespace {
-// A joined message stays well under the broker's frame size and keeps one
-// slow consumer's burst small.
-constexpr std::size_t kJoinMaxBytes = 64 * 1024;
-constexpr std::size_t kJoinMaxEnvelopes = 128;
-}  // namespace
+// A joined message (kJoinMaxBytes, kJoinMaxEnvelopes) stays well under the
+// broker's frame size and keeps one slow consumer's burst small.
 
 void AmqpBus::join_runs(std::vector<Pending>& batch) {
   // Compacts in place: what goes to batch[w] is read from [i, j) with w <= i.
@@ -263,9 +288,10 @@ void AmqpBus::join_runs(std::vector<Pending>& batch) {
     // [i, j): singles with the same routing key, within the limits.
     std::size_t j = i + 1;
     std::size_t bytes = batch[i].body.size();
-    if (batch[i].count == 1) {
-      while (j < batch.size() && batch[j].count == 1 && batch[j].key == batch[i].key &&
-             j - i < kJoinMaxEnvelopes && bytes + batch[j].body.size() + 1 <= kJoinMaxBytes) {
+    if (batch[i].count == 1 && !batch[i].suspect) {
+      while (j < batch.size() && batch[j].count == 1 && !batch[j].suspect &&
+             batch[j].key == batch[i].key && j - i < kJoinMaxEnvelopes &&
+             bytes + batch[j].body.size() + 1 <= kJoinMaxBytes) {
         bytes += batch[j].body.size() + 1;
         ++j;
       }
@@ -283,6 +309,7 @@ void AmqpBus::join_runs(std::vector<Pending>& batch) {
       joined.id = batch[i].id;  // message-id of the broker message: its first envelope
       joined.confirm = std::move(batch[i].confirm);
       joined.count = j - i;
+      for (std::size_t k = i; k < j; ++k) joined.bytes += batch[k].bytes;
       joined.more.reserve(j - i - 1);
       for (std::size_t k = i + 1; k < j; ++k) joined.more.push_back(std::move(batch[k].confirm));
       batch[w] = std::move(joined);
@@ -311,47 +338,95 @@ bool AmqpBus::setup_publisher(AmqpConnection& c, std::string& error) {
   return true;
 }
 
-bool AmqpBus::settle_after_reconnect(AmqpConnection& c) {
-  const auto start = Clock::now();
-  const auto settle = milliseconds(config_.resume_settle_ms);
-  // Never wait for our own consumer forever: it may be failing for other reasons.
-  const auto give_up = start + settle + milliseconds(30000);
-  auto consumer_seen = std::optional<Clock::time_point>{};
-  std::map<std::uint64_t, Pending> none;
-  while (!stopping_) {
-    const auto now = Clock::now();
-    if (consumer_up_ && !consumer_seen) consumer_seen = now;
-    if (consumer_seen && now - std::max(start, *consumer_seen) >= settle) return true;
-    if (now >= give_up) return true;
-    amqp_frame_t frame;
-    timeval tv{0, 200000};
-    const int st = amqp_simple_wait_frame_noblock(c.get(), &frame, &tv);
-    if (st == AMQP_STATUS_TIMEOUT) continue;
-    c.note_rx();
-    if (st != AMQP_STATUS_OK) {
-      set_error("publisher: " + AmqpConnection::describe(st));
-      return false;
-    }
-    if (!on_publisher_frame(frame, none)) return false;
+void AmqpBus::requeue(std::map<std::uint64_t, Pending>& inflight) {
+  // Unconfirmed publishes go out again, first, in their original order.
+  std::lock_guard lock(outbox_mu_);
+  for (auto it = inflight.rbegin(); it != inflight.rend(); ++it)
+    (it->second.control ? control_ : outbox_).push_front(std::move(it->second));
+  inflight.clear();
+  inflight_envelopes_ = 0;
+  inflight_control_ = 0;
+  outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+}
+
+void AmqpBus::isolate_refused(std::map<std::uint64_t, Pending>& inflight) {
+  // The broker dropped the refused publish and everything after it on the
+  // channel, and may not have confirmed those before it: any of them can be
+  // the one. Each goes again alone (after the ones before it are confirmed),
+  // so the next refusal names its message.
+  const bool alone = inflight.size() == 1;
+  for (auto& [tag, p] : inflight) {
+    p.suspect = true;
+    if (alone) ++p.failures;
   }
-  return true;
+  std::optional<Pending> poison;
+  if (alone && inflight.begin()->second.failures >= std::max(1, config_.max_publish_attempts)) {
+    poison.emplace(std::move(inflight.begin()->second));
+    inflight.clear();
+    inflight_envelopes_ = 0;
+    inflight_control_ = 0;
+  }
+  requeue(inflight);
+  if (poison) {
+    std::string why;
+    {
+      std::lock_guard lock(error_mu_);
+      why = last_error_;
+    }
+    spdlog::warn("bus: the broker refused a message {} times ({}), dropping it ({} envelopes)",
+                 poison->failures, why, poison->count);
+    rejected_.fetch_add(finish(*poison, PublishStatus::rejected), std::memory_order_relaxed);
+  }
+}
+
+bool AmqpBus::reopen_publisher_channel(AmqpConnection& c, std::string& error) {
+  auto* conn = c.get();
+  amqp_channel_open(conn, 1);
+  const auto r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "channel.open: " + AmqpConnection::describe(r);
+    return false;
+  }
+  c.note_rx();
+  return setup_publisher(c, error);
 }
 
 void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>& inflight,
-                            std::vector<Pending>& batch) {
+                            std::vector<Pending>& batch, bool hold_chat) {
   auto* conn = c.get();
   std::uint64_t next_tag = 1;  // confirm-mode delivery tags count from 1 per channel
   std::optional<Clock::time_point> flush_deadline;
   const auto exchange = amqp_cstring_bytes(config_.exchange.c_str());
   const int budget = poll_budget_ms(config_.heartbeat_s);
   const std::size_t max_inflight = std::max<std::size_t>(1, config_.max_inflight);
+  const auto max_batch = std::max<std::size_t>(1, config_.max_batch);
+  // After a reconnect chat traffic waits until our own consumer is back and
+  // then the settle time, so the other replicas have their queues bound
+  // again and nothing is routed to nobody; readiness waits with it (the
+  // application does not expire other replicas' presence meanwhile).
+  // Control traffic goes at once: a heartbeat routed to nobody costs nothing
+  // and the others hear from us as soon as their queues are back.
+  const auto hold_start = Clock::now();
+  const auto settle = milliseconds(config_.resume_settle_ms);
+  std::optional<Clock::time_point> consumer_seen;
+  if (!hold_chat) set_publisher_up(true);
   for (;;) {
+    if (hold_chat) {
+      const auto now = Clock::now();
+      if (consumer_up_ && !consumer_seen) consumer_seen = now;
+      // Never wait for our own consumer forever: it may fail for other reasons.
+      if ((consumer_seen && now - std::max(hold_start, *consumer_seen) >= settle) ||
+          now - hold_start >= settle + milliseconds(30000)) {
+        hold_chat = false;
+        set_publisher_up(true);
+      }
+    }
     if (stopping_) {
       if (!flush_deadline) flush_deadline = Clock::now() + milliseconds(1000);
       bool empty;
       {
         std::lock_guard lock(outbox_mu_);
-        empty = outbox_.empty();
+        empty = outbox_.empty() && control_.empty();
       }
       if ((empty && inflight.empty()) || Clock::now() >= *flush_deadline) return;
     }
@@ -359,13 +434,21 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
     {
       std::lock_guard lock(outbox_mu_);
       // Unconfirmed publishes are bounded too: a broker that reads but never
-      // confirms must not make the in-flight map grow without limit.
-      const auto room = max_inflight > inflight.size() ? max_inflight - inflight.size() : 0;
-      const auto n = std::min({outbox_.size(), std::max<std::size_t>(1, config_.max_batch), room});
-      for (std::size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(outbox_.front()));
-        outbox_.pop_front();
-      }
+      // confirms must not make the in-flight map grow without limit. Counted
+      // in envelopes, so the dedupe window can cover every re-publish.
+      auto take = [&](std::deque<Pending>& q, std::size_t in_flight, std::size_t bound) {
+        std::size_t taken = 0;
+        while (!q.empty() && batch.size() < max_batch && in_flight + taken < bound) {
+          // A suspect goes alone, once everything before it is confirmed.
+          if (!batch.empty() && batch.back().suspect) return;
+          if (q.front().suspect && (!batch.empty() || !inflight.empty())) return;
+          batch.push_back(std::move(q.front()));
+          q.pop_front();
+          taken += batch.back().count;
+        }
+      };
+      take(control_, inflight_control_, kControlInflight);
+      if (!hold_chat) take(outbox_, inflight_envelopes_, max_inflight);
       outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
     }
     // What queued up while the previous round ran goes out joined: under load
@@ -386,14 +469,15 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       if (st != AMQP_STATUS_OK) {
         set_error("publisher: publish: " + AmqpConnection::describe(st));
         std::lock_guard lock(outbox_mu_);
-        for (std::size_t j = batch.size(); j-- > i;) outbox_.push_front(std::move(batch[j]));
+        for (std::size_t j = batch.size(); j-- > i;)
+          (batch[j].control ? control_ : outbox_).push_front(std::move(batch[j]));
         outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
         batch.clear();
         return;
       }
       published_.fetch_add(p.count, std::memory_order_relaxed);
       broker_messages_.fetch_add(1, std::memory_order_relaxed);
-      inflight.emplace(next_tag++, std::move(p));
+      inflight_add(inflight, next_tag++, std::move(p));
     }
     const bool sent_any = !batch.empty();
     batch.clear();
@@ -418,7 +502,12 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
     if (sent_any) continue;
     {
       std::lock_guard lock(outbox_mu_);
-      if (!outbox_.empty() && inflight.size() < max_inflight) continue;
+      auto ready = [&](const std::deque<Pending>& q, std::size_t in_flight, std::size_t bound) {
+        return !q.empty() && in_flight < bound && !(q.front().suspect && !inflight.empty());
+      };
+      const bool can_send = ready(control_, inflight_control_, kControlInflight) ||
+                            (!hold_chat && ready(outbox_, inflight_envelopes_, max_inflight));
+      if (can_send) continue;
       publisher_idle_ = true;
     }
     // The read loop above took every complete frame out of the library's
@@ -463,9 +552,13 @@ bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
       inflight.erase(it);
     }
     std::size_t envelopes = 0;
-    for (auto& p : done) envelopes += p.count;
+    for (auto& p : done) {
+      envelopes += p.count;
+      auto& n = p.control ? inflight_control_ : inflight_envelopes_;
+      n -= std::min(n, p.count);
+    }
     (ok ? confirmed_ : nacked_).fetch_add(envelopes, std::memory_order_relaxed);
-    for (auto& p : done) p.settle(ok, last_resort_);
+    for (auto& p : done) finish(p, ok ? PublishStatus::ok : PublishStatus::unavailable);
     return true;
   }
   if (id == AMQP_BASIC_RETURN_METHOD) {
@@ -478,7 +571,14 @@ bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
     return false;
   }
   if (id == AMQP_CHANNEL_CLOSE_METHOD) {
+    // The broker refused something we sent (message too large, no write
+    // permission on the routing key, exchange gone): it drops what follows
+    // on the channel until we acknowledge the close.
     set_error("publisher: " + close_reason(frame));
+    const auto* m = static_cast<const amqp_channel_close_t*>(frame.payload.method.decoded);
+    publisher_channel_error_ = m->reply_code ? m->reply_code : 1;
+    amqp_channel_close_ok_t ok{};
+    amqp_send_method(publisher_conn_.get(), 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
     return false;
   }
   return true;
@@ -817,6 +917,9 @@ BusStatus AmqpBus::status() const {
   s.consumed = consumed_.load(std::memory_order_relaxed);
   s.outbox_depth = outbox_depth_.load(std::memory_order_relaxed);
   s.outbox_dropped = outbox_dropped_.load(std::memory_order_relaxed);
+  s.rejected = rejected_.load(std::memory_order_relaxed);
+  s.refused = refused_.load(std::memory_order_relaxed);
+  s.held_bytes = held_bytes_.load(std::memory_order_relaxed);
   s.reconnects = reconnects_.load(std::memory_order_relaxed);
   s.bound_rooms = bound_rooms_.load(std::memory_order_relaxed);
   s.duplicates = duplicates_.load(std::memory_order_relaxed);

@@ -62,11 +62,19 @@ class AmqpBus final : public Bus {
     std::string id;
     ConfirmHandler confirm;
     std::size_t count = 1;
+    std::size_t bytes = 0;  // held against outbox_max_bytes (its envelopes' bodies)
     std::vector<ConfirmHandler> more;
+    bool control = false;  // control key: its own queue, sent first
+    // In flight when the broker refused a message: sent again alone.
+    bool suspect = false;
+    int failures = 0;  // refusals while it was the only message in flight
     // Run every confirm handler once; returns how many envelopes it covered.
     // A handler that throws is counted in lr and does not stop the others.
-    std::size_t settle(bool ok, core::LastResort& lr);
+    std::size_t settle(PublishStatus status, core::LastResort& lr);
   };
+  // Settle p and release what it held.
+  std::size_t finish(Pending& p, PublishStatus status);
+  void inflight_add(std::map<std::uint64_t, Pending>& inflight, std::uint64_t tag, Pending p);
   // Join runs of single envelopes with the same routing key into one message.
   static void join_runs(std::vector<Pending>& batch);
 
@@ -74,12 +82,20 @@ class AmqpBus final : public Bus {
   void consumer_main();
   // Returns when the connection fails or the bus stops; inflight holds what
   // was published but not confirmed.
+  // hold_chat: just reconnected; control goes out at once, chat traffic
+  // (and readiness) waits for the own consumer and the settle time.
   void run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>& inflight,
-                     std::vector<Pending>& batch);
+                     std::vector<Pending>& batch, bool hold_chat);
   void run_consumer(AmqpConnection& c, const std::string& queue);
   // Parse one delivery body, count what is bad, drop duplicates, append the rest.
   void take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch);
   bool setup_publisher(AmqpConnection& c, std::string& error);
+  // The broker closed the publisher's channel (it refused a message): find
+  // the refused one among what was in flight, drop it when it was refused
+  // max_publish_attempts times alone, put the rest back at the outbox head.
+  void isolate_refused(std::map<std::uint64_t, Pending>& inflight);
+  void requeue(std::map<std::uint64_t, Pending>& inflight);
+  bool reopen_publisher_channel(AmqpConnection& c, std::string& error);
   bool setup_consumer(AmqpConnection& c, std::string& queue, std::string& error);
   // Handle one frame read on the publisher connection; false = connection unusable.
   bool on_publisher_frame(const amqp_frame_t& frame, std::map<std::uint64_t, Pending>& inflight);
@@ -87,8 +103,6 @@ class AmqpBus final : public Bus {
   bool apply_room_ops(AmqpConnection& c, const std::string& queue, bool& did_any);
   // Sleep up to ms unless stop() is called; false when stopping.
   bool backoff_sleep(int& attempt);
-  // Wait until the consumer is up and the settle time passed, servicing heartbeats.
-  bool settle_after_reconnect(AmqpConnection& c);
 
   void set_publisher_up(bool up);
   void set_consumer_up(bool up);
@@ -110,9 +124,13 @@ class AmqpBus final : public Bus {
   // Outbox: filled by publish() on any thread, drained by the publisher thread.
   std::mutex outbox_mu_;
   std::deque<Pending> outbox_;
-  bool outbox_closed_ = false;   // the publisher thread has exited
-  bool publisher_idle_ = false;  // the publisher thread sleeps in poll(): wake it
-  int publisher_wake_fd_ = -1;   // eventfd
+  // Control traffic (presence heartbeats, deltas, snapshots): its own queue,
+  // drained first, so it never waits behind chat traffic.
+  std::deque<Pending> control_;
+  bool outbox_closed_ = false;       // the publisher thread has exited
+  bool publisher_idle_ = false;      // the publisher thread sleeps in poll(): wake it
+  int publisher_wake_fd_ = -1;       // eventfd
+  int publisher_channel_error_ = 0;  // reply code of a channel.close (publisher thread only)
 
   // Room bindings wanted by the application, and changes not yet applied.
   std::mutex rooms_mu_;
@@ -151,6 +169,11 @@ class AmqpBus final : public Bus {
   std::atomic<std::uint64_t> consumed_{0};
   std::atomic<std::uint64_t> outbox_depth_{0};
   std::atomic<std::uint64_t> outbox_dropped_{0};
+  std::atomic<std::uint64_t> rejected_{0};
+  std::atomic<std::uint64_t> refused_{0};
+  std::atomic<std::size_t> held_bytes_{0};  // chat publishes not yet settled
+  std::size_t inflight_envelopes_ = 0;      // chat, publisher thread only
+  std::size_t inflight_control_ = 0;        // control, publisher thread only
   std::atomic<std::uint64_t> reconnects_{0};
   std::atomic<std::uint64_t> bound_rooms_{0};
   std::atomic<std::uint64_t> duplicates_{0};

@@ -39,6 +39,9 @@ inline constexpr std::size_t kMaxOriginBytes = 256;
 inline constexpr std::size_t kMaxIdBytes = 256;  // id and sender
 inline constexpr std::size_t kMaxRoomBytes = 1024;
 inline constexpr std::size_t kMaxEventBytes = 64;
+// What a publisher joins into one broker message, at most.
+inline constexpr std::size_t kJoinMaxEnvelopes = 128;
+inline constexpr std::size_t kJoinMaxBytes = 64 * 1024;
 
 // Serialise an envelope for the wire and back (compact JSON object with keys
 // v, origin, id, room, event, payload, ts, sender). parse returns nullptr on
@@ -59,6 +62,15 @@ std::string join_batch(const std::vector<const std::string*>& bodies);
 std::vector<EnvelopePtr> parse_batch(std::string_view bytes, std::size_t& bad,
                                      std::size_t max_bytes = kMaxBodyBytes);
 
+// How a publish ended, as its confirm handler hears it.
+enum class PublishStatus : std::uint8_t {
+  ok,           // safely in the broker (publisher confirm), or delivered (in-process)
+  unavailable,  // no broker to take it: nacked, or still unconfirmed when the bus stopped
+  rejected,     // the broker refused this message every time it was sent (poison): dropped
+  full,         // refused at once: the outbox holds its bound (count or bytes)
+};
+const char* to_string(PublishStatus status);
+
 // Snapshot of the bus state for /readyz and /metrics.
 struct BusStatus {
   std::string kind;    // "inprocess" or "amqp"
@@ -72,7 +84,10 @@ struct BusStatus {
   std::uint64_t returned = 0;         // unroutable returns
   std::uint64_t consumed = 0;         // deliveries received from the broker
   std::uint64_t outbox_depth = 0;     // waiting for a connection
-  std::uint64_t outbox_dropped = 0;   // lost to outbox overflow (confirm false)
+  std::uint64_t outbox_dropped = 0;   // refused or lost at stop (confirm not ok)
+  std::uint64_t rejected = 0;         // dropped after the broker refused them repeatedly
+  std::uint64_t refused = 0;          // refused at publish: outbox full (count or bytes)
+  std::uint64_t held_bytes = 0;       // bytes of publishes in the outbox or in flight
   std::uint64_t reconnects = 0;
   std::uint64_t bound_rooms = 0;    // room bindings currently in place
   std::uint64_t duplicates = 0;     // re-published copies dropped by the consumer
@@ -87,10 +102,10 @@ class Bus {
   // Runs on a bus-owned thread (or the publisher's thread for the in-process
   // bus); the handler must only hand the batch over (post), never block.
   using DeliveryHandler = std::function<void(std::vector<EnvelopePtr> batch)>;
-  // Called once per publish: true when the message is safely in the broker
-  // (publisher confirm) or delivered (in-process); false when it was nacked,
-  // returned, or dropped from the outbox. Runs on a bus-owned thread.
-  using ConfirmHandler = std::function<void(bool ok)>;
+  // Called once per publish with how it ended (PublishStatus::ok when the
+  // message is safely in the broker or delivered). Runs on a bus-owned
+  // thread, or on the publishing thread when the publish is refused at once.
+  using ConfirmHandler = std::function<void(PublishStatus status)>;
   // Called when readiness changes (e.g. to re-announce presence after reconnect).
   using StateHandler = std::function<void(bool ready)>;
 

@@ -23,6 +23,20 @@ std::string serialize(const Envelope& e) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+const char* to_string(PublishStatus status) {
+  switch (status) {
+    case PublishStatus::ok:
+      return "ok";
+    case PublishStatus::unavailable:
+      return "unavailable";
+    case PublishStatus::rejected:
+      return "rejected";
+    case PublishStatus::full:
+      return "full";
+  }
+  return "unknown";
+}
+
 bool nesting_exceeds(std::string_view bytes, std::size_t max_depth) {
   std::size_t depth = 0;
   bool in_string = false;

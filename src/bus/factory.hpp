@@ -26,12 +26,31 @@ struct BusConfig {
   // so the other replicas, reconnecting with their own backoff, have their
   // queues and bindings back before the broker routes (and confirms) anything.
   int resume_settle_ms = 2500;
-  std::size_t dedupe_window = 16384;  // ids remembered per origin; above max_inflight, so
-                                      // every possible re-publish is recognised
-  std::size_t max_batch = 256;        // deliveries handed to the app per call
-  std::size_t max_inflight = 10000;   // publishes sent but not yet confirmed
+  // Bytes of chat publishes held (outbox and in flight); beyond it a publish
+  // is refused at once (PublishStatus::full).
+  std::size_t outbox_max_bytes = 64 * 1024 * 1024;
+  // Ids remembered per origin; 0: derived from max_inflight so that every
+  // possible re-publish is recognised (dedupe_window_for, docs/cluster.md).
+  std::size_t dedupe_window = 0;
+  std::size_t max_batch = 256;                    // deliveries handed to the app per call
+  std::size_t max_inflight = 10000;               // envelopes sent but not yet confirmed
   std::size_t max_message_bytes = kMaxBodyBytes;  // larger broker messages are dropped unread
+  // A message the broker refuses (it closes the channel) is sent again alone;
+  // after this many refusals on its own it is dropped as poison.
+  int max_publish_attempts = 3;
 };
+
+// Control traffic (routing key "cluster") has its own queue and in-flight
+// bound, so chat traffic can neither delay nor crowd it out.
+inline constexpr std::size_t kControlMax = 10000;      // queued
+inline constexpr std::size_t kControlInflight = 1024;  // envelopes unconfirmed
+
+// Envelopes a publisher may have to send again after a lost connection, at
+// most: max_inflight chat envelopes and kControlInflight control ones, each
+// plus one joined message taken whole at its bound.
+std::size_t republish_bound(const BusConfig& config);
+// The dedupe window a receiver needs: every id it may see again.
+std::size_t dedupe_window_for(const BusConfig& config);
 
 std::unique_ptr<Bus> make_bus(const BusConfig& config);
 

@@ -16,12 +16,12 @@ void InProcessBus::stop() {
 void InProcessBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
   if (!envelope) return;
   if (!running_ || !on_delivery_) {
-    if (confirm) confirm(false);
+    if (confirm) confirm(PublishStatus::unavailable);
     return;
   }
   published_.fetch_add(1, std::memory_order_relaxed);
   on_delivery_(std::vector<EnvelopePtr>{std::move(envelope)});
-  if (confirm) confirm(true);
+  if (confirm) confirm(PublishStatus::ok);
 }
 
 void InProcessBus::bind_room(const std::string&) {

@@ -29,6 +29,19 @@ bool droppable_event(const std::string& event) {
 json error_obj(const ChatError& e) {
   return json{{"code", e.code}, {"message", e.message}};
 }
+
+// What the sender of a message the bus could not take is told.
+ChatError publish_error(bus::PublishStatus status) {
+  switch (status) {
+    case bus::PublishStatus::rejected:
+      return {"REJECTED", "the message broker refused this message"};
+    case bus::PublishStatus::full:
+      return {"OVERLOADED",
+              "too many messages are waiting for the message broker; try again later"};
+    default:
+      return {"UNAVAILABLE", "the message could not be stored; try again"};
+  }
+}
 }  // namespace
 
 struct ChatService::LocalUser {
@@ -97,8 +110,11 @@ void ChatService::start() {
 
 void ChatService::presence_tick() {
   if (stopping_) return;
-  const auto hb = presence_.heartbeat(server_.stats().connections_open);
-  bus_.publish(make_envelope("", kHeartbeat, hb), {});
+  const auto connections = server_.stats().connections_open;
+  {
+    auto lk = presence_.lock();
+    bus_.publish(make_envelope("", kHeartbeat, presence_.heartbeat_locked(connections)), {});
+  }
   if (bus_ready_) {
     auto gone = presence_.expire(options_.presence_ttl);
     if (!gone.empty()) {
@@ -110,6 +126,11 @@ void ChatService::presence_tick() {
   timer_->async_wait([this](const boost::system::error_code& ec) {
     if (!ec) presence_tick();
   });
+}
+
+void ChatService::publish_snapshot() {
+  auto lk = presence_.lock();
+  bus_.publish(make_envelope("", kSnapshot, presence_.snapshot_locked()), {});
 }
 
 void ChatService::announce_departure() {
@@ -337,14 +358,14 @@ void ChatService::on_new_message(LocalUser& u, const json& args, Ack ack) {
       {"ok", true}, {"id", e.id}, {"ts", e.ts}, {"room", room}, {"replica", options_.replica_id}};
   std::weak_ptr<transport::Socket> weak_socket = u.socket;
   bus_.publish(env, [this, ack = std::move(ack), ok = std::move(ok), weak_socket,
-                     &counters](bool confirmed) mutable {
-    if (confirmed) {
+                     &counters](bus::PublishStatus status) mutable {
+    if (status == bus::PublishStatus::ok) {
       counters.messages_acked.fetch_add(ack ? 1 : 0, std::memory_order_relaxed);
       reply(ack, std::move(ok));
       return;
     }
     counters.messages_failed.fetch_add(1, std::memory_order_relaxed);
-    const ChatError err{"UNAVAILABLE", "the message could not be stored; try again"};
+    const ChatError err = publish_error(status);
     if (ack) return reply(ack, json{{"ok", false}, {"error", error_obj(err)}});
     auto s = weak_socket.lock();
     if (!s) return;
@@ -457,7 +478,7 @@ void ChatService::on_bus_state(bool ready) {
   if (ready) {
     // Silence while the bus was down says nothing about the others.
     presence_.touch_all();
-    bus_.publish(make_envelope("", kSnapshot, presence_.snapshot()), {});
+    publish_snapshot();
   }
 }
 
@@ -533,8 +554,7 @@ void ChatService::handle_control(const bus::Envelope& e, Inbound& in) {
   } else if (auto* snap = std::get_if<PresenceSnapshot>(&in.control)) {
     presence_.apply_snapshot(e.origin, *snap);
   } else if (auto* sync = std::get_if<PresenceSync>(&in.control)) {
-    if (sync->target == options_.instance_id)
-      bus_.publish(make_envelope("", kSnapshot, presence_.snapshot()), {});
+    if (sync->target == options_.instance_id) publish_snapshot();
   } else if (std::holds_alternative<PresenceBye>(in.control)) {
     auto gone = presence_.remove_replica(e.origin);
     if (!gone.empty()) announce_gone(gone);

@@ -39,7 +39,7 @@ struct ChatOptions {
   std::string instance_id;  // unique per process (replica id + random suffix)
   Limits limits;
   std::chrono::milliseconds presence_interval{1000};
-  std::chrono::milliseconds presence_ttl{4000};
+  std::chrono::milliseconds presence_ttl{5000};  // --presence-ttl
 };
 
 // Counters summed over workers, for /metrics.
@@ -123,6 +123,7 @@ class ChatService {
   void deliver_local(std::vector<bus::EnvelopePtr> batch);  // no bus round trip
   void announce_gone(const std::vector<UserInfo>& users);
   void presence_tick();
+  void publish_snapshot();  // in version order with the deltas
 
   std::shared_ptr<bus::Envelope> make_envelope(std::string room, std::string event,
                                                nlohmann::json payload, std::string sender = {});

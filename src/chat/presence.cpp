@@ -173,6 +173,10 @@ json Presence::logout(const std::string& user_id) {
 
 json Presence::heartbeat(std::uint64_t connections) {
   std::lock_guard lk(mu_);
+  return heartbeat_locked(connections);
+}
+
+json Presence::heartbeat_locked(std::uint64_t connections) {
   auto& me = self();
   me.connections = connections;
   me.last_seen = Clock::now();
@@ -184,6 +188,10 @@ json Presence::heartbeat(std::uint64_t connections) {
 
 json Presence::snapshot() {
   std::lock_guard lk(mu_);
+  return snapshot_locked();
+}
+
+json Presence::snapshot_locked() {
   auto& me = self();
   json users = json::array();
   for (const auto& [id, u] : me.users)

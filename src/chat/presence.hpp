@@ -97,6 +97,11 @@ class Presence {
 
   nlohmann::json heartbeat(std::uint64_t connections);
   nlohmann::json snapshot();
+  // The same with lock() held by the caller, who publishes before releasing
+  // it: heartbeats and snapshots then reach the bus in version order with
+  // the deltas (a receiver that sees a version go back resyncs for nothing).
+  nlohmann::json heartbeat_locked(std::uint64_t connections);
+  nlohmann::json snapshot_locked();
 
   // ---- what other replicas said. Return true when a snapshot of that
   // instance should be requested.

@@ -32,7 +32,8 @@ TEST(InProcessBus, DeliversOnceAndConfirms) {
   EXPECT_EQ(states, std::vector<bool>{true});
   EXPECT_TRUE(bus.status().ready);
   int confirms = 0;
-  bus.publish(make("general", "1"), [&](bool ok) { confirms += ok ? 1 : 100; });
+  bus.publish(make("general", "1"),
+              [&](PublishStatus st) { confirms += st == PublishStatus::ok ? 1 : 100; });
   bus.publish(make("", "2"), {});
   bus.bind_room("general");
   ASSERT_EQ(got.size(), 2u);
@@ -53,7 +54,7 @@ TEST(InProcessBus, AfterStopPublishIsRefused) {
   bus.start([&](std::vector<EnvelopePtr> b) { delivered += static_cast<int>(b.size()); }, {});
   bus.stop();
   bool confirmed = true;
-  bus.publish(make("general", "1"), [&](bool ok) { confirmed = ok; });
+  bus.publish(make("general", "1"), [&](PublishStatus st) { confirmed = st == PublishStatus::ok; });
   EXPECT_FALSE(confirmed);
   EXPECT_EQ(delivered, 0);
   EXPECT_FALSE(bus.status().ready);

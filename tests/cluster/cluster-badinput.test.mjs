@@ -159,3 +159,58 @@ test("every kind of malformed broker message is counted and dropped; replicas st
     return a.users.length === 3 && b.users.length === 3;
   }, 15000);
 });
+
+test("a message the broker refuses is dropped after a few tries, its sender gets REJECTED, the rest flows", async () => {
+  const [u1, u2] = [c.urlOf("r1"), c.urlOf("r2")];
+  const dave = await user(u1, "dave", { transports: ["websocket"] });
+  const erin = await user(u2, "erin", { transports: ["websocket"] });
+  sockets.push(dave.socket, erin.socket);
+  for (const u of [dave, erin]) assert.equal((await ask(u.socket, "join room", "open")).ok, true);
+  assert.equal((await ask(dave.socket, "join room", "closed")).ok, true);
+  // The broker refuses writes to room.closed on the cluster's exchange (topic
+  // permissions): its publisher channel is closed each time one is sent.
+  await c.publishRaw("cluster", "{}"); // learns the management port
+  const perms = `${c.mgmt}/api/topic-permissions/%2F/guest`;
+  const auth = { authorization: `Basic ${Buffer.from("guest:guest").toString("base64")}` };
+  const put = await fetch(perms, {
+    method: "PUT",
+    headers: { ...auth, "content-type": "application/json" },
+    body: JSON.stringify({ exchange: "chat", write: "^(?!room\\.closed$).*", read: ".*" }),
+  });
+  assert.ok(put.status === 201 || put.status === 204, `topic permission: HTTP ${put.status}`);
+  try {
+    // Topic permissions are read when a channel opens: make r1 open a new one.
+    const reconnects = await metric(u1, "chat_bus_reconnects_total");
+    // The management API lists connections from its statistics, which lag.
+    const r1conns = await waitFor("r1's two broker connections in the management API", async () => {
+      const conns = await (await fetch(`${c.mgmt}/api/connections`, { headers: auth })).json();
+      const mine = conns.filter((x) => (x.client_properties?.connection_name ?? "").startsWith("r1#"));
+      return mine.length === 2 && mine;
+    }, 20000, 500);
+    for (const x of r1conns)
+      await fetch(`${c.mgmt}/api/connections/${encodeURIComponent(x.name)}`, { method: "DELETE", headers: auth });
+    await waitFor("r1 to reconnect and be ready", async () =>
+      (await metric(u1, "chat_bus_reconnects_total")) >= reconnects + 2 && (await readyz(u1)) === 200, 30000);
+    const rejectedBefore = await metric(u1, "chat_bus_rejected_total");
+    const got = [];
+    erin.socket.on("new message", (m) => got.push(m.message));
+    const acks = await Promise.all([
+      ask(dave.socket, "new message", { room: "open", message: "one" }),
+      ask(dave.socket, "new message", { room: "closed", message: "poison" }, { __ms: 20000 }),
+      ask(dave.socket, "new message", { room: "open", message: "two" }),
+    ]);
+    assert.equal(acks[0].ok, true, JSON.stringify(acks[0]));
+    assert.equal(acks[1].ok, false, JSON.stringify(acks[1]));
+    assert.equal(acks[1].error.code, "REJECTED", JSON.stringify(acks[1]));
+    assert.equal(acks[2].ok, true, JSON.stringify(acks[2]));
+    await waitFor("erin to get both open messages", () => got.includes("one") && got.includes("two"), 10000);
+    assert.deepEqual(got.filter((m) => m === "one" || m === "two"), ["one", "two"]);
+    assert.equal((await metric(u1, "chat_bus_rejected_total")) - rejectedBefore, 1);
+    assert.equal(await readyz(u1), 200);
+    // And later messages still flow.
+    assert.equal((await ask(dave.socket, "new message", { room: "open", message: "three" })).ok, true);
+    await waitFor("erin to get the next one", () => got.includes("three"), 10000);
+  } finally {
+    await fetch(perms, { method: "DELETE", headers: auth });
+  }
+});

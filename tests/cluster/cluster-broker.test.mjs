@@ -190,3 +190,56 @@ function alive(pid) {
     return false;
   }
 }
+
+test("broker restart with many users in many rooms under chat load: nobody is reported gone", async (t) => {
+  const c = await startCluster("presence", { replicas: 3, serverArgs: "--rate 1000 --burst 1000" });
+  clusters.push(c);
+  const users = await spread(c, "p", 8, ["websocket"]);
+  const rooms = Array.from({ length: 12 }, (_, i) => `room${i}`);
+  const left = [];
+  for (const [i, u] of users.entries()) {
+    u.socket.on("user left", (m) => left.push({ to: u.name, ...m }));
+    for (let k = 0; k < 5; k++) assert.equal((await ask(u.socket, "join room", rooms[(i + k) % rooms.length])).ok, true);
+  }
+  const memberships = users.length * 6; // 5 rooms and general
+  await waitFor("presence on every replica to list every membership", async () => {
+    for (const r of c.replicaIds) {
+      const asker = users.find((u) => u.me.replica === r);
+      let n = 0;
+      for (const room of [...rooms, "general"]) n += (await ask(asker.socket, "list users", room)).count;
+      if (n !== memberships) return false;
+    }
+    return true;
+  }, 20000);
+
+  // Chat traffic keeps coming during the outage: it queues in the outboxes
+  // and goes out after the reconnect, ahead of nothing (control has its own queue).
+  let sending = true;
+  const senders = users.slice(0, 9).map(async (u, i) => {
+    while (sending) {
+      u.socket.timeout(120000).emitWithAck("new message", { room: rooms[i % rooms.length], message: "x".repeat(500) }).catch(() => {});
+      await sleep(5);
+    }
+  });
+  await sleep(1000);
+  const t0 = Date.now();
+  await c.rabbit("stop");
+  await c.rabbit("start");
+  t.diagnostic(`broker restart took ${Date.now() - t0} ms`);
+  await waitFor("every replica ready again", async () => {
+    for (const r of c.replicaIds) if ((await readyz(c.urlOf(r))) !== 200) return false;
+    return true;
+  }, 60000);
+  await sleep(3000);
+  sending = false;
+  await Promise.all(senders);
+  await sleep(8000); // more than the presence TTL (5 s) after every replica is back
+  assert.deepEqual(left.slice(0, 5), [], `${left.length} false "user left" events`);
+  for (const r of c.replicaIds) {
+    assert.doesNotMatch(c.log(`${r}.log`), /users of silent replicas removed/, `${r} expired a live replica`);
+    const asker = users.find((u) => u.me.replica === r);
+    let n = 0;
+    for (const room of [...rooms, "general"]) n += (await ask(asker.socket, "list users", room)).count;
+    assert.equal(n, memberships, `${r} lists ${n} memberships`);
+  }
+});
