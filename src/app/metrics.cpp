@@ -122,6 +122,10 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
     w.put("chat_errors_total", C, "Error replies sent to clients", c->errors_total);
     w.put("chat_rate_limited_total", C, "Requests refused by the rate limit",
           c->rate_limited_total);
+    w.put("chat_rate_limited_ip_total", C, "Requests and CONNECTs refused by the per-address limit",
+          c->rate_limited_ip_total);
+    w.put("chat_rate_limited_room_total", C, "Messages refused by the per-room limit",
+          c->rate_limited_room_total);
   }
   w.put("process_resident_memory_bytes", G, "Resident memory", rss_bytes());
   return std::move(w.out);

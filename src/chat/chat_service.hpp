@@ -11,6 +11,7 @@
 #include "bus/bus.hpp"
 #include "chat/limits.hpp"
 #include "chat/presence.hpp"
+#include "chat/shared_limiter.hpp"
 #include "chat/validation.hpp"
 #include "transport/api.hpp"
 
@@ -55,6 +56,8 @@ struct ChatStats {
   std::uint64_t envelopes_in_total = 0;        // room envelopes handed over by the bus
   std::uint64_t errors_total = 0;              // error replies sent to clients
   std::uint64_t rate_limited_total = 0;
+  std::uint64_t rate_limited_ip_total = 0;    // refused by the per-address limit (CONNECTs too)
+  std::uint64_t rate_limited_room_total = 0;  // messages refused by the per-room limit
 };
 
 class ChatService {
@@ -133,6 +136,10 @@ class ChatService {
 
   std::mutex bind_mu_;
   std::unordered_map<std::string, std::size_t> bound_;  // room -> local members over all workers
+
+  SharedLimiter ip_limiter_;    // per client address
+  SharedLimiter room_limiter_;  // per room, messages on this replica
+  std::atomic<std::uint64_t> ip_refusals_{0}, room_refusals_{0};  // refusals only: rare
 
   std::atomic<std::uint64_t> seq_{0};
   std::atomic<bool> bus_ready_{false};
