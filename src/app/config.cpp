@@ -201,6 +201,24 @@ Config parse_config(int argc, char** argv) {
   cli.add_option("--burst", c.limits.burst, "Burst of chat events per user")
       ->envname("BURST")
       ->capture_default_str();
+  cli.add_option("--ip-rate", c.limits.ip_rate_per_second,
+                 "Chat events and CONNECTs per client address per second (0: no limit)")
+      ->envname("IP_RATE")
+      ->capture_default_str();
+  cli.add_option("--ip-burst", c.limits.ip_burst, "Burst of chat events per client address")
+      ->envname("IP_BURST")
+      ->capture_default_str();
+  cli.add_option("--room-rate", c.limits.room_rate_per_second,
+                 "Messages per room per second on this replica (0: no limit)")
+      ->envname("ROOM_RATE")
+      ->capture_default_str();
+  cli.add_option("--room-burst", c.limits.room_burst, "Burst of messages per room")
+      ->envname("ROOM_BURST")
+      ->capture_default_str();
+  cli.add_option("--max-list-rooms", c.limits.max_list_rooms,
+                 "Rooms returned by \"list rooms\" (the largest first)")
+      ->envname("MAX_LIST_ROOMS")
+      ->capture_default_str();
   cli.add_option("--default-room", c.limits.default_room, "Room every user joins at login")
       ->envname("DEFAULT_ROOM")
       ->capture_default_str();

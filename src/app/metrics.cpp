@@ -157,6 +157,10 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
         [c](std::size_t k) { return c->bad_payloads[k]; });
     w.put("chat_exceptions_total", C, "Exceptions caught by a last resort (workers, bus input)",
           c->exceptions_total);
+    w.put("chat_rate_limited_ip_total", C, "Requests and CONNECTs refused by the per-address limit",
+          c->rate_limited_ip_total);
+    w.put("chat_rate_limited_room_total", C, "Messages refused by the per-room limit",
+          c->rate_limited_room_total);
   }
   w.put("process_resident_memory_bytes", G, "Resident memory", rss_bytes());
   return std::move(w.out);

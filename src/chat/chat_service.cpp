@@ -65,7 +65,9 @@ ChatService::ChatService(core::Workers& workers, transport::Server& server, bus:
       server_(server),
       bus_(bus),
       options_(std::move(options)),
-      presence_(options_.instance_id, options_.replica_id) {
+      presence_(options_.instance_id, options_.replica_id),
+      ip_limiter_(options_.limits.ip_rate_per_second, options_.limits.ip_burst),
+      room_limiter_(options_.limits.room_rate_per_second, options_.limits.room_burst) {
   for (unsigned i = 0; i < workers_.size(); ++i) states_.push_back(std::make_unique<WorkerState>());
 }
 
@@ -100,6 +102,14 @@ std::shared_ptr<bus::Envelope> ChatService::make_envelope(std::string room, std:
 void ChatService::start() {
   auto& nsp = server_.of("/");
   nsp.on_connection([this](transport::SocketPtr socket, const json&) { on_connection(socket); });
+  // A CONNECT costs a token of its client address: reconnecting in a loop
+  // (each one fans out presence) is bounded like any other request.
+  nsp.use([this](const transport::Handshake& h, const json&) -> std::optional<json> {
+    if (ip_limiter_.allow(h.remote_address)) return std::nullopt;
+    ip_refusals_.fetch_add(1, std::memory_order_relaxed);
+    return json{{"message", "too many requests from your address: slow down"},
+                {"data", {{"code", "RATE_LIMITED"}}}};
+  });
 
   bus_.start([this](std::vector<bus::EnvelopePtr> batch) { on_bus_batch(std::move(batch)); },
              [this](bool ready) { on_bus_state(ready); });
@@ -173,8 +183,11 @@ void ChatService::on_connection(const transport::SocketPtr& socket) {
     });
   }
   socket->on_any([this, weak](const std::string& event, const json&, Ack ack) {
-    if (auto u = weak.lock())
-      fail(*u, event.c_str(), ack, ChatError{"UNKNOWN_EVENT", "unknown event \"" + event + "\""});
+    auto u = weak.lock();
+    if (!u) return;
+    // An unknown event costs a token like any other request.
+    if (!admit(*u, event.c_str(), ack, false)) return;
+    fail(*u, event.c_str(), ack, ChatError{"UNKNOWN_EVENT", "unknown event \"" + event + "\""});
   });
   socket->on_disconnect([this, weak](const std::string& reason) {
     auto u = weak.lock();
@@ -233,6 +246,12 @@ bool ChatService::admit(LocalUser& u, const char* event, const Ack& ack, bool ne
   if (!u.socket->take_tokens(1.0)) {
     states_[u.socket->worker()]->counters.rate_limited.fetch_add(1, std::memory_order_relaxed);
     fail(u, event, ack, ChatError{"RATE_LIMITED", "too many requests: slow down"});
+    return false;
+  }
+  if (!ip_limiter_.allow(u.socket->handshake().remote_address)) {
+    ip_refusals_.fetch_add(1, std::memory_order_relaxed);
+    fail(u, event, ack,
+         ChatError{"RATE_LIMITED", "too many requests from your address: slow down"});
     return false;
   }
   if (need_login && !u.logged_in) {
@@ -342,6 +361,11 @@ void ChatService::on_new_message(LocalUser& u, const json& args, Ack ack) {
   if (auto err = check_message(message, options_.limits)) return fail(u, "new message", ack, *err);
   if (!u.rooms.count(room))
     return fail(u, "new message", ack, ChatError{"NOT_IN_ROOM", "not a member of " + room});
+  if (!room_limiter_.allow(room)) {
+    room_refusals_.fetch_add(1, std::memory_order_relaxed);
+    return fail(u, "new message", ack,
+                ChatError{"RATE_LIMITED", "too many messages in " + room + ": slow down"});
+  }
 
   auto& counters = states_[u.socket->worker()]->counters;
   counters.messages_in.fetch_add(1, std::memory_order_relaxed);
@@ -435,10 +459,19 @@ void ChatService::on_leave_room(LocalUser& u, const json& args, Ack ack) {
 
 void ChatService::on_list_rooms(LocalUser& u, Ack ack) {
   if (!admit(u, "list rooms", ack, false)) return;
+  // The largest rooms first, at most max_list_rooms of them; total says how
+  // many there are.
+  auto all = presence_.rooms();
+  const auto total = all.size();
+  const auto n = std::min(all.size(), options_.limits.max_list_rooms);
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(),
+                    [](const auto& a, const auto& b) {
+                      return a.second != b.second ? a.second > b.second : a.first < b.first;
+                    });
   json rooms = json::array();
-  for (const auto& [name, n] : presence_.rooms())
-    rooms.push_back(json{{"name", name}, {"members", n}});
-  reply(ack, json{{"ok", true}, {"rooms", std::move(rooms)}});
+  for (std::size_t i = 0; i < n; ++i)
+    rooms.push_back(json{{"name", all[i].first}, {"members", all[i].second}});
+  reply(ack, json{{"ok", true}, {"rooms", std::move(rooms)}, {"total", total}});
 }
 
 void ChatService::on_list_users(LocalUser& u, const json& args, Ack ack) {
@@ -600,6 +633,8 @@ ChatStats ChatService::stats() {
   for (std::size_t k = 0; k < kInboundKinds; ++k)
     s.bad_payloads[k] = inbound_.bad[k].load(std::memory_order_relaxed);
   s.exceptions_total = workers_.exceptions() + inbound_errors_.count();
+  s.rate_limited_ip_total = ip_refusals_.load(std::memory_order_relaxed);
+  s.rate_limited_room_total = room_refusals_.load(std::memory_order_relaxed);
   {
     std::lock_guard lk(bind_mu_);
     s.rooms_local = bound_.size();

@@ -12,6 +12,7 @@
 #include "chat/inbound.hpp"
 #include "chat/limits.hpp"
 #include "chat/presence.hpp"
+#include "chat/shared_limiter.hpp"
 #include "chat/validation.hpp"
 #include "core/last_resort.hpp"
 #include "transport/api.hpp"
@@ -58,7 +59,9 @@ struct ChatStats {
   std::uint64_t errors_total = 0;              // error replies sent to clients
   std::uint64_t rate_limited_total = 0;
   std::array<std::uint64_t, kInboundKinds> bad_payloads{};  // bus input dropped, by InboundKind
-  std::uint64_t exceptions_total = 0;  // caught by a last-resort handler (workers, bus input)
+  std::uint64_t exceptions_total = 0;       // caught by a last-resort handler (workers, bus input)
+  std::uint64_t rate_limited_ip_total = 0;  // refused by the per-address limit (CONNECTs too)
+  std::uint64_t rate_limited_room_total = 0;  // messages refused by the per-room limit
 };
 
 class ChatService {
@@ -139,6 +142,10 @@ class ChatService {
 
   std::mutex bind_mu_;
   std::unordered_map<std::string, std::size_t> bound_;  // room -> local members over all workers
+
+  SharedLimiter ip_limiter_;    // per client address
+  SharedLimiter room_limiter_;  // per room, messages on this replica
+  std::atomic<std::uint64_t> ip_refusals_{0}, room_refusals_{0};  // refusals only: rare
 
   std::atomic<std::uint64_t> seq_{0};
   InboundCounters inbound_;

@@ -14,6 +14,13 @@ struct Limits {
   double rate_per_second = 20.0;     // chat events per user per second
   double burst = 40.0;               // bucket size
   std::size_t max_list_users = 500;  // users returned by "list users"
+  // Per client address (all its users and sessions; CONNECTs count too) and
+  // per room (messages into it on this replica). 0 disables.
+  double ip_rate_per_second = 200.0;
+  double ip_burst = 1000.0;
+  double room_rate_per_second = 200.0;
+  double room_burst = 400.0;
+  std::size_t max_list_rooms = 200;  // rooms returned by "list rooms" (the largest first)
   std::string default_room = "general";
 };
 

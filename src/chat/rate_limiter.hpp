@@ -10,8 +10,8 @@ class RateLimiter {
  public:
   using Clock = std::chrono::steady_clock;
 
-  RateLimiter(double rate_per_second, double burst)
-      : rate_(rate_per_second), burst_(burst), tokens_(burst), last_(Clock::now()) {}
+  RateLimiter(double rate_per_second, double burst, Clock::time_point now = Clock::now())
+      : rate_(rate_per_second), burst_(burst), tokens_(burst), last_(now) {}
 
   // Take one token; false when the bucket is empty.
   bool allow(Clock::time_point now = Clock::now()) {

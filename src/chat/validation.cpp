@@ -46,6 +46,17 @@ bool has_control(std::string_view s) {
   }
   return false;
 }
+// Messages may hold line feeds and tabs (multi-line text, pasted code); any
+// other C0 control, DEL and the C1 controls (U+0080..U+009F, bytes C2 80..C2 9F
+// in UTF-8) are refused: they rewrite terminals and logs that show the text.
+bool has_message_control(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) return true;
+    if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9F) return true;
+  }
+  return false;
+}
 }  // namespace
 
 std::optional<ChatError> check_name(std::string_view name, const Limits& limits) {
@@ -82,6 +93,9 @@ std::optional<ChatError> check_message(std::string_view text, const Limits& limi
   if (*len > limits.max_message)
     return ChatError{"MESSAGE_TOO_LONG",
                      fmt::format("message is longer than {} characters", limits.max_message)};
+  if (has_message_control(text))
+    return ChatError{"INVALID_MESSAGE",
+                     "message contains control characters (only line feed and tab are allowed)"};
   return std::nullopt;
 }
 

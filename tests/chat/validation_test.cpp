@@ -62,3 +62,15 @@ TEST(RateLimiter, BurstThenRate) {
   EXPECT_TRUE(r.allow(t0 + std::chrono::milliseconds(100)));  // one token per 100 ms
   EXPECT_FALSE(r.allow(t0 + std::chrono::milliseconds(100)));
 }
+
+TEST(Validation, MessageControlCharacters) {
+  chat::app::Limits l;
+  EXPECT_FALSE(chat::app::check_message("two\nlines\tand a tab", l));
+  EXPECT_TRUE(chat::app::check_message("bell\x07", l));
+  EXPECT_TRUE(chat::app::check_message("cr\r", l));
+  EXPECT_TRUE(chat::app::check_message("esc\x1b[2J", l));
+  EXPECT_TRUE(chat::app::check_message("del\x7f", l));
+  EXPECT_TRUE(chat::app::check_message("nel\xc2\x85", l));                // U+0085
+  EXPECT_FALSE(chat::app::check_message("nbsp\xc2\xa0 \xc3\xa9 ok", l));  // U+00A0, é
+  EXPECT_EQ(chat::app::check_message("bell\x07", l)->code, "INVALID_MESSAGE");
+}

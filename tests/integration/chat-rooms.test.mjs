@@ -77,7 +77,7 @@ for (const [transportName, topts] of Object.entries(TRANSPORTS)) {
 
       // list rooms is cluster-wide with member counts.
       const lr = await request(c.socket, "list rooms");
-      assert.deepEqual(sortedKeys(lr), ["ok", "rooms"]);
+      assert.deepEqual(sortedKeys(lr), ["ok", "rooms", "total"]);
       const rooms = Object.fromEntries(lr.rooms.map((r) => [r.name, r.members]));
       assert.equal(rooms.general, 3);
       assert.equal(rooms.dev, 2);
