@@ -99,7 +99,7 @@ async function startTask(n) {
   const id = `task-${n}`;
   const { proc } = await startProcess(
     serverBin,
-    ["--host", address, "--port", String(chatPort), "--replica-id", id],
+    ["--host", address, "--port", String(chatPort), "--admin-port", "0", "--replica-id", id],
     // In-process bus: relaying is the cluster tests' job, balancing is ours.
     { env: { ...process.env, AMQP_URL: "", LOG_LEVEL: "info" }, ready: /listening on http:/ },
   );
