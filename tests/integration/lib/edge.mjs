@@ -15,6 +15,9 @@ export function rssBytes(pid) {
 
 // Under a sanitizer build memory figures are several times larger.
 export const SANITIZED = /asan|tsan/.test(process.env.CHAT_SERVER_BIN ?? "");
+// ASan keeps freed memory in its quarantine (256 MB by default) before reuse:
+// growth bounds under it add that much.
+export const SANITIZER_SLACK = SANITIZED ? 256 * 2 ** 20 : 0;
 
 // One HTTP/1.1 keep-alive connection from localAddress that sends request
 // (a full request text) again as soon as each answer is complete, for ms.
