@@ -180,7 +180,7 @@ test("a message the broker refuses is dropped after a few tries, its sender gets
   assert.ok(put.status === 201 || put.status === 204, `topic permission: HTTP ${put.status}`);
   try {
     // Topic permissions are read when a channel opens: make r1 open a new one.
-    const reconnects = await metric(u1, "chat_bus_reconnects_total");
+    const reconnects = await metric(c.adminUrlOf("r1"), "chat_bus_reconnects_total");
     // The management API lists connections from its statistics, which lag.
     const r1conns = await waitFor("r1's two broker connections in the management API", async () => {
       const conns = await (await fetch(`${c.mgmt}/api/connections`, { headers: auth })).json();
@@ -190,8 +190,8 @@ test("a message the broker refuses is dropped after a few tries, its sender gets
     for (const x of r1conns)
       await fetch(`${c.mgmt}/api/connections/${encodeURIComponent(x.name)}`, { method: "DELETE", headers: auth });
     await waitFor("r1 to reconnect and be ready", async () =>
-      (await metric(u1, "chat_bus_reconnects_total")) >= reconnects + 2 && (await readyz(u1)) === 200, 30000);
-    const rejectedBefore = await metric(u1, "chat_bus_rejected_total");
+      (await metric(c.adminUrlOf("r1"), "chat_bus_reconnects_total")) >= reconnects + 2 && (await readyz(u1)) === 200, 30000);
+    const rejectedBefore = await metric(c.adminUrlOf("r1"), "chat_bus_rejected_total");
     const got = [];
     erin.socket.on("new message", (m) => got.push(m.message));
     const acks = await Promise.all([
@@ -205,7 +205,7 @@ test("a message the broker refuses is dropped after a few tries, its sender gets
     assert.equal(acks[2].ok, true, JSON.stringify(acks[2]));
     await waitFor("erin to get both open messages", () => got.includes("one") && got.includes("two"), 10000);
     assert.deepEqual(got.filter((m) => m === "one" || m === "two"), ["one", "two"]);
-    assert.equal((await metric(u1, "chat_bus_rejected_total")) - rejectedBefore, 1);
+    assert.equal((await metric(c.adminUrlOf("r1"), "chat_bus_rejected_total")) - rejectedBefore, 1);
     assert.equal(await readyz(u1), 200);
     // And later messages still flow.
     assert.equal((await ask(dave.socket, "new message", { room: "open", message: "three" })).ok, true);
