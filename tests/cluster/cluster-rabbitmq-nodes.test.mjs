@@ -69,6 +69,10 @@ test("SIGKILL of the RabbitMQ node the replicas use: they fail over and the chat
       await sleep(50);
     }
   })();
+  // The sender stops however the test ends, so a failure cannot leave it running.
+  t.after(() => {
+    stop = true;
+  });
   await sleep(1500);
   const reconnects = async (r) => metric(c.adminUrlOf(r), "chat_bus_reconnects_total");
   const before = new Map();
