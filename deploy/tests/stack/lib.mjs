@@ -5,6 +5,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { io } from "socket.io-client";
+import { waitFor as pollUntil } from "../../../tests/cluster/lib/cluster.mjs";
 
 const run = promisify(execFile);
 
@@ -28,20 +29,8 @@ export async function docker(...args) {
   return stdout.trim();
 }
 
-export async function waitFor(what, fn, timeoutMs = 60000, everyMs = 500) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ""}`);
-}
+// The cluster tests' poll loop, with the stack's longer defaults.
+export const waitFor = (what, fn, timeoutMs = 60000, everyMs = 500) => pollUntil(what, fn, timeoutMs, everyMs);
 
 // Running containers of one service: [{id, slot, health}] (health: healthy,
 // starting, unhealthy or none).
