@@ -78,6 +78,42 @@ Config parse_config(int argc, char** argv) {
       ->envname("OUTBOX_MAX_BYTES")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 40))
       ->capture_default_str();
+  cli.add_option("--history-stream", c.history_stream,
+                 "RabbitMQ stream that stores every room message and that replicas read room "
+                 "traffic from (default: <exchange>.history; off: no stream, per-replica queues)")
+      ->envname("HISTORY_STREAM");
+  cli.add_option("--history-max-age", c.history_max_age,
+                 "How long the stream keeps messages (RabbitMQ x-max-age: 7D, 12h, 30m ...)")
+      ->envname("HISTORY_MAX_AGE")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v.size() < 2 || v.find_first_not_of("0123456789") != v.size() - 1 ||
+                std::string_view("YMDhms").find(v.back()) == std::string_view::npos)
+              return "expected a number and one of Y M D h m s, e.g. 7D";
+            return {};
+          },
+          "AGE"))
+      ->capture_default_str();
+  cli.add_option("--history-max-bytes", c.history_max_bytes,
+                 "Bytes the stream keeps at most (RabbitMQ x-max-length-bytes)")
+      ->envname("HISTORY_MAX_BYTES")
+      ->check(CLI::Range(std::uint64_t{1} << 20, std::uint64_t{1} << 50))
+      ->capture_default_str();
+  cli.add_option("--history-backfill", c.history_backfill_s,
+                 "Seconds of the stream a starting replica reads back to fill its history")
+      ->envname("HISTORY_BACKFILL")
+      ->check(CLI::Range(0u, 31u * 24 * 3600))
+      ->capture_default_str();
+  cli.add_option("--history", c.history,
+                 "Last messages of a room sent with `join room` and `add user` replies (0: none)")
+      ->envname("HISTORY")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{500}))
+      ->capture_default_str();
+  cli.add_option("--history-rooms", c.history_rooms,
+                 "Rooms whose last messages a replica keeps in memory (the quietest go first)")
+      ->envname("HISTORY_ROOMS")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
+      ->capture_default_str();
   cli.add_option("--amqp-max-message", c.amqp_max_message,
                  "Largest broker message read, bytes (larger ones are counted and dropped)")
       ->envname("AMQP_MAX_MESSAGE")

@@ -21,6 +21,14 @@ struct Config {
   std::size_t amqp_max_message = 16 * 1024 * 1024;  // bytes; larger broker messages are dropped
   std::size_t outbox_max_bytes = 64 * 1024 * 1024;  // chat publishes held for the broker
   unsigned presence_ttl_ms = 5000;  // a replica silent this long is forgotten, with its users
+  // History (docs/cluster.md, "History"): the RabbitMQ stream, "off" for
+  // per-replica queues only; empty: <exchange>.history.
+  std::string history_stream;
+  std::string history_max_age = "7D";
+  std::uint64_t history_max_bytes = 1ULL << 30;
+  unsigned history_backfill_s = 3600;
+  std::size_t history = 50;  // messages per room in join replies
+  std::size_t history_rooms = 10000;
   std::string static_root = "web";
   std::string client_dist = "node_modules/socket.io-client/dist";
   std::string log_level = "info";

@@ -93,6 +93,11 @@ int main(int argc, char** argv) {
     bus_cfg.outbox_max = cfg.outbox_max;
     bus_cfg.max_message_bytes = cfg.amqp_max_message;
     bus_cfg.outbox_max_bytes = cfg.outbox_max_bytes;
+    bus_cfg.history = cfg.history_stream != "off";
+    if (bus_cfg.history) bus_cfg.stream = cfg.history_stream;
+    bus_cfg.stream_max_age = cfg.history_max_age;
+    bus_cfg.stream_max_bytes = cfg.history_max_bytes;
+    bus_cfg.history_backfill_s = static_cast<int>(cfg.history_backfill_s);
     auto bus = bus::make_bus(bus_cfg);
 
     std::unique_ptr<app::ChatService> chat;
@@ -104,6 +109,8 @@ int main(int argc, char** argv) {
       opts.instance_id = instance;
       opts.limits = cfg.limits;
       opts.presence_ttl = std::chrono::milliseconds(cfg.presence_ttl_ms);
+      opts.history = cfg.history;
+      opts.history_rooms = cfg.history_rooms;
       chat = std::make_unique<app::ChatService>(workers, *server, *bus, opts);
     }
 

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 
 namespace chat::app {
@@ -129,9 +130,19 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
         b.bad_envelopes);
   w.put("chat_bus_exceptions_total", C, "Exceptions caught by the bus threads' last resort",
         b.exceptions);
+  w.put("chat_bus_history", G, "1 when room traffic is read from the history stream",
+        b.history ? 1 : 0);
+  w.put("chat_bus_replayed_total", C, "Envelopes read back from history when the replica started",
+        b.replayed);
+  w.put("chat_bus_stream_next_offset", G, "History stream offset the replica reads next",
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, b.stream_offset + 1)));
 
   if (c) {
     w.put("chat_users_local", G, "Logged-in users on this replica", c->users_local);
+    w.put("chat_history_rooms", G, "Rooms whose last messages are kept in memory",
+          c->history_rooms);
+    w.put("chat_history_messages", G, "Messages kept in memory for history replies",
+          c->history_messages);
     w.put("chat_users_cluster", G, "Logged-in users on all live replicas", c->users_cluster);
     w.put("chat_rooms_local", G, "Rooms with members on this replica", c->rooms_local);
     w.put("chat_replicas", G, "Live replicas known (this one included)", c->replicas);

@@ -49,6 +49,51 @@ std::string close_reason(const amqp_frame_t& f) {
          to_string(m->reply_text);
 }
 
+// The stream offset RabbitMQ puts in the headers of a stream delivery; -1 if absent.
+std::int64_t stream_offset_of(const amqp_basic_properties_t& props) {
+  if (!(props._flags & AMQP_BASIC_HEADERS_FLAG)) return -1;
+  for (int i = 0; i < props.headers.num_entries; ++i) {
+    const auto& e = props.headers.entries[i];
+    if (std::string_view(static_cast<const char*>(e.key.bytes), e.key.len) != "x-stream-offset")
+      continue;
+    switch (e.value.kind) {
+      case AMQP_FIELD_KIND_I64:
+        return e.value.value.i64;
+      case AMQP_FIELD_KIND_U64:
+        return static_cast<std::int64_t>(e.value.value.u64);
+      case AMQP_FIELD_KIND_I32:
+        return e.value.value.i32;
+      case AMQP_FIELD_KIND_U32:
+        return e.value.value.u32;
+      default:
+        return -1;
+    }
+  }
+  return -1;
+}
+
+amqp_table_entry_t utf8_entry(const char* key, const std::string& value) {
+  amqp_table_entry_t e{};
+  e.key = amqp_cstring_bytes(key);
+  e.value.kind = AMQP_FIELD_KIND_UTF8;
+  e.value.value.bytes = as_bytes(value);
+  return e;
+}
+
+amqp_table_entry_t i64_entry(const char* key, std::int64_t value) {
+  amqp_table_entry_t e{};
+  e.key = amqp_cstring_bytes(key);
+  e.value.kind = AMQP_FIELD_KIND_I64;
+  e.value.value.i64 = value;
+  return e;
+}
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // Heartbeats are serviced only inside library calls; poll at most this long.
 int poll_budget_ms(int heartbeat_s) {
   const int half = heartbeat_s > 0 ? heartbeat_s * 1000 / 2 : 1000;
@@ -59,6 +104,7 @@ int poll_budget_ms(int heartbeat_s) {
 
 AmqpBus::AmqpBus(BusConfig config)
     : config_(std::move(config)),
+      stream_(config_.stream.empty() ? config_.exchange + ".history" : config_.stream),
       urls_(parse_amqp_urls(config_.amqp_url)),
       dedupe_(dedupe_window_for(config_)) {
   publisher_node_ = consumer_node_ = std::hash<std::string>{}(config_.instance_id) % urls_.size();
@@ -123,7 +169,10 @@ void AmqpBus::stop() {
 void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
   if (!envelope) return;
   // Local members get it now; the consumer drops our own copy from the broker.
-  if (on_delivery_) on_delivery_(std::vector<EnvelopePtr>{envelope});
+  // With history, room envelopes come back from the stream like everyone
+  // else's: one order, and a position, for all members.
+  if (on_delivery_ && !(config_.history && !envelope->room.empty()))
+    on_delivery_(std::vector<EnvelopePtr>{envelope});
   Pending p;
   p.body = serialize(*envelope);
   p.key = routing_key(envelope->room);
@@ -335,6 +384,73 @@ bool AmqpBus::setup_publisher(AmqpConnection& c, std::string& error) {
     error = "exchange.declare: " + AmqpConnection::describe(r);
     return false;
   }
+  if (config_.history) {
+    // The stream is bound before anything is published: a confirm then
+    // means the stream has the message.
+    if (!declare_stream(conn, 1, true, error)) return false;
+    const std::string all_rooms = "room.#";
+    amqp_queue_bind(conn, 1, as_bytes(stream_), amqp_cstring_bytes(config_.exchange.c_str()),
+                    as_bytes(all_rooms), amqp_empty_table);
+    r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+      error = "queue.bind " + stream_ + ": " + AmqpConnection::describe(r);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool AmqpBus::declare_stream(amqp_connection_state_t conn, amqp_channel_t ch, bool confirm_mode,
+                             std::string& error) {
+  const std::string type = "stream";
+  const auto max_bytes =
+      static_cast<std::int64_t>(std::max<std::uint64_t>(config_.stream_max_bytes, 1 << 20));
+  // Retention drops whole segments: several per stream keep the bound close.
+  const std::int64_t segment = std::clamp<std::int64_t>(max_bytes / 8, 1 << 20, 100 << 20);
+  amqp_table_entry_t entries[] = {
+      utf8_entry("x-queue-type", type),
+      utf8_entry("x-max-age", config_.stream_max_age),
+      i64_entry("x-max-length-bytes", max_bytes),
+      i64_entry("x-stream-max-segment-size-bytes", segment),
+  };
+  amqp_table_t args{static_cast<int>(std::size(entries)), entries};
+  amqp_queue_declare(conn, ch, as_bytes(stream_), 0, 1, 0, 0, args);
+  auto r = amqp_get_rpc_reply(conn);
+  if (r.reply_type == AMQP_RESPONSE_NORMAL) return true;
+  const bool other_settings =
+      r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+      static_cast<const amqp_channel_close_t*>(r.reply.decoded)->reply_code == 406;
+  if (!other_settings) {
+    error = "queue.declare " + stream_ + ": " + AmqpConnection::describe(r);
+    return false;
+  }
+  // The stream exists with other retention settings (set by an operator, a
+  // policy or an older replica): keep them, and say so.
+  spdlog::warn("bus: history stream {} exists with other settings ({}); using it as it is", stream_,
+               AmqpConnection::describe(r));
+  amqp_channel_close_ok_t ok{};
+  amqp_send_method(conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+  amqp_channel_open(conn, ch);
+  r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "channel.open: " + AmqpConnection::describe(r);
+    return false;
+  }
+  if (confirm_mode) {
+    // The publisher's channel is in confirm mode: the new one needs it again.
+    amqp_confirm_select(conn, ch);
+    r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+      error = "confirm.select: " + AmqpConnection::describe(r);
+      return false;
+    }
+  }
+  amqp_queue_declare(conn, ch, as_bytes(stream_), 1, 1, 0, 0, amqp_empty_table);
+  r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "queue.declare (passive) " + stream_ + ": " + AmqpConnection::describe(r);
+    return false;
+  }
   return true;
 }
 
@@ -409,6 +525,9 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
   const auto hold_start = Clock::now();
   const auto settle = milliseconds(config_.resume_settle_ms);
   std::optional<Clock::time_point> consumer_seen;
+  // With history nothing is routed to nobody: the stream keeps it and every
+  // replica reads on from its last position.
+  if (config_.history) hold_chat = false;
   if (!hold_chat) set_publisher_up(true);
   for (;;) {
     if (hold_chat) {
@@ -461,7 +580,9 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
                      AMQP_BASIC_APP_ID_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
       props.content_type = amqp_cstring_bytes("application/json");
-      props.delivery_mode = 1;  // transient: the per-replica queues do not outlive the broker
+      // Transient: the per-replica queues do not outlive the broker. The
+      // history stream stores room messages on disk whatever this says.
+      props.delivery_mode = config_.history && !p.control ? 2 : 1;
       props.app_id = as_bytes(p.origin);
       props.message_id = as_bytes(p.id);
       const int st =
@@ -686,6 +807,8 @@ bool AmqpBus::setup_consumer(AmqpConnection& c, std::string& queue, std::string&
     rooms = rooms_;
     room_ops_.clear();
   }
+  // With history, room traffic comes from the stream, not from bindings.
+  if (config_.history) rooms.clear();
   for (const auto& room : rooms) {
     const auto key = routing_key(room);
     amqp_queue_bind(conn, 1, qb, exchange, as_bytes(key), amqp_empty_table);
@@ -697,6 +820,10 @@ bool AmqpBus::setup_consumer(AmqpConnection& c, std::string& queue, std::string&
     }
   }
   bound_rooms_ = rooms.size();
+  if (config_.history) {
+    std::lock_guard lock(rooms_mu_);
+    bound_rooms_ = rooms_.size();
+  }
   // no-ack: the queue is exclusive and dies with the connection, so acks
   // could not save anything; they would only cost a round trip per batch.
   amqp_basic_consume(conn, 1, qb, amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
@@ -705,6 +832,46 @@ bool AmqpBus::setup_consumer(AmqpConnection& c, std::string& queue, std::string&
     error = "basic.consume: " + AmqpConnection::describe(r);
     return false;
   }
+  return !config_.history || consume_stream(c, error);
+}
+
+bool AmqpBus::consume_stream(AmqpConnection& c, std::string& error) {
+  auto* conn = c.get();
+  amqp_channel_open(conn, 2);
+  auto r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "channel.open 2: " + AmqpConnection::describe(r);
+    return false;
+  }
+  if (!declare_stream(conn, 2, false, error)) return false;
+  // Streams need acknowledgements and a prefetch bound on their consumers.
+  amqp_basic_qos(conn, 2, 0, std::max<std::uint16_t>(1, config_.stream_prefetch), 0);
+  r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "basic.qos: " + AmqpConnection::describe(r);
+    return false;
+  }
+  amqp_table_entry_t from{};
+  from.key = amqp_cstring_bytes("x-stream-offset");
+  if (stream_next_ >= 0) {
+    // Resume exactly where the last connection stopped: nothing missed,
+    // whatever happened meanwhile (a retention trim starts at the first kept).
+    from.value.kind = AMQP_FIELD_KIND_I64;
+    from.value.value.i64 = stream_next_;
+  } else {
+    if (attach_ms_ == 0) attach_ms_ = wall_ms();
+    from.value.kind = AMQP_FIELD_KIND_TIMESTAMP;
+    from.value.value.u64 = static_cast<std::uint64_t>(
+        std::max<std::int64_t>(0, attach_ms_ / 1000 - std::max(0, config_.history_backfill_s)));
+  }
+  amqp_table_t args{1, &from};
+  amqp_basic_consume(conn, 2, as_bytes(stream_), amqp_empty_bytes, 0, 0, 0, args);
+  r = amqp_get_rpc_reply(conn);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    error = "basic.consume " + stream_ + ": " + AmqpConnection::describe(r);
+    return false;
+  }
+  stream_unacked_tag_ = 0;
   return true;
 }
 
@@ -714,6 +881,12 @@ bool AmqpBus::apply_room_ops(AmqpConnection& c, const std::string& queue, bool& 
     std::lock_guard lock(rooms_mu_);
     if (room_ops_.empty()) return true;
     ops.swap(room_ops_);
+  }
+  if (config_.history) {
+    // The stream brings every room: nothing to bind, only the count to keep.
+    std::lock_guard lock(rooms_mu_);
+    bound_rooms_ = rooms_.size();
+    return true;
   }
   did_any = true;
   auto* conn = c.get();
@@ -746,13 +919,16 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
   const auto max_batch = std::max<std::size_t>(1, config_.max_batch);
   std::vector<EnvelopePtr> batch;
   auto flush = [&] {
-    if (batch.empty()) return;
-    try {
-      if (on_delivery_) on_delivery_(std::move(batch));
-    } catch (...) {
-      last_resort_.caught();
+    if (!batch.empty()) {
+      try {
+        if (on_delivery_) on_delivery_(std::move(batch));
+      } catch (...) {
+        last_resort_.caught();
+      }
+      batch = {};
     }
-    batch = {};
+    // Stream deliveries are acknowledged once handed over, one ack per batch.
+    if (stream_unacked_tag_ != 0) amqp_basic_ack(conn, 2, std::exchange(stream_unacked_tag_, 0), 1);
   };
   // After an RPC (setup, bind, unbind) complete deliveries may sit in the
   // library's buffer where poll() cannot see them: read before waiting.
@@ -782,13 +958,23 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
         c.note_rx();
         consumed_.fetch_add(1, std::memory_order_relaxed);
         const auto& props = env.message.properties;
-        const bool own = (props._flags & AMQP_BASIC_APP_ID_FLAG) &&
+        const bool from_stream = env.channel == 2;
+        const bool own = !from_stream && (props._flags & AMQP_BASIC_APP_ID_FLAG) &&
                          to_string(props.app_id) == config_.instance_id;
+        std::int64_t offset = -1;
+        if (from_stream) {
+          stream_unacked_tag_ = env.delivery_tag;
+          offset = stream_offset_of(props);
+          if (offset >= 0) {
+            stream_next_ = offset + 1;
+            stream_offset_.store(offset, std::memory_order_relaxed);
+          }
+        }
         if (!own) {
           try {
             take_delivery(std::string_view(static_cast<const char*>(env.message.body.bytes),
                                            env.message.body.len),
-                          batch);
+                          batch, from_stream, offset);
           } catch (...) {
             last_resort_.caught();
           }
@@ -833,12 +1019,30 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
   }
 }
 
-void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch) {
+void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch,
+                            bool from_stream, std::int64_t offset) {
   std::size_t bad = 0;
   auto got = parse_batch(body, bad, config_.max_message_bytes);
   if (bad) bad_envelopes_.fetch_add(bad, std::memory_order_relaxed);
+  std::int64_t index = 0;
   for (auto& e : got) {
-    if (e->origin == config_.instance_id) continue;
+    if (from_stream) {
+      // Not shared with anyone yet: the position is filled in before it is.
+      auto& m = const_cast<Envelope&>(*e);
+      if (offset >= 0) m.position = offset * kPositionScale + index;
+      ++index;
+      if (e->ts < attach_ms_) {
+        m.replay = true;
+        replayed_.fetch_add(1, std::memory_order_relaxed);
+      }
+      // A room envelope in the stream is room traffic, whatever it claims.
+      if (e->room.empty()) {
+        bad_envelopes_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+    } else if (e->origin == config_.instance_id) {
+      continue;
+    }
     if (dedupe_.first_time(e->origin, e->id))
       batch.push_back(std::move(e));
     else
@@ -925,6 +1129,9 @@ BusStatus AmqpBus::status() const {
   s.duplicates = duplicates_.load(std::memory_order_relaxed);
   s.bad_envelopes = bad_envelopes_.load(std::memory_order_relaxed);
   s.exceptions = last_resort_.count();
+  s.history = config_.history;
+  s.replayed = replayed_.load(std::memory_order_relaxed);
+  s.stream_offset = stream_offset_.load(std::memory_order_relaxed);
   std::lock_guard lock(error_mu_);
   s.last_error = last_error_;
   return s;

@@ -88,7 +88,17 @@ class AmqpBus final : public Bus {
                      std::vector<Pending>& batch, bool hold_chat);
   void run_consumer(AmqpConnection& c, const std::string& queue);
   // Parse one delivery body, count what is bad, drop duplicates, append the rest.
-  void take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch);
+  // from_stream: a message of the history stream at offset (own envelopes
+  // kept, positions set, -1: offset unknown); else the own queue (own skipped).
+  void take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch,
+                     bool from_stream = false, std::int64_t offset = -1);
+  // Declare the history stream (idempotent) on channel ch; history mode only.
+  // A stream that exists with other settings is used as it is (a warning).
+  bool declare_stream(amqp_connection_state_t conn, amqp_channel_t ch, bool confirm_mode,
+                      std::string& error);
+  // Open channel 2 and consume the history stream from where the last
+  // connection stopped (or, the first time, history_backfill_s back).
+  bool consume_stream(AmqpConnection& c, std::string& error);
   bool setup_publisher(AmqpConnection& c, std::string& error);
   // The broker closed the publisher's channel (it refused a message): find
   // the refused one among what was in flight, drop it when it was refused
@@ -112,6 +122,7 @@ class AmqpBus final : public Bus {
   void drain_wake(int fd);
 
   const BusConfig config_;
+  const std::string stream_;  // history stream name (history mode)
   // The broker's nodes. Each thread starts at a node picked by the instance id
   // (so replicas spread over a RabbitMQ cluster) and moves to the next one
   // whenever a connection fails or is lost. Each index is touched by its thread only.
@@ -138,6 +149,12 @@ class AmqpBus final : public Bus {
   std::vector<std::pair<bool, std::string>> room_ops_;  // (bind?, room)
   int consumer_wake_fd_ = -1;                           // eventfd
   DedupeWindow dedupe_;  // consumer thread only; survives reconnects on purpose
+  // History stream, consumer thread only: the next offset to read (-1: not
+  // attached yet), and the wall clock of the first attach (older envelopes
+  // are replays: history, not news).
+  std::int64_t stream_next_ = -1;
+  std::int64_t attach_ms_ = 0;
+  std::uint64_t stream_unacked_tag_ = 0;  // last stream delivery tag not yet acked
 
   // State reporting: readiness changes are reported in order, once each.
   std::mutex state_mu_;
@@ -178,6 +195,8 @@ class AmqpBus final : public Bus {
   std::atomic<std::uint64_t> bound_rooms_{0};
   std::atomic<std::uint64_t> duplicates_{0};
   std::atomic<std::uint64_t> bad_envelopes_{0};
+  std::atomic<std::uint64_t> replayed_{0};
+  std::atomic<std::int64_t> stream_offset_{-1};  // last stream offset read
   core::LastResort last_resort_{"bus"};
 };
 

@@ -27,7 +27,18 @@ struct Envelope {
   nlohmann::json payload;  // event data (a JSON object)
   std::int64_t ts = 0;     // milliseconds since the epoch, set by the publisher
   std::string sender;  // socket id that must not receive it (the sender's own socket); may be empty
+  // Set by the receiving bus, not serialized. position: where the envelope
+  // sits in the cluster's history (the stream offset times kPositionScale
+  // plus its index in a joined broker message; the in-process bus counts),
+  // the same on every replica; -1 when the bus keeps no history.
+  std::int64_t position = -1;
+  // Read back from history when the replica started (published before it
+  // attached): for the history, not for delivery to users.
+  bool replay = false;
 };
+// A joined broker message holds at most kMaxJoined envelopes (below), so
+// stream offset * kPositionScale + index orders every envelope.
+inline constexpr std::int64_t kPositionScale = 1024;
 using EnvelopePtr = std::shared_ptr<const Envelope>;
 
 // Bounds on what a consumer accepts from the broker; anything beyond them is
@@ -93,6 +104,9 @@ struct BusStatus {
   std::uint64_t duplicates = 0;     // re-published copies dropped by the consumer
   std::uint64_t bad_envelopes = 0;  // deliveries that did not parse (dropped)
   std::uint64_t exceptions = 0;     // caught by a bus thread's last-resort handler
+  bool history = false;             // room traffic read from the history stream
+  std::uint64_t replayed = 0;       // envelopes read back from history at start
+  std::int64_t stream_offset = -1;  // last history stream offset read
   std::string last_error;
 };
 

@@ -8,6 +8,7 @@
 #include "bus/bus.hpp"
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,19 @@ struct BusConfig {
   // A message the broker refuses (it closes the channel) is sent again alone;
   // after this many refusals on its own it is dropped as poison.
   int max_publish_attempts = 3;
+
+  // History (docs/cluster.md, "History"): every room envelope is also stored
+  // in one durable RabbitMQ stream bound to all room keys, so a publisher
+  // confirm means "stored", and every replica reads room traffic from that
+  // stream: one order and one position for all, resumed from the last
+  // position after a reconnect. Off: per-replica queues bound per room.
+  bool history = false;
+  std::string stream;                           // default: <exchange>.history
+  std::string stream_max_age = "7D";            // x-max-age (Y, M, D, h, m, s)
+  std::uint64_t stream_max_bytes = 1ULL << 30;  // x-max-length-bytes
+  // A replica that starts reads this far back, to fill its history.
+  int history_backfill_s = 3600;
+  std::uint16_t stream_prefetch = 2000;  // unacknowledged stream deliveries per consumer
 };
 
 // Control traffic (routing key "cluster") has its own queue and in-flight

@@ -20,6 +20,11 @@ void InProcessBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
     return;
   }
   published_.fetch_add(1, std::memory_order_relaxed);
+  if (!envelope->room.empty() && envelope->position < 0) {
+    // The publisher does not read it back; receivers see it set.
+    const_cast<Envelope&>(*envelope).position =
+        next_position_.fetch_add(1, std::memory_order_relaxed) * kPositionScale;
+  }
   on_delivery_(std::vector<EnvelopePtr>{std::move(envelope)});
   if (confirm) confirm(PublishStatus::ok);
 }
@@ -44,6 +49,8 @@ BusStatus InProcessBus::status() const {
   s.consumed = n;
   const auto b = bound_.load(std::memory_order_relaxed);
   s.bound_rooms = b > 0 ? static_cast<std::uint64_t>(b) : 0;
+  s.history = true;
+  s.stream_offset = next_position_.load(std::memory_order_relaxed) - 1;
   return s;
 }
 

@@ -2,7 +2,9 @@
 //
 // publish hands the envelope straight back to the delivery handler (a batch
 // of one) and confirms true: there is nobody else to relay to. Room binding is
-// a no-op because the application filters deliveries by membership.
+// a no-op because the application filters deliveries by membership. Room
+// envelopes get positions from a counter (kept in memory only: a single
+// replica's history does not outlive the process).
 #pragma once
 
 #include "bus/bus.hpp"
@@ -29,6 +31,7 @@ class InProcessBus final : public Bus {
   std::atomic<bool> running_{false};
   std::atomic<std::uint64_t> published_{0};
   std::atomic<std::int64_t> bound_{0};
+  std::atomic<std::int64_t> next_position_{0};  // positions of room envelopes, in publish order
 };
 
 }  // namespace chat::bus

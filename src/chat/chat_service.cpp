@@ -66,6 +66,7 @@ ChatService::ChatService(core::Workers& workers, transport::Server& server, bus:
       bus_(bus),
       options_(std::move(options)),
       presence_(options_.instance_id, options_.replica_id),
+      history_(options_.history, options_.history_rooms),
       ip_limiter_(options_.limits.ip_rate_per_second, options_.limits.ip_burst),
       room_limiter_(options_.limits.room_rate_per_second, options_.limits.room_burst) {
   for (unsigned i = 0; i < workers_.size(); ++i) states_.push_back(std::make_unique<WorkerState>());
@@ -336,6 +337,7 @@ void ChatService::on_add_user(LocalUser& u, const json& args, Ack ack) {
   u.socket->emit("login", json::array({info}));
   publish_room_event(u, room, "user joined", membership_payload(u, room));
   info["ok"] = true;
+  if (options_.history > 0) info["history"] = history_json(room);
   reply(ack, std::move(info));
   spdlog::debug("user {} logged in as \"{}\"", u.user_id, u.username);
 }
@@ -437,7 +439,9 @@ void ChatService::on_join_room(LocalUser& u, const json& args, Ack ack) {
   json users = json::array();
   for (const auto& x : presence_.room_users(room, options_.limits.max_list_users))
     users.push_back(json{{"userId", x.user_id}, {"username", x.username}, {"replica", x.replica}});
-  reply(ack, json{{"ok", true}, {"room", room}, {"users", std::move(users)}});
+  json res{{"ok", true}, {"room", room}, {"users", std::move(users)}};
+  if (options_.history > 0) res["history"] = history_json(room);
+  reply(ack, std::move(res));
 }
 
 void ChatService::on_leave_room(LocalUser& u, const json& args, Ack ack) {
@@ -518,20 +522,24 @@ void ChatService::on_bus_state(bool ready) {
 void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
   auto prepared = std::make_shared<std::vector<Prepared>>();
   prepared->reserve(batch.size());
+  std::vector<bus::EnvelopePtr> kept;
   for (auto& e : batch) {
     if (!e) continue;
     // One envelope nobody foresaw must not cost its neighbours their delivery.
     try {
-      on_bus_envelope(e, *prepared);
+      on_bus_envelope(e, *prepared, kept);
     } catch (...) {
       inbound_errors_.caught();
     }
   }
+  // One lock per batch; the history is complete before any member sees the batch.
+  history_.add(kept);
   if (prepared->empty()) return;
   workers_.post_all([this, prepared](unsigned w) { deliver_batch(w, *prepared); });
 }
 
-void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepared>& prepared) {
+void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepared>& prepared,
+                                  std::vector<bus::EnvelopePtr>& kept) {
   // Our own envelopes (local delivery) were built here; the others are checked.
   const bool own = e->origin == options_.instance_id;
   if (e->room.empty()) {
@@ -541,9 +549,30 @@ void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepare
     return handle_control(*e, in);
   }
   if (!own && !valid_room_event(*e)) return inbound_.count(InboundKind::room);
+  if (History::kept(*e)) kept.push_back(e);
+  // Read back from history at start: published before this replica was there.
+  if (e->replay) return;
   // One encode per envelope; the buffer is shared by every receiver on every worker.
+  // A message with a position carries it as its offset (docs/protocol.md, "History").
+  if (History::kept(*e)) {
+    json payload = e->payload;
+    payload["offset"] = std::to_string(e->position);
+    prepared.push_back(
+        Prepared{e, transport::encode_event("/", e->event, json::array({payload})), false});
+    return;
+  }
   prepared.push_back(Prepared{e, transport::encode_event("/", e->event, json::array({e->payload})),
                               droppable_event(e->event)});
+}
+
+json ChatService::history_json(const std::string& room) {
+  json out = json::array();
+  for (const auto& e : history_.last(room, options_.history)) {
+    json item = e->payload;
+    item["offset"] = std::to_string(e->position);
+    out.push_back(std::move(item));
+  }
+  return out;
 }
 
 void ChatService::deliver_local(std::vector<bus::EnvelopePtr> batch) {
@@ -644,6 +673,8 @@ ChatStats ChatService::stats() {
   for (const auto& r : reps)
     if (r.self) s.users_local = r.users;
   s.users_cluster = presence_.num_users();
+  s.history_rooms = history_.rooms();
+  s.history_messages = history_.messages();
   return s;
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "bus/bus.hpp"
+#include "chat/history.hpp"
 #include "chat/inbound.hpp"
 #include "chat/limits.hpp"
 #include "chat/presence.hpp"
@@ -41,6 +42,8 @@ struct ChatOptions {
   Limits limits;
   std::chrono::milliseconds presence_interval{1000};
   std::chrono::milliseconds presence_ttl{5000};  // --presence-ttl
+  std::size_t history = 50;           // --history: messages per room sent on join (0: none)
+  std::size_t history_rooms = 10000;  // --history-rooms: rooms whose history is kept in memory
 };
 
 // Counters summed over workers, for /metrics.
@@ -62,6 +65,8 @@ struct ChatStats {
   std::uint64_t exceptions_total = 0;       // caught by a last-resort handler (workers, bus input)
   std::uint64_t rate_limited_ip_total = 0;  // refused by the per-address limit (CONNECTs too)
   std::uint64_t rate_limited_room_total = 0;  // messages refused by the per-room limit
+  std::uint64_t history_rooms = 0;            // rooms with history in memory
+  std::uint64_t history_messages = 0;         // messages held for them
 };
 
 class ChatService {
@@ -120,7 +125,11 @@ class ChatService {
   // Bus side.
   void on_bus_batch(std::vector<bus::EnvelopePtr> batch);
   void on_bus_state(bool ready);
-  void on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepared>& prepared);
+  // Appends what local members get to prepared, what history keeps to kept.
+  void on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepared>& prepared,
+                       std::vector<bus::EnvelopePtr>& kept);
+  // A room's last messages as sent in replies: payloads with their offset.
+  nlohmann::json history_json(const std::string& room);
   void handle_control(const bus::Envelope& e, Inbound& in);
   void deliver_batch(unsigned worker, const std::vector<Prepared>& batch);
   void deliver_local(std::vector<bus::EnvelopePtr> batch);  // no bus round trip
@@ -138,6 +147,7 @@ class ChatService {
   bus::Bus& bus_;
   ChatOptions options_;
   Presence presence_;
+  History history_;
   std::vector<std::unique_ptr<WorkerState>> states_;
 
   std::mutex bind_mu_;

@@ -189,8 +189,17 @@ class AmqpBusTest : public ::testing::Test {
 
   // The bus declares a durable exchange per test: do not leave them behind.
   void TearDown() override {
-    if (!url_.empty())
-      run("curl -sf -u guest:guest -X DELETE '" + mgmt_ + "/api/exchanges/%2F/" + exchange_ + "'");
+    if (url_.empty()) return;
+    run("curl -sf -u guest:guest -X DELETE '" + mgmt_ + "/api/exchanges/%2F/" + exchange_ + "'");
+    run("curl -sf -u guest:guest -X DELETE '" + mgmt_ + "/api/queues/%2F/" + exchange_ +
+        ".history'");
+  }
+
+  // History mode: room traffic through the stream <exchange>.history.
+  BusConfig history_config(const std::string& instance) {
+    auto c = config(instance);
+    c.history = true;
+    return c;
   }
 
   BusConfig config(const std::string& instance) {
@@ -649,6 +658,152 @@ TEST_F(AmqpBusTest, ControlTrafficIsNotQueuedBehindChatTraffic) {
       ASSERT_EQ(e->id, std::to_string(next++));
     }
   }
+}
+
+// ---- history mode: the stream
+
+std::int64_t wall_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+EnvelopePtr make_now(const std::string& origin, std::string room, std::string id) {
+  auto e = std::const_pointer_cast<Envelope>(make(origin, std::move(room), std::move(id)));
+  e->ts = wall_now_ms();
+  return e;
+}
+
+// Two replicas publish into one room at once: each sees every envelope, its
+// own too, in the same order with the same positions, each exactly once.
+TEST_F(AmqpBusTest, HistoryGivesEveryReplicaOneOrderWithPositions) {
+  Recorder ra, rb;
+  const auto ca = history_config("a"), cb = history_config("b");
+  AmqpBus a(ca), b(cb);
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }))
+      << a.status().last_error << " / " << b.status().last_error;
+  // No binding: the stream brings every room.
+  constexpr int kN = 500;
+  Confirms confirms;
+  std::thread ta([&] {
+    for (int i = 0; i < kN; ++i)
+      a.publish(make_now(ca.instance_id, "h", prefixed('a', i)), confirms.handler());
+  });
+  std::thread tb([&] {
+    for (int i = 0; i < kN; ++i)
+      b.publish(make_now(cb.instance_id, "h", prefixed('b', i)), confirms.handler());
+  });
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(confirms.wait_total(2 * kN, 30s));
+  EXPECT_EQ(confirms.ok(), 2 * kN);
+  ASSERT_TRUE(ra.wait([](auto& got, auto&) { return got.size() >= 2 * kN; }, 20s))
+      << "a got " << ra.got().size();
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= 2 * kN; }, 20s))
+      << "b got " << rb.got().size();
+  std::this_thread::sleep_for(200ms);
+  const auto ga = ra.got(), gb = rb.got();
+  ASSERT_EQ(ga.size(), 2u * kN);
+  ASSERT_EQ(gb.size(), 2u * kN);
+  int next_a = 0, next_b = 0;
+  for (std::size_t i = 0; i < ga.size(); ++i) {
+    ASSERT_EQ(ga[i]->id, gb[i]->id) << "orders differ at " << i;
+    ASSERT_EQ(ga[i]->position, gb[i]->position) << "positions differ at " << i;
+    ASSERT_GE(ga[i]->position, 0);
+    if (i > 0) {
+      ASSERT_GT(ga[i]->position, ga[i - 1]->position);
+    }
+    EXPECT_FALSE(ga[i]->replay);
+    // Per sender, publish order.
+    if (ga[i]->id[0] == 'a') {
+      ASSERT_EQ(ga[i]->id, prefixed('a', next_a++));
+    } else {
+      ASSERT_EQ(ga[i]->id, prefixed('b', next_b++));
+    }
+  }
+  EXPECT_EQ(a.status().bound_rooms, 0u);
+}
+
+// A replica that starts later reads the stream back: what was published
+// before it attached comes marked as replay, what follows as news.
+TEST_F(AmqpBusTest, HistoryLateStarterReadsBackAndMarksReplays) {
+  Recorder ra;
+  const auto ca = history_config("a");
+  AmqpBus a(ca);
+  a.start(ra.delivery(), ra.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready; })) << a.status().last_error;
+  Confirms before;
+  for (int i = 0; i < 50; ++i)
+    a.publish(make_now(ca.instance_id, "old", prefixed('o', i)), before.handler());
+  ASSERT_TRUE(before.wait_total(50));
+  ASSERT_EQ(before.ok(), 50);
+  std::this_thread::sleep_for(20ms);  // the late starter's clock is past every "old" ts
+
+  Recorder rc;
+  AmqpBus c(history_config("c"));
+  c.start(rc.delivery(), rc.state());
+  ASSERT_TRUE(rc.wait([](auto& got, auto&) { return got.size() >= 50; }, 15s))
+      << "read back " << rc.got().size() << "; " << c.status().last_error;
+  Confirms after;
+  for (int i = 0; i < 10; ++i)
+    a.publish(make_now(ca.instance_id, "old", prefixed('n', i)), after.handler());
+  ASSERT_TRUE(after.wait_total(10));
+  ASSERT_TRUE(rc.wait([](auto& got, auto&) { return got.size() >= 60; }, 15s)) << rc.got().size();
+  const auto got = rc.got();
+  ASSERT_EQ(got.size(), 60u);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(got[i]->id, prefixed('o', i));
+    EXPECT_TRUE(got[i]->replay) << i;
+  }
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(got[50 + i]->id, prefixed('n', i));
+    EXPECT_FALSE(got[50 + i]->replay) << i;
+  }
+  EXPECT_EQ(c.status().replayed, 50u);
+}
+
+// The receiver's consumer connection is cut while the other replica keeps
+// publishing: it reads on from its last position, so nothing is missed
+// (with per-replica queues what is published before the new queue is bound
+// is lost for it) and nothing comes twice.
+TEST_F(AmqpBusTest, HistoryConsumerCutResumesWithoutGap) {
+  Recorder ra, rb;
+  const auto ca = history_config("a");
+  AmqpBus a(ca), b(history_config("b"));
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }));
+  // Publishing goes on, about one per millisecond, until b is back and 500 more.
+  std::atomic<int> published{0};
+  std::atomic<bool> cut{false};
+  Confirms confirms;
+  std::thread pub([&] {
+    int after = 0;
+    for (int i = 0; i < 20000 && after < 500; ++i) {
+      a.publish(make_now(ca.instance_id, "g", std::to_string(i)), confirms.handler());
+      published = i + 1;
+      if (cut && b.status().reconnects >= 1 && b.status().ready) ++after;
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= 100; }, 15s));
+  ASSERT_EQ(close_connections(history_config("b").instance_id + " consumer"), 1);
+  cut = true;
+  pub.join();
+  const int kN = published;
+  ASSERT_LT(kN, 20000) << "b never came back";
+  ASSERT_TRUE(confirms.wait_total(kN, 30s));
+  EXPECT_EQ(confirms.ok(), kN);
+  const auto want = static_cast<std::size_t>(kN);
+  ASSERT_TRUE(rb.wait([want](auto& got, auto&) { return got.size() >= want; }, 30s))
+      << "b got " << rb.got().size() << " of " << kN << "; " << b.status().last_error;
+  std::this_thread::sleep_for(300ms);
+  const auto got = rb.got();
+  ASSERT_EQ(got.size(), want);
+  for (int i = 0; i < kN; ++i) ASSERT_EQ(got[i]->id, std::to_string(i)) << "at " << i;
+  EXPECT_GE(b.status().reconnects, 1u);
 }
 
 TEST(AmqpBusNoBroker, NotReadyOutboxBoundedStopIsQuick) {

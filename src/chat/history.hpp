@@ -1,0 +1,55 @@
+// History: the last messages of every room, as this replica read them from
+// the bus, for `join room` and `add user` replies (docs/protocol.md, "History").
+//
+// Every replica reads every room's messages when the bus keeps history (the
+// RabbitMQ stream, docs/cluster.md), so any replica can answer for any room,
+// also one it has no member in. Bounded: per_room messages per room, max_rooms
+// rooms (the room that heard nothing for longest goes first). Thread-safe:
+// the bus thread adds a batch under one lock; joins read under the same lock.
+#pragma once
+
+#include "bus/bus.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace chat::app {
+
+class History {
+ public:
+  History(std::size_t per_room, std::size_t max_rooms);
+
+  // Keep the envelopes that belong in a room's history ("new message" with
+  // a position); the rest are ignored. Positions already held are ignored.
+  void add(const std::vector<bus::EnvelopePtr>& batch);
+  // The room's last n messages, oldest first.
+  std::vector<bus::EnvelopePtr> last(const std::string& room, std::size_t n) const;
+
+  std::size_t rooms() const;
+  std::size_t messages() const;
+  std::size_t per_room() const { return per_room_; }
+
+  static bool kept(const bus::Envelope& e);
+
+ private:
+  struct Room {
+    std::deque<bus::EnvelopePtr> messages;  // ascending positions
+    std::list<std::string>::iterator lru;   // in lru_, most recent message last
+  };
+  void add_locked(const bus::EnvelopePtr& e);
+
+  const std::size_t per_room_;
+  const std::size_t max_rooms_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Room> rooms_;
+  std::list<std::string> lru_;
+  std::size_t messages_ = 0;
+};
+
+}  // namespace chat::app
