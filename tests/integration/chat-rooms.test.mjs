@@ -24,7 +24,8 @@ for (const [transportName, topts] of Object.entries(TRANSPORTS)) {
       const recC = record(c.socket);
 
       const j1 = await request(a.socket, "join room", "dev");
-      assert.deepEqual(sortedKeys(j1), ["ok", "room", "users"]);
+      assert.deepEqual(sortedKeys(j1), ["history", "ok", "room", "users"]);
+      assert.deepEqual(j1.history, [], "nothing was said in dev yet");
       assert.equal(j1.ok, true);
       assert.equal(j1.room, "dev");
       assert.deepEqual(j1.users, [{ userId: a.me.userId, username: "Ada", replica: REPLICA }]);

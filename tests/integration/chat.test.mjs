@@ -38,7 +38,8 @@ for (const [transportName, topts] of Object.entries(TRANSPORTS)) {
       const alice = await connect(url, topts);
       const aliceLogin = next(alice, "login");
       const ack = await request(alice, "add user", "  Alice  ");
-      assert.deepEqual(sortedKeys(ack), ["numUsers", "ok", "replica", "room", "userId", "username"]);
+      assert.deepEqual(sortedKeys(ack), ["history", "numUsers", "ok", "replica", "room", "userId", "username"]);
+      assert.deepEqual(ack.history, [], "a new server has no history");
       assert.equal(ack.ok, true);
       assert.equal(ack.username, "Alice", "name is trimmed");
       assert.equal(ack.numUsers, 1);
@@ -46,7 +47,7 @@ for (const [transportName, topts] of Object.entries(TRANSPORTS)) {
       assert.equal(ack.room, "general");
       assert.equal(typeof ack.userId, "string");
       assert.ok(ack.userId.length > 0);
-      const { ok: _ok, ...loginExpected } = ack;
+      const { ok: _ok, history: _history, ...loginExpected } = ack;
       assert.deepEqual(await aliceLogin, loginExpected);
 
       const bob = await connect(url, topts);
@@ -130,8 +131,12 @@ for (const [transportName, topts] of Object.entries(TRANSPORTS)) {
         ts: ack.ts,
         replica: REPLICA,
       };
-      assert.deepEqual(await atB, expected);
-      assert.deepEqual(await atC, expected);
+      // Every receiver sees the message at the same position in the room's history.
+      const gotB = await atB;
+      const gotC = await atC;
+      assert.match(gotB.offset, /^[0-9]+$/);
+      assert.deepEqual(gotB, { ...expected, offset: gotB.offset });
+      assert.deepEqual(gotC, gotB);
 
       // A plain string goes to the default room too; ids are unique.
       const atB2 = next(b.socket, "new message");

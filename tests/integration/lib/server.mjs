@@ -17,7 +17,9 @@ export function startServer(args = [], { env = {}, timeoutMs = 15000, cwd = root
     const admin = args.includes("--admin-port") ? [] : ["--admin-port", "0"];
     const proc = spawn(serverBin, ["--host", "127.0.0.1", ...port, ...admin, ...args], {
       cwd,
-      env: { ...process.env, ...env },
+      // One replica on the in-process bus unless the test asks for a broker
+      // (scripts/test exports AMQP_URL for the bus and cluster tests).
+      env: { ...process.env, AMQP_URL: "", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
