@@ -115,20 +115,31 @@ export async function user(name, opts = {}) {
 
 // Users until `count` distinct replicas have one (or `want` replica ids are
 // all covered); the balancer spreads new connections by least connections.
-// Returns a Map replica -> user; extra users are closed.
-export async function usersOnReplicas(count, { prefix = "u", opts = {}, want = null, maxUsers = 40 } = {}) {
+// HAProxy learns the tasks from Swarm's DNS (re-resolved every 2 s), so a
+// task that just became healthy may not take users yet: keep trying, with a
+// pause between rounds, for up to `withinMs`. Returns a Map replica -> user;
+// extra users are closed.
+export async function usersOnReplicas(
+  count,
+  { prefix = "u", opts = {}, want = null, maxUsers = 200, withinMs = 30000 } = {},
+) {
   const byReplica = new Map();
-  const extra = [];
   const done = () => (want ? want.every((r) => byReplica.has(r)) : byReplica.size >= count);
-  for (let i = 0; i < maxUsers && !done(); i++) {
-    const u = await user(`${prefix}${i}`, opts);
-    if (byReplica.has(u.replica)) extra.push(u);
-    else byReplica.set(u.replica, u);
+  const deadline = Date.now() + withinMs;
+  let i = 0;
+  while (!done() && i < maxUsers && Date.now() < deadline) {
+    const extra = [];
+    for (let k = 0; k < 3 * count && !done() && i < maxUsers; k++, i++) {
+      const u = await user(`${prefix}${i}`, opts);
+      if (byReplica.has(u.replica)) extra.push(u);
+      else byReplica.set(u.replica, u);
+    }
+    for (const u of extra) u.close();
+    if (!done()) await sleep(500);
   }
-  for (const u of extra) u.close();
   if (!done()) {
     for (const u of byReplica.values()) u.close();
-    throw new Error(`${maxUsers} users reached only replicas ${[...byReplica.keys()]}`);
+    throw new Error(`${i} users in ${withinMs / 1000} s reached only replicas ${[...byReplica.keys()]}`);
   }
   await warm([...byReplica.values()]);
   return byReplica;
