@@ -170,8 +170,22 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
   if (!envelope) return;
   // Local members get it now; the consumer drops our own copy from the broker.
   // With history, room envelopes come back from the stream like everyone
-  // else's: one order, and a position, for all members.
-  if (on_delivery_ && !(config_.history && !envelope->room.empty()))
+  // else's: one order, and a position, for all members. While the broker is
+  // unreachable local members get them now (and the stream copy later only
+  // fills the history).
+  const bool from_stream = config_.history && !envelope->room.empty();
+  const bool broker_up =
+      publisher_up_.load(std::memory_order_relaxed) && consumer_up_.load(std::memory_order_relaxed);
+  if (from_stream && !broker_up) {
+    std::lock_guard lock(local_mu_);
+    if (local_ids_.insert(envelope->id).second) local_fifo_.push_back(envelope->id);
+    while (local_fifo_.size() > std::max<std::size_t>(1, config_.outbox_max)) {
+      local_ids_.erase(local_fifo_.front());
+      local_fifo_.pop_front();
+    }
+    local_count_.store(local_ids_.size(), std::memory_order_relaxed);
+  }
+  if (on_delivery_ && (!from_stream || !broker_up))
     on_delivery_(std::vector<EnvelopePtr>{envelope});
   Pending p;
   p.body = serialize(*envelope);
@@ -1034,6 +1048,9 @@ void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& bat
       if (e->ts < attach_ms_) {
         m.replay = true;
         replayed_.fetch_add(1, std::memory_order_relaxed);
+      } else if (e->origin == config_.instance_id &&
+                 local_count_.load(std::memory_order_relaxed) > 0 && delivered_locally(e->id)) {
+        m.replay = true;
       }
       // A room envelope in the stream is room traffic, whatever it claims.
       if (e->room.empty()) {
@@ -1048,6 +1065,15 @@ void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& bat
     else
       duplicates_.fetch_add(1, std::memory_order_relaxed);
   }
+}
+
+bool AmqpBus::delivered_locally(const std::string& id) {
+  std::lock_guard lock(local_mu_);
+  if (local_ids_.erase(id) == 0) return false;
+  // Its place in the FIFO goes when it reaches the front; the set decides.
+  while (!local_fifo_.empty() && !local_ids_.count(local_fifo_.front())) local_fifo_.pop_front();
+  local_count_.store(local_ids_.size(), std::memory_order_relaxed);
+  return true;
 }
 
 // ------------------------------------------------------------------ state

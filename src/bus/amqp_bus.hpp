@@ -31,6 +31,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -155,6 +156,14 @@ class AmqpBus final : public Bus {
   std::int64_t stream_next_ = -1;
   std::int64_t attach_ms_ = 0;
   std::uint64_t stream_unacked_tag_ = 0;  // last stream delivery tag not yet acked
+  // History mode, broker unreachable: own room envelopes are delivered to
+  // local members at publish (local rooms keep working); their copies from
+  // the stream then go to the history only. Bounded by outbox_max ids.
+  std::mutex local_mu_;
+  std::unordered_set<std::string> local_ids_;
+  std::deque<std::string> local_fifo_;
+  std::atomic<std::size_t> local_count_{0};
+  bool delivered_locally(const std::string& id);  // and forget it
 
   // State reporting: readiness changes are reported in order, once each.
   std::mutex state_mu_;

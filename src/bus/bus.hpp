@@ -32,8 +32,9 @@ struct Envelope {
   // plus its index in a joined broker message; the in-process bus counts),
   // the same on every replica; -1 when the bus keeps no history.
   std::int64_t position = -1;
-  // Read back from history when the replica started (published before it
-  // attached): for the history, not for delivery to users.
+  // For the history, not for delivery to users: read back when the replica
+  // started (published before it attached), or an own envelope its members
+  // already got at publish while the broker was unreachable.
   bool replay = false;
 };
 // A joined broker message holds at most kMaxJoined envelopes (below), so
