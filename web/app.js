@@ -79,7 +79,8 @@ function errorText(err) {
 function room(name) {
   let r = state.rooms.get(name);
   if (!r) {
-    r = { messages: [], users: new Map(), typing: new Map(), unread: 0 };
+    // seen: ids of the messages shown, so history after a (re)join adds only what is new.
+    r = { messages: [], users: new Map(), typing: new Map(), unread: 0, seen: new Set() };
     state.rooms.set(name, r);
   }
   return r;
@@ -145,6 +146,7 @@ async function joinRoom(name) {
   if (!res.ok) return toast(`Could not join “${name}”: ${errorText(res.error)}`);
   if (!wanted.includes(res.room)) wanted.push(res.room);
   setUsers(res.room, res.users);
+  showHistory(res.room, res.history);
   systemLine(res.room, `You joined # ${res.room}`);
   switchRoom(res.room);
   refreshRooms();
@@ -255,9 +257,11 @@ function stopTyping() {
 
 // ---------- messages ----------
 
-function messageItem({ username, userId, message, ts, replica, mine }) {
+function messageItem({ id, offset, username, userId, message, ts, replica, mine }) {
   const li = el("li", mine ? "msg mine" : "msg");
   if (userId) li.dataset.userId = userId;
+  if (id) li.dataset.id = id;
+  if (offset) li.dataset.offset = offset;
   const head = el("div", "meta");
   head.append(el("span", "author", username));
   head.append(replicaBadge(replica));
@@ -270,11 +274,21 @@ function messageItem({ username, userId, message, ts, replica, mine }) {
 
 function addItem(name, li) {
   const r = room(name);
-  r.messages.push(li);
+  // A message with an offset goes before the first later one (history that
+  // arrives after live messages); everything else at the end.
+  let at = r.messages.length;
+  if (li.dataset.offset) {
+    const off = BigInt(li.dataset.offset);
+    const later = r.messages.findIndex((m) => m.dataset.offset && BigInt(m.dataset.offset) > off);
+    if (later >= 0) at = later;
+  }
+  const before = r.messages[at];
+  r.messages.splice(at, 0, li);
   if (r.messages.length > 500) r.messages.shift().remove();
   if (name === state.current) {
     const atBottom = isAtBottom();
-    $("messages").append(li);
+    if (before && before.parentNode === $("messages")) $("messages").insertBefore(li, before);
+    else $("messages").append(li);
     scrollDown(atBottom);
   } else if (li.classList.contains("msg")) {
     r.unread++;
@@ -316,6 +330,7 @@ async function sendMessage(text, li) {
   if (res.ok) {
     li.classList.add("acked");
     li.dataset.id = res.id;
+    room(name).seen.add(res.id);
     status.textContent = "✓";
     status.title = `stored as ${res.id}`;
     const time = li.querySelector("time");
@@ -398,13 +413,17 @@ async function login() {
 
   // `add user` put us in the default room; undo that if the user had left it.
   if (!wanted.includes(DEFAULT_ROOM)) await request("leave room", DEFAULT_ROOM);
+  else showHistory(DEFAULT_ROOM, res.history);
   for (const name of wanted) {
     if (name === DEFAULT_ROOM) {
       await refreshUsers(name);
       continue;
     }
     const j = await request("join room", name);
-    if (j.ok) setUsers(j.room, j.users);
+    if (j.ok) {
+      setUsers(j.room, j.users);
+      showHistory(j.room, j.history);
+    }
     else systemLine(name, `Could not rejoin: ${errorText(j.error)}`);
   }
   if (first) {
@@ -441,11 +460,26 @@ socket.on("login", (data) => {
   $("num-users").textContent = `(${data.numUsers} users)`;
 });
 
+// A message, live or from history, shown once.
+function showMessage(name, data) {
+  const r = room(name);
+  if (data.id && r.seen.has(data.id)) return;
+  if (data.id) r.seen.add(data.id);
+  addItem(name, messageItem({ ...data, mine: data.userId === state.userId }));
+}
+
+// The room's last messages, from a `join room` or `add user` reply: on the
+// first join the room's history, after a reconnect what came while away.
+function showHistory(name, history) {
+  if (!Array.isArray(history)) return;
+  for (const m of history) showMessage(name, m);
+}
+
 socket.on("new message", (data) => {
   const name = data.room || DEFAULT_ROOM;
   if (!state.rooms.has(name)) return;
   setTyping(data, false);
-  addItem(name, messageItem({ ...data, mine: data.userId === state.userId }));
+  showMessage(name, data);
 });
 
 socket.on("user joined", (data) => {

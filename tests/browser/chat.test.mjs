@@ -254,6 +254,32 @@ test("after a server-side disconnect the page logs in again and rejoins its room
   await waitForMessage(bob, "are you back?");
 });
 
+test("a new page shows the room's history; a reconnect adds nothing twice", async () => {
+  await alice.click('#joined-rooms li[data-room="general"] .room-name');
+  const carol = await openAs("Carol");
+  // What Alice and Bob said in general before Carol came, in order, once each.
+  await carol.waitForFunction(() =>
+    [...document.querySelectorAll("#messages .msg .text")].some((e) => e.textContent === "Hello Alice, how are you?"),
+  );
+  const shown = await texts(carol, "#messages .msg .text");
+  const hi = shown.indexOf("Hi Bob!");
+  const hello = shown.indexOf("Hello Alice, how are you?");
+  assert.ok(hi >= 0 && hello > hi, JSON.stringify(shown));
+  assert.equal(shown.filter((t) => t === "Hi Bob!").length, 1);
+  // The history arrives in the login reply, again after every reconnect: shown once.
+  await carol.evaluate(() => window.__chatSocket.io.engine.close());
+  await carol.waitForFunction(() =>
+    [...document.querySelectorAll("#messages .system")].some((e) => e.textContent === "Reconnected."),
+  );
+  await send(alice, "after carol's reconnect");
+  await waitForMessage(carol, "after carol's reconnect");
+  const again = await texts(carol, "#messages .msg .text");
+  for (const t of ["Hi Bob!", "Hello Alice, how are you?", "after carol's reconnect"])
+    assert.equal(again.filter((x) => x === t).length, 1, `${t}: ${JSON.stringify(again)}`);
+  assert.deepEqual(carol.errors, []);
+  await carol.context().close();
+});
+
 test("screenshots and no page errors", async () => {
   await bob.click('#joined-rooms li[data-room="general"] .room-name');
   await alice.click('#joined-rooms li[data-room="general"] .room-name');
