@@ -114,6 +114,19 @@ Config parse_config(int argc, char** argv) {
       ->envname("HISTORY_ROOMS")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
       ->capture_default_str();
+  cli.add_option("--recovery-window", c.recovery_window_ms,
+                 "Connection state recovery: a client that comes back within this many ms (to "
+                 "any replica) gets its socket id, rooms and login back and every message it "
+                 "missed (Socket.IO maxDisconnectionDuration; 0: off)")
+      ->envname("RECOVERY_WINDOW")
+      ->check(CLI::Range(0u, 24u * 3600 * 1000))
+      ->capture_default_str();
+  cli.add_option("--recovery-messages", c.recovery_messages,
+                 "Newest messages of all rooms a replica keeps in memory for recovery; a client "
+                 "that missed more gets recovered=false and the room history")
+      ->envname("RECOVERY_MESSAGES")
+      ->check(CLI::Range(std::size_t{1000}, std::size_t{100'000'000}))
+      ->capture_default_str();
   cli.add_option("--amqp-max-message", c.amqp_max_message,
                  "Largest broker message read, bytes (larger ones are counted and dropped)")
       ->envname("AMQP_MAX_MESSAGE")

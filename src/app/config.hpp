@@ -29,6 +29,8 @@ struct Config {
   unsigned history_backfill_s = 3600;
   std::size_t history = 50;  // messages per room in join replies
   std::size_t history_rooms = 10000;
+  unsigned recovery_window_ms = 120000;  // connection state recovery; 0: off
+  std::size_t recovery_messages = 100000;
   std::string static_root = "web";
   std::string client_dist = "node_modules/socket.io-client/dist";
   std::string log_level = "info";

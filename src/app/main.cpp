@@ -19,6 +19,7 @@
 #include <malloc.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <iostream>
@@ -111,6 +112,13 @@ int main(int argc, char** argv) {
       opts.presence_ttl = std::chrono::milliseconds(cfg.presence_ttl_ms);
       opts.history = cfg.history;
       opts.history_rooms = cfg.history_rooms;
+      opts.recovery_window = std::chrono::milliseconds(cfg.recovery_window_ms);
+      // Connected sessions are named every alive interval: a quarter of the
+      // window, between 1 and 30 s (a record outlives its socket by at most
+      // window + interval).
+      opts.session_alive_interval =
+          std::chrono::milliseconds(std::clamp<long long>(cfg.recovery_window_ms / 4, 1000, 30000));
+      opts.recovery_messages = cfg.recovery_messages;
       chat = std::make_unique<app::ChatService>(workers, *server, *bus, opts);
     }
 

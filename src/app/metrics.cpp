@@ -143,6 +143,15 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
           c->history_rooms);
     w.put("chat_history_messages", G, "Messages kept in memory for history replies",
           c->history_messages);
+    w.put("chat_sessions_known", G, "Session records that can be recovered (all replicas)",
+          c->sessions_known);
+    w.put("chat_recoveries_total", C, "Sockets given back their id, rooms and missed messages",
+          c->recoveries_total);
+    w.put("chat_recoveries_refused_total", C,
+          "Recovery attempts refused (unknown or expired pid, messages no longer held)",
+          c->recoveries_refused_total);
+    w.put("chat_recovered_messages_total", C, "Missed messages sent to recovered sockets",
+          c->recovered_messages_total);
     w.put("chat_users_cluster", G, "Logged-in users on all live replicas", c->users_cluster);
     w.put("chat_rooms_local", G, "Rooms with members on this replica", c->rooms_local);
     w.put("chat_replicas", G, "Live replicas known (this one included)", c->replicas);

@@ -50,6 +50,9 @@ struct ChatService::LocalUser {
   std::string username;
   std::set<std::string> rooms;
   bool logged_in = false;
+  // Recovered: live deliveries at or below this position were sent with the
+  // missed messages (or seen before), so they are not sent again.
+  std::int64_t replayed_upto = -1;
   explicit LocalUser(transport::SocketPtr s) : socket(std::move(s)) {}
 };
 
@@ -66,7 +69,9 @@ ChatService::ChatService(core::Workers& workers, transport::Server& server, bus:
       bus_(bus),
       options_(std::move(options)),
       presence_(options_.instance_id, options_.replica_id),
-      history_(options_.history, options_.history_rooms),
+      history_(options_.history, options_.history_rooms,
+               options_.recovery_window.count() > 0 ? options_.recovery_messages : 0),
+      sessions_(options_.recovery_window, options_.session_alive_interval, 1'000'000),
       ip_limiter_(options_.limits.ip_rate_per_second, options_.limits.ip_burst),
       room_limiter_(options_.limits.room_rate_per_second, options_.limits.room_burst) {
   for (unsigned i = 0; i < workers_.size(); ++i) states_.push_back(std::make_unique<WorkerState>());
@@ -102,7 +107,14 @@ std::shared_ptr<bus::Envelope> ChatService::make_envelope(std::string room, std:
 
 void ChatService::start() {
   auto& nsp = server_.of("/");
-  nsp.on_connection([this](transport::SocketPtr socket, const json&) { on_connection(socket); });
+  nsp.on_connection(
+      [this](transport::SocketPtr socket, const json& auth) { on_connection(socket, auth); });
+  // Recovery needs the session records of every replica: the in-process bus
+  // or the history stream carries them (per-replica queues do not).
+  recovery_ = options_.recovery_window.count() > 0 && bus_.status().history;
+  if (recovery_)
+    nsp.on_recover([this](const std::string& pid, const std::string& offset,
+                          const transport::Handshake&) { return recoverable(pid, offset); });
   // A CONNECT costs a token of its client address: reconnecting in a loop
   // (each one fans out presence) is bounded like any other request.
   nsp.use([this](const transport::Handshake& h, const json&) -> std::optional<json> {
@@ -125,6 +137,13 @@ void ChatService::presence_tick() {
   {
     auto lk = presence_.lock();
     bus_.publish(make_envelope("", kHeartbeat, presence_.heartbeat_locked(connections)), {});
+  }
+  const auto every =
+      std::max<std::int64_t>(1, options_.session_alive_interval.count() /
+                                    std::max<std::int64_t>(1, options_.presence_interval.count()));
+  if (recovery_ && ++ticks_ % static_cast<unsigned>(every) == 0) {
+    publish_alive();
+    sessions_.sweep(now_ms());
   }
   if (bus_ready_) {
     auto gone = presence_.expire(options_.presence_ttl);
@@ -155,11 +174,15 @@ void ChatService::stop() {
 
 // ------------------------------------------------------------------ sockets
 
-void ChatService::on_connection(const transport::SocketPtr& socket) {
+void ChatService::on_connection(const transport::SocketPtr& socket, const json& auth) {
   auto& ws = *states_[socket->worker()];
   auto user = std::make_shared<LocalUser>(socket);
   user->user_id = socket->id();
   ws.users[socket.get()] = user;
+  if (!socket->pid().empty()) {
+    std::lock_guard lk(pids_mu_);
+    local_pids_.insert(socket->pid());
+  }
   std::weak_ptr<LocalUser> weak = user;
 
   const auto bind = [&](const char* event, auto member) {
@@ -195,12 +218,118 @@ void ChatService::on_connection(const transport::SocketPtr& socket) {
     if (!u) return;
     spdlog::debug("socket {} disconnected: {}", u->user_id, reason);
     // Deferred: a disconnect can fire while a delivery walks the member lists.
-    boost::asio::post(workers_.at(u->socket->worker()), [this, u] { on_disconnect(*u); });
+    boost::asio::post(workers_.at(u->socket->worker()),
+                      [this, u, reason] { on_disconnect(*u, reason); });
   });
+  if (socket->recovered()) restore(*user, auth);
 }
 
-void ChatService::on_disconnect(LocalUser& u) {
+// ------------------------------------------------------------------ recovery
+
+namespace {
+std::optional<std::int64_t> parse_offset(const std::string& s) {
+  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return std::stoll(s);
+}
+}  // namespace
+
+std::optional<std::string> ChatService::recoverable(const std::string& pid,
+                                                    const std::string& offset) {
+  const auto pos = parse_offset(offset);
+  auto rec = pos ? sessions_.find(pid, now_ms()) : std::nullopt;
+  // Every message after the offset must still be here: never a silent gap.
+  spdlog::debug("recovery of {} at {}: {}", pid, offset,
+                rec ? fmt::format("record seen {} ms ago", now_ms() - rec->seen_ms)
+                    : std::string("no record"));
+  if (!rec || !history_.covers(*pos)) {
+    recoveries_refused_.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+  return rec->sid;
+}
+
+void ChatService::restore(LocalUser& u, const json& auth) {
+  const auto rec = sessions_.find(u.socket->pid(), now_ms());
+  const auto pos = parse_offset(auth.value("offset", std::string()));
+  if (!rec || !pos) return;  // expired in between: a fresh socket with the old id
   auto& ws = *states_[u.socket->worker()];
+  if (rec->logged_in) {
+    u.username = rec->username;
+    u.logged_in = true;
+    ++ws.logged_in;
+    auto lk = presence_.lock();
+    publish_presence(presence_.login(u.user_id, u.username));
+    for (const auto& room : rec->rooms) publish_presence(presence_.join(u.user_id, room));
+  }
+  for (const auto& room : rec->rooms) join_local(u, room);
+  // The messages missed, in stream order, before any live one (this runs on
+  // the socket's worker, as every delivery to it does).
+  std::int64_t upto = *pos;
+  const auto missed = history_.since(*pos, rec->rooms, upto);
+  u.replayed_upto = upto;
+  std::uint64_t sent = 0;
+  for (const auto& e : missed) {
+    if (e->sender == u.user_id) continue;  // a sender does not get its own messages
+    u.socket->send_encoded(encode_message(*e));
+    ++sent;
+  }
+  recoveries_.fetch_add(1, std::memory_order_relaxed);
+  recovered_messages_.fetch_add(sent, std::memory_order_relaxed);
+  publish_session(u);
+  spdlog::debug("socket {} recovered: {} rooms, {} missed messages", u.user_id, rec->rooms.size(),
+                sent);
+}
+
+void ChatService::publish_session(const LocalUser& u) {
+  if (!recovery_ || u.socket->pid().empty()) return;
+  SessionRecord r;
+  r.pid = u.socket->pid();
+  r.sid = u.user_id;
+  r.username = u.username;
+  r.logged_in = u.logged_in;
+  r.rooms.assign(u.rooms.begin(), u.rooms.end());
+  bus_.publish(make_envelope(kSessionsRoom, kSessionEvent, Sessions::record_payload(r)), {});
+}
+
+void ChatService::publish_alive() {
+  std::vector<std::string> pids;
+  {
+    std::lock_guard lk(pids_mu_);
+    pids.assign(local_pids_.begin(), local_pids_.end());
+  }
+  for (std::size_t i = 0; i < pids.size(); i += kMaxAlivePids) {
+    const auto end = std::min(pids.size(), i + kMaxAlivePids);
+    json list = json::array();
+    for (std::size_t k = i; k < end; ++k) list.push_back(pids[k]);
+    bus_.publish(make_envelope(kSessionsRoom, kSessionAliveEvent, json{{"pids", std::move(list)}}),
+                 {});
+  }
+}
+
+std::shared_ptr<const std::string> ChatService::encode_message(const bus::Envelope& e) const {
+  // The offset twice: in the message (for pages) and as the last argument,
+  // where Socket.IO clients take it for connection state recovery.
+  json payload = e.payload;
+  auto offset = std::to_string(e.position);
+  payload["offset"] = offset;
+  return transport::encode_event("/", e.event,
+                                 json::array({std::move(payload), std::move(offset)}));
+}
+
+void ChatService::on_disconnect(LocalUser& u, const std::string& reason) {
+  auto& ws = *states_[u.socket->worker()];
+  if (!u.socket->pid().empty()) {
+    {
+      std::lock_guard lk(pids_mu_);
+      local_pids_.erase(u.socket->pid());
+    }
+    // Left on purpose: nothing to recover. Otherwise the record stays for
+    // the recovery window (the client may come back to any replica).
+    if (recovery_ && reason == "client namespace disconnect")
+      bus_.publish(make_envelope(kSessionsRoom, kSessionEndEvent, json{{"pid", u.socket->pid()}}),
+                   {});
+  }
   if (u.logged_in) {
     const auto rooms = u.rooms;
     for (const auto& room : rooms) leave_local(u, room);
@@ -334,11 +463,16 @@ void ChatService::on_add_user(LocalUser& u, const json& args, Ack ack) {
             {"replica", options_.replica_id},
             {"room", room},
             {"userId", u.user_id}};
-  u.socket->emit("login", json::array({info}));
+  // With recovery, the login event carries the current position as its last
+  // argument: a client that has received no message yet can recover too.
+  const auto newest = recovery_ ? history_.newest() : -1;
+  u.socket->emit("login",
+                 newest >= 0 ? json::array({info, std::to_string(newest)}) : json::array({info}));
   publish_room_event(u, room, "user joined", membership_payload(u, room));
   info["ok"] = true;
   if (options_.history > 0) info["history"] = history_json(room);
   reply(ack, std::move(info));
+  publish_session(u);
   spdlog::debug("user {} logged in as \"{}\"", u.user_id, u.username);
 }
 
@@ -442,6 +576,7 @@ void ChatService::on_join_room(LocalUser& u, const json& args, Ack ack) {
   json res{{"ok", true}, {"room", room}, {"users", std::move(users)}};
   if (options_.history > 0) res["history"] = history_json(room);
   reply(ack, std::move(res));
+  publish_session(u);
 }
 
 void ChatService::on_leave_room(LocalUser& u, const json& args, Ack ack) {
@@ -459,6 +594,7 @@ void ChatService::on_leave_room(LocalUser& u, const json& args, Ack ack) {
   }
   publish_room_event(u, room, "user left", membership_payload(u, room));
   reply(ack, json{{"ok", true}, {"room", room}});
+  publish_session(u);
 }
 
 void ChatService::on_list_rooms(LocalUser& u, Ack ack) {
@@ -548,6 +684,10 @@ void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepare
     if (!in.ok) return inbound_.count(in.kind);
     return handle_control(*e, in);
   }
+  if (e->room == kSessionsRoom) {
+    if (!sessions_.apply(e->event, e->payload, e->ts)) inbound_.count(InboundKind::room);
+    return;
+  }
   if (!own && !valid_room_event(*e)) return inbound_.count(InboundKind::room);
   if (History::kept(*e)) kept.push_back(e);
   // Read back from history at start: published before this replica was there.
@@ -555,10 +695,7 @@ void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepare
   // One encode per envelope; the buffer is shared by every receiver on every worker.
   // A message with a position carries it as its offset (docs/protocol.md, "History").
   if (History::kept(*e)) {
-    json payload = e->payload;
-    payload["offset"] = std::to_string(e->position);
-    prepared.push_back(
-        Prepared{e, transport::encode_event("/", e->event, json::array({payload})), false});
+    prepared.push_back(Prepared{e, encode_message(*e), false});
     return;
   }
   prepared.push_back(Prepared{e, transport::encode_event("/", e->event, json::array({e->payload})),
@@ -587,6 +724,7 @@ void ChatService::deliver_batch(unsigned worker, const std::vector<Prepared>& ba
     if (it == ws.rooms.end()) continue;
     for (LocalUser* member : it->second) {
       if (!p.env->sender.empty() && member->user_id == p.env->sender) continue;
+      if (p.env->position >= 0 && p.env->position <= member->replayed_upto) continue;
       switch (member->socket->send_encoded(p.packet, p.droppable)) {
         case transport::SendResult::ok:
           ++sent;
@@ -675,6 +813,10 @@ ChatStats ChatService::stats() {
   s.users_cluster = presence_.num_users();
   s.history_rooms = history_.rooms();
   s.history_messages = history_.messages();
+  s.sessions_known = sessions_.size();
+  s.recoveries_total = recoveries_.load(std::memory_order_relaxed);
+  s.recoveries_refused_total = recoveries_refused_.load(std::memory_order_relaxed);
+  s.recovered_messages_total = recovered_messages_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -13,6 +13,7 @@
 #include "chat/inbound.hpp"
 #include "chat/limits.hpp"
 #include "chat/presence.hpp"
+#include "chat/sessions.hpp"
 #include "chat/shared_limiter.hpp"
 #include "chat/validation.hpp"
 #include "core/last_resort.hpp"
@@ -28,6 +29,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace chat::core {
@@ -44,6 +46,10 @@ struct ChatOptions {
   std::chrono::milliseconds presence_ttl{5000};  // --presence-ttl
   std::size_t history = 50;           // --history: messages per room sent on join (0: none)
   std::size_t history_rooms = 10000;  // --history-rooms: rooms whose history is kept in memory
+  // Connection state recovery (--recovery-window, 0: off; --recovery-messages).
+  std::chrono::milliseconds recovery_window{120000};
+  std::size_t recovery_messages = 100000;  // newest messages of all rooms kept for it
+  std::chrono::milliseconds session_alive_interval{30000};
 };
 
 // Counters summed over workers, for /metrics.
@@ -64,9 +70,13 @@ struct ChatStats {
   std::array<std::uint64_t, kInboundKinds> bad_payloads{};  // bus input dropped, by InboundKind
   std::uint64_t exceptions_total = 0;       // caught by a last-resort handler (workers, bus input)
   std::uint64_t rate_limited_ip_total = 0;  // refused by the per-address limit (CONNECTs too)
-  std::uint64_t rate_limited_room_total = 0;  // messages refused by the per-room limit
-  std::uint64_t history_rooms = 0;            // rooms with history in memory
-  std::uint64_t history_messages = 0;         // messages held for them
+  std::uint64_t rate_limited_room_total = 0;   // messages refused by the per-room limit
+  std::uint64_t history_rooms = 0;             // rooms with history in memory
+  std::uint64_t history_messages = 0;          // messages held for them
+  std::uint64_t sessions_known = 0;            // recoverable session records
+  std::uint64_t recoveries_total = 0;          // sockets given back with their state
+  std::uint64_t recoveries_refused_total = 0;  // {pid, offset} that could not be recovered
+  std::uint64_t recovered_messages_total = 0;  // missed messages sent on recovery
 };
 
 class ChatService {
@@ -100,7 +110,14 @@ class ChatService {
     Counters counters;
   };
 
-  void on_connection(const transport::SocketPtr& socket);
+  void on_connection(const transport::SocketPtr& socket, const nlohmann::json& auth);
+  // Connection state recovery: the socket id for {pid, offset}, if the state can come back.
+  std::optional<std::string> recoverable(const std::string& pid, const std::string& offset);
+  void restore(LocalUser& u, const nlohmann::json& auth);
+  void publish_session(const LocalUser& u);
+  void publish_alive();
+  bool recovery_on() const { return recovery_; }
+  std::shared_ptr<const std::string> encode_message(const bus::Envelope& e) const;
   void on_add_user(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
   void on_new_message(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
   void on_typing(LocalUser& u, const std::string& event, const nlohmann::json& args);
@@ -109,7 +126,7 @@ class ChatService {
   void on_list_rooms(LocalUser& u, transport::Ack ack);
   void on_list_users(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
   void on_cluster_info(LocalUser& u, transport::Ack ack);
-  void on_disconnect(LocalUser& u);
+  void on_disconnect(LocalUser& u, const std::string& reason);
 
   // Shared pieces of the handlers.
   bool admit(LocalUser& u, const char* event, const transport::Ack& ack, bool need_login = true);
@@ -148,6 +165,12 @@ class ChatService {
   ChatOptions options_;
   Presence presence_;
   History history_;
+  Sessions sessions_;
+  bool recovery_ = false;  // set in start(): on, and the bus carries session records
+  std::mutex pids_mu_;
+  std::unordered_set<std::string> local_pids_;  // pids of this replica's sockets
+  unsigned ticks_ = 0;                          // presence ticks, for the alive interval
+  std::atomic<std::uint64_t> recoveries_{0}, recoveries_refused_{0}, recovered_messages_{0};
   std::vector<std::unique_ptr<WorkerState>> states_;
 
   std::mutex bind_mu_;

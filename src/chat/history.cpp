@@ -5,15 +5,15 @@
 
 namespace chat::app {
 
-History::History(std::size_t per_room, std::size_t max_rooms)
-    : per_room_(per_room), max_rooms_(std::max<std::size_t>(1, max_rooms)) {}
+History::History(std::size_t per_room, std::size_t max_rooms, std::size_t recent)
+    : per_room_(per_room), max_rooms_(std::max<std::size_t>(1, max_rooms)), recent_max_(recent) {}
 
 bool History::kept(const bus::Envelope& e) {
   return e.position >= 0 && !e.room.empty() && e.event == "new message";
 }
 
 void History::add(const std::vector<bus::EnvelopePtr>& batch) {
-  if (per_room_ == 0) return;
+  if (per_room_ == 0 && recent_max_ == 0) return;
   bool any = false;
   for (const auto& e : batch) any = any || (e && kept(*e));
   if (!any) return;
@@ -23,6 +23,22 @@ void History::add(const std::vector<bus::EnvelopePtr>& batch) {
 }
 
 void History::add_locked(const bus::EnvelopePtr& e) {
+  if (started_ < 0 || e->position < started_) started_ = e->position;
+  if (recent_max_ > 0) {
+    if (recent_.empty() || recent_.back()->position < e->position) {
+      recent_.push_back(e);
+    } else {
+      auto pos = std::lower_bound(
+          recent_.begin(), recent_.end(), e->position,
+          [](const bus::EnvelopePtr& x, std::int64_t p) { return x->position < p; });
+      if (pos == recent_.end() || (*pos)->position != e->position) recent_.insert(pos, e);
+    }
+    while (recent_.size() > recent_max_) {
+      trimmed_ = std::max(trimmed_, recent_.front()->position);
+      recent_.pop_front();
+    }
+  }
+  if (per_room_ == 0) return;
   auto [it, fresh] = rooms_.try_emplace(e->room);
   auto& r = it->second;
   if (fresh) {
@@ -64,6 +80,31 @@ std::vector<bus::EnvelopePtr> History::last(const std::string& room, std::size_t
   const auto& m = it->second.messages;
   const auto k = std::min(n, m.size());
   return {m.end() - static_cast<std::ptrdiff_t>(k), m.end()};
+}
+
+bool History::covers(std::int64_t pos) const {
+  std::lock_guard lock(mu_);
+  if (recent_max_ == 0 || pos < 0) return false;
+  return trimmed_ <= pos && started_ >= 0 && started_ <= pos;
+}
+
+std::vector<bus::EnvelopePtr> History::since(std::int64_t pos,
+                                             const std::vector<std::string>& rooms,
+                                             std::int64_t& upto) const {
+  std::lock_guard lock(mu_);
+  upto = recent_.empty() ? pos : std::max(pos, recent_.back()->position);
+  std::vector<bus::EnvelopePtr> out;
+  auto it =
+      std::upper_bound(recent_.begin(), recent_.end(), pos,
+                       [](std::int64_t p, const bus::EnvelopePtr& x) { return p < x->position; });
+  for (; it != recent_.end(); ++it)
+    if (std::find(rooms.begin(), rooms.end(), (*it)->room) != rooms.end()) out.push_back(*it);
+  return out;
+}
+
+std::int64_t History::newest() const {
+  std::lock_guard lock(mu_);
+  return recent_.empty() ? -1 : recent_.back()->position;
 }
 
 std::size_t History::rooms() const {

@@ -23,7 +23,9 @@ namespace chat::app {
 
 class History {
  public:
-  History(std::size_t per_room, std::size_t max_rooms);
+  // recent: messages of all rooms kept in stream order for connection state
+  // recovery (since()), 0: none.
+  History(std::size_t per_room, std::size_t max_rooms, std::size_t recent = 0);
 
   // Keep the envelopes that belong in a room's history ("new message" with
   // a position); the rest are ignored. Positions already held are ignored.
@@ -31,6 +33,17 @@ class History {
   // The room's last n messages, oldest first.
   std::vector<bus::EnvelopePtr> last(const std::string& room, std::size_t n) const;
 
+  // Recovery: true when every message after position pos is still held
+  // (nothing newer than pos was trimmed, and this replica read from before it).
+  bool covers(std::int64_t pos) const;
+  // The held messages after pos in the given rooms, in stream order; upto is
+  // set to the newest position held (of any room), so a live delivery at or
+  // below it is one the caller already has.
+  std::vector<bus::EnvelopePtr> since(std::int64_t pos, const std::vector<std::string>& rooms,
+                                      std::int64_t& upto) const;
+
+  // The newest position held in recent (-1: none).
+  std::int64_t newest() const;
   std::size_t rooms() const;
   std::size_t messages() const;
   std::size_t per_room() const { return per_room_; }
@@ -50,6 +63,10 @@ class History {
   std::unordered_map<std::string, Room> rooms_;
   std::list<std::string> lru_;
   std::size_t messages_ = 0;
+  const std::size_t recent_max_;
+  std::deque<bus::EnvelopePtr> recent_;  // ascending positions, all rooms
+  std::int64_t trimmed_ = -1;            // newest position dropped from recent_
+  std::int64_t started_ = -1;            // first position this replica held
 };
 
 }  // namespace chat::app

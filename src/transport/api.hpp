@@ -94,6 +94,11 @@ class Socket : public std::enable_shared_from_this<Socket> {
   virtual const Handshake& handshake() const = 0;
   virtual std::string transport_name() const = 0;  // current: "polling" or "websocket"
   virtual bool connected() const = 0;
+  // Connection state recovery (Socket.IO 4.x): the private session id sent
+  // in the CONNECT reply (empty when the namespace has no recovery hook), and
+  // whether this socket took over an earlier one's id (Namespace::on_recover).
+  virtual const std::string& pid() const = 0;
+  virtual bool recovered() const = 0;
 
   // Event handlers. args is the JSON array of arguments after the event name;
   // binary attachments appear as nlohmann::json::binary_t values in place.
@@ -143,6 +148,15 @@ class Namespace {
   // Called on the socket's worker right after the CONNECT reply was queued.
   virtual void on_connection(
       std::function<void(SocketPtr socket, const nlohmann::json& auth)> handler) = 0;
+  // Connection state recovery. With a hook the CONNECT reply carries a pid
+  // ({"sid", "pid"}) and a client that comes back sends {pid, offset} (both
+  // strings) in its CONNECT auth. The hook, run on the session's worker after
+  // the auth hooks, returns the socket id to give back (the reply then
+  // carries the same pid: the client's socket.recovered is true), or nullopt
+  // for a new socket with a new pid.
+  using RecoverHook = std::function<std::optional<std::string>(
+      const std::string& pid, const std::string& offset, const Handshake&)>;
+  virtual void on_recover(RecoverHook hook) = 0;
 };
 
 // Plain HTTP handled outside the Engine.IO path (static files, health, metrics).

@@ -34,6 +34,20 @@ std::optional<nlohmann::json> NamespaceImpl::authorize(const Handshake& h,
   return std::nullopt;
 }
 
+std::optional<std::string> NamespaceImpl::recover(const Handshake& h,
+                                                  const nlohmann::json& auth) const {
+  if (!recover_ || !auth.is_object()) return std::nullopt;
+  const auto pid = auth.find("pid");
+  const auto offset = auth.find("offset");
+  if (pid == auth.end() || !pid->is_string() || offset == auth.end() || !offset->is_string())
+    return std::nullopt;
+  const auto& p = pid->get_ref<const std::string&>();
+  const auto& o = offset->get_ref<const std::string&>();
+  // Ids are 20 characters and offsets decimal: anything longer is not ours.
+  if (p.empty() || p.size() > 64 || o.empty() || o.size() > 32) return std::nullopt;
+  return recover_(p, o, h);
+}
+
 void NamespaceImpl::connected(const SocketPtr& socket, const nlohmann::json& auth) const {
   if (auto session = static_cast<SioSocket&>(*socket).session())
     server_.session_connected(session->sid());

@@ -32,6 +32,10 @@ class NamespaceImpl final : public Namespace {
  public:
   NamespaceImpl(ServerImpl& server, std::string name) : server_(server), name_(std::move(name)) {}
   void use(AuthHook hook) override { hooks_.push_back(std::move(hook)); }
+  void on_recover(RecoverHook hook) override { recover_ = std::move(hook); }
+  bool recovers() const { return static_cast<bool>(recover_); }
+  // The socket id to restore for a CONNECT auth with {pid, offset}, if any.
+  std::optional<std::string> recover(const Handshake& h, const nlohmann::json& auth) const;
   void on_connection(std::function<void(SocketPtr, const nlohmann::json&)> handler) override {
     on_connection_ = std::move(handler);
   }
@@ -43,6 +47,7 @@ class NamespaceImpl final : public Namespace {
   ServerImpl& server_;
   std::string name_;
   std::vector<AuthHook> hooks_;
+  RecoverHook recover_;
   std::function<void(SocketPtr, const nlohmann::json&)> on_connection_;
 };
 

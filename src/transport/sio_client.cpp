@@ -149,9 +149,22 @@ void SioClient::on_connect(const Packet& p) {
   }
   ever_connected_ = true;
   connect_timer_.cancel();
-  auto sock = std::make_shared<SioSocket>(session_.shared_from_this(), server.new_id(), p.nsp);
+  std::shared_ptr<SioSocket> sock;
+  if (nsp->recovers()) {
+    // Connection state recovery: the same id and pid back, or new ones.
+    if (auto sid = nsp->recover(session_.handshake(), auth))
+      sock = std::make_shared<SioSocket>(session_.shared_from_this(), *sid, p.nsp,
+                                         auth.at("pid").get<std::string>(), true);
+    else
+      sock = std::make_shared<SioSocket>(session_.shared_from_this(), server.new_id(), p.nsp,
+                                         server.new_id(), false);
+  } else {
+    sock = std::make_shared<SioSocket>(session_.shared_from_this(), server.new_id(), p.nsp);
+  }
   sockets_[p.nsp] = sock;
-  send_raw("0" + prefix + json{{"sid", sock->id()}}.dump());
+  json reply{{"sid", sock->id()}};
+  if (!sock->pid().empty()) reply["pid"] = sock->pid();
+  send_raw("0" + prefix + reply.dump());
   nsp->connected(sock, auth);
 }
 

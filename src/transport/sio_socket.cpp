@@ -30,10 +30,13 @@ std::shared_ptr<const std::string> encode_event(std::string_view nsp, std::strin
   return std::make_shared<const std::string>(std::move(out));
 }
 
-SioSocket::SioSocket(std::shared_ptr<EngineSession> session, std::string id, std::string nsp)
+SioSocket::SioSocket(std::shared_ptr<EngineSession> session, std::string id, std::string nsp,
+                     std::string pid, bool recovered)
     : session_(session),
       id_(std::move(id)),
       nsp_(std::move(nsp)),
+      pid_(std::move(pid)),
+      recovered_(recovered),
       worker_(session->worker()),
       handshake_(session->handshake()) {}
 

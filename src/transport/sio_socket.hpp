@@ -14,7 +14,8 @@ class EngineSession;
 
 class SioSocket final : public Socket {
  public:
-  SioSocket(std::shared_ptr<EngineSession> session, std::string id, std::string nsp);
+  SioSocket(std::shared_ptr<EngineSession> session, std::string id, std::string nsp,
+            std::string pid = {}, bool recovered = false);
 
   const std::string& id() const override { return id_; }
   const std::string& nsp() const override { return nsp_; }
@@ -22,6 +23,8 @@ class SioSocket final : public Socket {
   const Handshake& handshake() const override { return handshake_; }
   std::string transport_name() const override;
   bool connected() const override { return connected_; }
+  const std::string& pid() const override { return pid_; }
+  bool recovered() const override { return recovered_; }
 
   void on(std::string event, EventHandler handler) override;
   void on_any(std::function<void(const std::string&, const nlohmann::json&, Ack)> h) override;
@@ -49,6 +52,8 @@ class SioSocket final : public Socket {
   std::weak_ptr<EngineSession> session_;
   std::string id_;
   std::string nsp_;
+  std::string pid_;
+  bool recovered_ = false;
   unsigned worker_;
   Handshake handshake_;
   bool connected_ = true;
