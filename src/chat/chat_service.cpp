@@ -438,9 +438,24 @@ void ChatService::leave_local(LocalUser& u, const std::string& room) {
 
 void ChatService::on_add_user(LocalUser& u, const json& args, Ack ack) {
   if (!admit(u, "add user", ack, false)) return;
-  if (u.logged_in)
+  if (u.logged_in) {
+    // The same name again is what a client that logs in on every connect
+    // sends after a recovery: answered like the first time, nothing changes.
+    if (!args.empty() && args[0].is_string() &&
+        trim(args[0].get_ref<const std::string&>()) == u.username) {
+      const auto& room = options_.limits.default_room;
+      json info{{"ok", true},
+                {"numUsers", presence_.num_users()},
+                {"username", u.username},
+                {"replica", options_.replica_id},
+                {"room", room},
+                {"userId", u.user_id}};
+      if (options_.history > 0 && u.rooms.count(room)) info["history"] = history_json(room);
+      return reply(ack, std::move(info));
+    }
     return fail(u, "add user", ack,
                 ChatError{"ALREADY_LOGGED_IN", "already logged in as " + u.username});
+  }
   if (args.empty() || !args[0].is_string())
     return fail(u, "add user", ack,
                 ChatError{"BAD_REQUEST", "\"add user\" takes the user name (a string)"});

@@ -79,11 +79,14 @@ test("the RabbitMQ management UI answers, with the stack's user and one consumer
   assert.equal(guest.status, 401);
   const exchanges = await (await fetch(`${mgmtUrl}/api/exchanges`, { headers: auth })).json();
   assert.ok(exchanges.some((e) => e.name === "chat" && e.type === "topic"), "no topic exchange chat");
-  // One queue per replica, each with its consumer. Queues of replicas that
-  // went away are exclusive and disappear with their connection.
-  const queues = await waitFor("3 consumed queues", async () => {
+  // One control queue per replica, each with its consumer (exclusive: gone
+  // with its connection), and the history stream every replica reads.
+  const queues = await waitFor("3 consumed replica queues and the history stream", async () => {
     const qs = await (await fetch(`${mgmtUrl}/api/queues`, { headers: auth })).json();
-    return qs.filter((q) => q.consumers > 0).length === 3 && qs;
+    const own = qs.filter((q) => q.exclusive && q.consumers > 0);
+    return own.length === 3 && qs.some((q) => q.name === "chat.history") && qs;
   });
-  assert.ok(queues.every((q) => q.exclusive), "replica queues are exclusive");
+  const stream = queues.find((q) => q.name === "chat.history");
+  assert.equal(stream.type, "stream", JSON.stringify(stream));
+  assert.equal(stream.durable, true);
 });
