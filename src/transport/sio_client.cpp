@@ -162,9 +162,10 @@ void SioClient::on_connect(const Packet& p) {
     sock = std::make_shared<SioSocket>(session_.shared_from_this(), server.new_id(), p.nsp);
   }
   sockets_[p.nsp] = sock;
-  json reply{{"sid", sock->id()}};
-  if (!sock->pid().empty()) reply["pid"] = sock->pid();
-  send_raw("0" + prefix + reply.dump());
+  // {"sid": ...} first, then "pid", as Node's server writes it.
+  std::string reply = R"({"sid":)" + json(sock->id()).dump();
+  if (!sock->pid().empty()) reply += R"(,"pid":)" + json(sock->pid()).dump();
+  send_raw("0" + prefix + reply + "}");
   nsp->connected(sock, auth);
 }
 
