@@ -270,7 +270,16 @@ void Presence::drop_users(Replica& r, std::vector<UserInfo>* out) {
   for (auto& [id, u] : r.users) {
     for (const auto& room : u.rooms) index_remove(room);
     --total_users_;
-    if (out) out->push_back(std::move(u));
+    if (!out) continue;
+    // A user recovered on another replica (connection state recovery) is
+    // not gone: nobody is told it left.
+    bool elsewhere = false;
+    for (const auto& [instance, other] : replicas_)
+      if (&other != &r && other.users.count(id)) {
+        elsewhere = true;
+        break;
+      }
+    if (!elsewhere) out->push_back(std::move(u));
   }
   r.users.clear();
 }

@@ -93,6 +93,31 @@ TEST(Presence, ExpiryRemovesSilentReplica) {
   EXPECT_EQ(p.b.replicas().size(), 1u);
 }
 
+// A user of the silent replica that was recovered here (same user id) is not
+// announced as gone when the silent replica expires; the others are.
+TEST(Presence, ExpiryDoesNotAnnounceAUserRecoveredElsewhere) {
+  Pair p;
+  {
+    auto lk = p.a.lock();
+    p.a.login("u1", "alice");
+    p.a.join("u1", "general");
+    p.a.login("u2", "bob");
+    p.a.join("u2", "general");
+  }
+  p.b.apply_snapshot("a", S(p.a.snapshot()));
+  {
+    auto lk = p.b.lock();
+    p.b.login("u1", "alice");  // alice's socket recovered on b
+    p.b.join("u1", "general");
+  }
+  auto later = Presence::Clock::now() + std::chrono::seconds(10);
+  auto gone = p.b.expire(std::chrono::seconds(4), later);
+  ASSERT_EQ(gone.size(), 1u);
+  EXPECT_EQ(gone[0].username, "bob");
+  EXPECT_EQ(p.b.num_users(), 1u);
+  EXPECT_EQ(p.b.room_count("general"), 1u);
+}
+
 TEST(Presence, LogoutLeavesRooms) {
   Presence a{"a", "r1"};
   auto lk = a.lock();
