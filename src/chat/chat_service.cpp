@@ -330,6 +330,15 @@ void ChatService::on_disconnect(LocalUser& u, const std::string& reason) {
       bus_.publish(make_envelope(kSessionsRoom, kSessionEndEvent, json{{"pid", u.socket->pid()}}),
                    {});
   }
+  // A replica that shuts down closes its sockets so that their clients
+  // reconnect elsewhere and are recovered there: they have not left. Its
+  // goodbye removes its presence; users already back elsewhere stay listed.
+  if (u.logged_in && recovery_ && reason == "server shutting down") {
+    const auto rooms = u.rooms;
+    for (const auto& room : rooms) leave_local(u, room);
+    u.logged_in = false;
+    --ws.logged_in;
+  }
   if (u.logged_in) {
     const auto rooms = u.rooms;
     for (const auto& room : rooms) leave_local(u, room);

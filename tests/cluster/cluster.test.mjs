@@ -181,15 +181,13 @@ test("SIGKILL a replica: its users reconnect through HAProxy and keep chatting; 
   }, 15000);
   // Presence lists exactly the live logged-in sessions: every user of the
   // other replicas (this test's and the earlier tests', all in "general"),
-  // each victim under its new session, and nobody of the dead replica
-  // (earlier tests' users there reconnect but do not log in again).
-  const live = new Set([
-    ...open.filter((u) => u.me.replica !== victim).map((u) => u.socket.id),
-    ...victims.map((u) => u.socket.id),
-  ]);
-  const oldVictimIds = new Set(victims.map((u) => u.me.userId));
-  assert.equal(oldVictimIds.size, victims.length);
-  for (const id of oldVictimIds) assert.equal(live.has(id), false, "a victim kept its session id");
+  // and every user of the dead replica, recovered elsewhere under its old
+  // socket id (connection state recovery logs them in again), nobody twice.
+  for (const u of victims) {
+    assert.equal(u.socket.recovered, true, `${u.name} was not recovered`);
+    assert.equal(u.socket.id, u.me.userId, `${u.name} lost its socket id`);
+  }
+  const live = new Set(open.map((u) => u.socket.id));
   const diff = (list) => {
     const listed = new Set(list.users.map((x) => x.userId));
     return {

@@ -51,9 +51,10 @@ export function next(socket, event, pred = () => true, ms = 5000) {
       if (!pred(...args)) return;
       clearTimeout(timer);
       socket.off(event, on);
-      // A `new message` carries its offset as a second argument (connection
-      // state recovery, docs/protocol.md): the message is the first.
-      const offsetOnly = event === "new message" && args.length === 2 && typeof args[1] === "string";
+      // `new message` and `login` carry an offset as a second argument
+      // (connection state recovery, docs/protocol.md): the payload is the first.
+      const offsetOnly =
+        (event === "new message" || event === "login") && args.length === 2 && typeof args[1] === "string";
       resolve(args.length === 1 || offsetOnly ? args[0] : args);
     };
     socket.on(event, on);
