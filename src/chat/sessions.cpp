@@ -95,15 +95,19 @@ bool Sessions::apply(const std::string& event, const json& payload, std::int64_t
   }
   std::lock_guard lock(mu_);
   auto it = by_pid_.find(rec.pid);
+  // Records arrive in stream order, the same on every replica: the last one
+  // read is the socket's state, whatever the clocks of the replicas that
+  // wrote them say (seen_ms only moves forward).
+  std::int64_t seen = ts;
   if (it != by_pid_.end()) {
-    if (ts < it->second.seen_ms) return true;  // an older record: keep the newer
+    seen = std::max(seen, it->second.seen_ms);
     unlink(it->second);
     it->second = std::move(rec);
   } else {
     it = by_pid_.emplace(rec.pid, std::move(rec)).first;
   }
-  it->second.seen_ms = ts;
-  by_seen_.emplace(ts, it->second.pid);
+  it->second.seen_ms = seen;
+  by_seen_.emplace(seen, it->second.pid);
   while (by_pid_.size() > max_entries_ && !by_seen_.empty()) {
     by_pid_.erase(by_seen_.begin()->second);
     by_seen_.erase(by_seen_.begin());
