@@ -307,14 +307,17 @@ void ChatService::publish_alive() {
   }
 }
 
+json ChatService::message_json(const bus::Envelope& e) {
+  json payload = e.payload;
+  payload["offset"] = std::to_string(e.position);
+  return payload;
+}
+
 std::shared_ptr<const std::string> ChatService::encode_message(const bus::Envelope& e) const {
   // The offset twice: in the message (for pages) and as the last argument,
   // where Socket.IO clients take it for connection state recovery.
-  json payload = e.payload;
-  auto offset = std::to_string(e.position);
-  payload["offset"] = offset;
   return transport::encode_event("/", e.event,
-                                 json::array({std::move(payload), std::move(offset)}));
+                                 json::array({message_json(e), std::to_string(e.position)}));
 }
 
 void ChatService::on_disconnect(LocalUser& u, const std::string& reason) {
@@ -330,31 +333,27 @@ void ChatService::on_disconnect(LocalUser& u, const std::string& reason) {
       bus_.publish(make_envelope(kSessionsRoom, kSessionEndEvent, json{{"pid", u.socket->pid()}}),
                    {});
   }
-  // A replica that shuts down closes its sockets so that their clients
-  // reconnect elsewhere and are recovered there: they have not left. Its
-  // goodbye removes its presence; users already back elsewhere stay listed.
-  if (u.logged_in && recovery_ && reason == "server shutting down") {
-    const auto rooms = u.rooms;
-    for (const auto& room : rooms) leave_local(u, room);
-    u.logged_in = false;
-    --ws.logged_in;
-  }
   if (u.logged_in) {
     const auto rooms = u.rooms;
     for (const auto& room : rooms) leave_local(u, room);
-    {
-      auto lk = presence_.lock();
-      publish_presence(presence_.logout(u.user_id));
-    }
-    const auto num = presence_.num_users();
-    for (const auto& room : rooms) {
-      json p{{"username", u.username},
-             {"userId", u.user_id},
-             {"numUsers", num},
-             {"room", room},
-             {"replica", options_.replica_id},
-             {"ts", now_ms()}};
-      publish_room_event(u, room, "user left", std::move(p));
+    // A replica that shuts down closes its sockets so that their clients
+    // reconnect elsewhere and are recovered there: they have not left. Its
+    // goodbye removes its presence; users already back elsewhere stay listed.
+    if (!(recovery_ && reason == "server shutting down")) {
+      {
+        auto lk = presence_.lock();
+        publish_presence(presence_.logout(u.user_id));
+      }
+      const auto num = presence_.num_users();
+      for (const auto& room : rooms) {
+        json p{{"username", u.username},
+               {"userId", u.user_id},
+               {"numUsers", num},
+               {"room", room},
+               {"replica", options_.replica_id},
+               {"ts", now_ms()}};
+        publish_room_event(u, room, "user left", std::move(p));
+      }
     }
     u.logged_in = false;
     --ws.logged_in;
@@ -409,6 +408,14 @@ void ChatService::publish_room_event(LocalUser& u, const std::string& room, cons
   bus_.publish(make_envelope(room, event, std::move(payload), u.socket->id()), std::move(confirm));
 }
 
+json ChatService::login_info(const LocalUser& u, const std::string& room) {
+  return json{{"numUsers", presence_.num_users()},
+              {"username", u.username},
+              {"replica", options_.replica_id},
+              {"room", room},
+              {"userId", u.user_id}};
+}
+
 json ChatService::membership_payload(const LocalUser& u, const std::string& room) {
   return json{{"username", u.username},
               {"userId", u.user_id},
@@ -453,12 +460,8 @@ void ChatService::on_add_user(LocalUser& u, const json& args, Ack ack) {
     if (!args.empty() && args[0].is_string() &&
         trim(args[0].get_ref<const std::string&>()) == u.username) {
       const auto& room = options_.limits.default_room;
-      json info{{"ok", true},
-                {"numUsers", presence_.num_users()},
-                {"username", u.username},
-                {"replica", options_.replica_id},
-                {"room", room},
-                {"userId", u.user_id}};
+      json info = login_info(u, room);
+      info["ok"] = true;
       if (options_.history > 0 && u.rooms.count(room)) info["history"] = history_json(room);
       return reply(ack, std::move(info));
     }
@@ -481,12 +484,7 @@ void ChatService::on_add_user(LocalUser& u, const json& args, Ack ack) {
     publish_presence(presence_.join(u.user_id, room));
   }
   join_local(u, room);
-  const auto num = presence_.num_users();
-  json info{{"numUsers", num},
-            {"username", u.username},
-            {"replica", options_.replica_id},
-            {"room", room},
-            {"userId", u.user_id}};
+  json info = login_info(u, room);
   // With recovery, the login event carries the current position as its last
   // argument: a client that has received no message yet can recover too.
   const auto newest = recovery_ ? history_.newest() : -1;
@@ -728,11 +726,7 @@ void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepare
 
 json ChatService::history_json(const std::string& room) {
   json out = json::array();
-  for (const auto& e : history_.last(room, options_.history)) {
-    json item = e->payload;
-    item["offset"] = std::to_string(e->position);
-    out.push_back(std::move(item));
-  }
+  for (const auto& e : history_.last(room, options_.history)) out.push_back(message_json(*e));
   return out;
 }
 

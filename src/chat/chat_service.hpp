@@ -116,8 +116,11 @@ class ChatService {
   void restore(LocalUser& u, const nlohmann::json& auth);
   void publish_session(const LocalUser& u);
   void publish_alive();
-  bool recovery_on() const { return recovery_; }
+  // A kept message as clients see it: its payload with its offset.
+  static nlohmann::json message_json(const bus::Envelope& e);
   std::shared_ptr<const std::string> encode_message(const bus::Envelope& e) const;
+  // What `login` and the `add user` ack carry.
+  nlohmann::json login_info(const LocalUser& u, const std::string& room);
   void on_add_user(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
   void on_new_message(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
   void on_typing(LocalUser& u, const std::string& event, const nlohmann::json& args);

@@ -8,6 +8,23 @@ namespace chat::app {
 History::History(std::size_t per_room, std::size_t max_rooms, std::size_t recent)
     : per_room_(per_room), max_rooms_(std::max<std::size_t>(1, max_rooms)), recent_max_(recent) {}
 
+namespace {
+// Insert e into m (ascending positions): at the end in the usual case, in
+// place when it arrives out of order; false when its position is held.
+bool insert_sorted(std::deque<bus::EnvelopePtr>& m, const bus::EnvelopePtr& e) {
+  if (m.empty() || m.back()->position < e->position) {
+    m.push_back(e);
+    return true;
+  }
+  auto pos =
+      std::lower_bound(m.begin(), m.end(), e->position,
+                       [](const bus::EnvelopePtr& x, std::int64_t p) { return x->position < p; });
+  if (pos != m.end() && (*pos)->position == e->position) return false;
+  m.insert(pos, e);
+  return true;
+}
+}  // namespace
+
 bool History::kept(const bus::Envelope& e) {
   return e.position >= 0 && !e.room.empty() && e.event == "new message";
 }
@@ -25,14 +42,7 @@ void History::add(const std::vector<bus::EnvelopePtr>& batch) {
 void History::add_locked(const bus::EnvelopePtr& e) {
   if (started_ < 0 || e->position < started_) started_ = e->position;
   if (recent_max_ > 0) {
-    if (recent_.empty() || recent_.back()->position < e->position) {
-      recent_.push_back(e);
-    } else {
-      auto pos = std::lower_bound(
-          recent_.begin(), recent_.end(), e->position,
-          [](const bus::EnvelopePtr& x, std::int64_t p) { return x->position < p; });
-      if (pos == recent_.end() || (*pos)->position != e->position) recent_.insert(pos, e);
-    }
+    insert_sorted(recent_, e);
     while (recent_.size() > recent_max_) {
       trimmed_ = std::max(trimmed_, recent_.front()->position);
       recent_.pop_front();
@@ -46,20 +56,10 @@ void History::add_locked(const bus::EnvelopePtr& e) {
   } else {
     lru_.splice(lru_.end(), lru_, r.lru);
   }
+  // Out of order only with the in-process bus under concurrent publishers;
+  // one older than all kept in a full room goes again at once below.
   auto& m = r.messages;
-  if (m.empty() || m.back()->position < e->position) {
-    m.push_back(e);
-  } else {
-    // Out of order (the in-process bus under concurrent publishers): insert
-    // in place unless that position is already held or older than all kept.
-    auto pos =
-        std::lower_bound(m.begin(), m.end(), e->position,
-                         [](const bus::EnvelopePtr& x, std::int64_t p) { return x->position < p; });
-    if ((pos != m.end() && (*pos)->position == e->position) ||
-        (pos == m.begin() && m.size() >= per_room_))
-      return;
-    m.insert(pos, e);
-  }
+  if (!insert_sorted(m, e)) return;
   ++messages_;
   if (m.size() > per_room_) {
     m.pop_front();

@@ -149,18 +149,16 @@ void SioClient::on_connect(const Packet& p) {
   }
   ever_connected_ = true;
   connect_timer_.cancel();
-  std::shared_ptr<SioSocket> sock;
-  if (nsp->recovers()) {
-    // Connection state recovery: the same id and pid back, or new ones.
-    if (auto sid = nsp->recover(session_.handshake(), auth))
-      sock = std::make_shared<SioSocket>(session_.shared_from_this(), *sid, p.nsp,
-                                         auth.at("pid").get<std::string>(), true);
-    else
-      sock = std::make_shared<SioSocket>(session_.shared_from_this(), server.new_id(), p.nsp,
-                                         server.new_id(), false);
-  } else {
-    sock = std::make_shared<SioSocket>(session_.shared_from_this(), server.new_id(), p.nsp);
-  }
+  // Connection state recovery: the same id and pid back, or new ones (a pid
+  // only where the namespace recovers).
+  std::optional<std::string> sid = nsp->recover(session_.handshake(), auth);
+  const bool recovered = sid.has_value();
+  std::string pid = recovered         ? auth.at("pid").get<std::string>()
+                    : nsp->recovers() ? server.new_id()
+                                      : std::string();
+  auto sock = std::make_shared<SioSocket>(session_.shared_from_this(),
+                                          recovered ? std::move(*sid) : server.new_id(), p.nsp,
+                                          std::move(pid), recovered);
   sockets_[p.nsp] = sock;
   // {"sid": ...} first, then "pid", as Node's server writes it.
   std::string reply = R"({"sid":)" + json(sock->id()).dump();
