@@ -136,6 +136,13 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
         b.replayed);
   w.put("chat_bus_stream_next_offset", G, "History stream offset the replica reads next",
         static_cast<std::uint64_t>(std::max<std::int64_t>(0, b.stream_offset + 1)));
+  w.put("chat_bus_republished_total", C,
+        "Envelopes the broker confirmed that never reached the history stream, published again",
+        b.republished);
+  w.put("chat_bus_unchecked_total", C,
+        "Confirmed envelopes not checked against the stream (the check window was full)",
+        b.unchecked);
+  w.put("chat_bus_probes_total", C, "Read-back probes sent to the history stream", b.probes);
 
   if (c) {
     w.put("chat_users_local", G, "Logged-in users on this replica", c->users_local);

@@ -320,6 +320,9 @@ void AmqpBus::publisher_main() {
     control_.clear();
     outbox_depth_ = 0;
   }
+  checks_.clear();
+  check_seq_.clear();
+  check_bytes_ = 0;
   if (!left.empty()) spdlog::warn("bus: {} publishes not confirmed at stop", left.size());
   for (auto& p : left)
     outbox_dropped_.fetch_add(finish(p, PublishStatus::unavailable), std::memory_order_relaxed);
@@ -368,6 +371,8 @@ void AmqpBus::join_runs(std::vector<Pending>& batch) {
       Pending joined;
       joined.body = join_batch(bodies);
       joined.key = batch[i].key;
+      joined.control = batch[i].control;  // one key: all control or none
+      joined.probe = batch[i].probe;
       joined.origin = batch[i].origin;
       joined.id = batch[i].id;  // message-id of the broker message: its first envelope
       joined.confirm = std::move(batch[i].confirm);
@@ -470,6 +475,7 @@ bool AmqpBus::declare_stream(amqp_connection_state_t conn, amqp_channel_t ch, bo
 
 void AmqpBus::requeue(std::map<std::uint64_t, Pending>& inflight) {
   // Unconfirmed publishes go out again, first, in their original order.
+  for (auto& [tag, p] : inflight) check_forget(p);
   std::lock_guard lock(outbox_mu_);
   for (auto it = inflight.rbegin(); it != inflight.rend(); ++it)
     (it->second.control ? control_ : outbox_).push_front(std::move(it->second));
@@ -491,6 +497,7 @@ void AmqpBus::isolate_refused(std::map<std::uint64_t, Pending>& inflight) {
   }
   std::optional<Pending> poison;
   if (alone && inflight.begin()->second.failures >= std::max(1, config_.max_publish_attempts)) {
+    check_forget(inflight.begin()->second);
     poison.emplace(std::move(inflight.begin()->second));
     inflight.clear();
     inflight_envelopes_ = 0;
@@ -564,6 +571,7 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       if ((empty && inflight.empty()) || Clock::now() >= *flush_deadline) return;
     }
     batch.clear();
+    if (config_.history) check_read_back();
     {
       std::lock_guard lock(outbox_mu_);
       // Unconfirmed publishes are bounded too: a broker that reads but never
@@ -612,6 +620,7 @@ void AmqpBus::run_publisher(AmqpConnection& c, std::map<std::uint64_t, Pending>&
       }
       published_.fetch_add(p.count, std::memory_order_relaxed);
       broker_messages_.fetch_add(1, std::memory_order_relaxed);
+      if (config_.history && !p.control) check_sent(p);
       inflight_add(inflight, next_tag++, std::move(p));
     }
     const bool sent_any = !batch.empty();
@@ -693,7 +702,13 @@ bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
       n -= std::min(n, p.count);
     }
     (ok ? confirmed_ : nacked_).fetch_add(envelopes, std::memory_order_relaxed);
-    for (auto& p : done) finish(p, ok ? PublishStatus::ok : PublishStatus::unavailable);
+    for (auto& p : done) {
+      const auto status = ok ? PublishStatus::ok : PublishStatus::unavailable;
+      if (p.seq != 0)
+        check_confirmed(p, status);
+      else
+        finish(p, status);
+    }
     return true;
   }
   if (id == AMQP_BASIC_RETURN_METHOD) {
@@ -717,6 +732,152 @@ bool AmqpBus::on_publisher_frame(const amqp_frame_t& frame,
     return false;
   }
   return true;
+}
+
+// ------------------------------------------------------------------ read-back check
+
+namespace {
+// A confirmed message still unread this long gets a probe behind it.
+constexpr auto kProbeAfter = milliseconds(300);
+}  // namespace
+
+void AmqpBus::check_sent(Pending& p) {
+  p.seq = ++send_seq_;
+  checks_.emplace(p.seq, Check{});
+  check_seq_[p.id] = p.seq;
+}
+
+void AmqpBus::check_erase(std::map<std::uint64_t, Check>::iterator it) {
+  if (it->second.confirmed) check_bytes_ -= std::min(check_bytes_, it->second.p.body.size());
+  if (auto s = check_seq_.find(it->second.p.id); s != check_seq_.end() && s->second == it->first)
+    check_seq_.erase(s);
+  checks_.erase(it);
+}
+
+void AmqpBus::check_forget(const Pending& p) {
+  if (p.seq == 0) return;
+  if (auto it = checks_.find(p.seq); it != checks_.end()) {
+    // The entry holds no body yet (not confirmed): only the id map points at it.
+    if (auto s = check_seq_.find(p.id); s != check_seq_.end() && s->second == p.seq)
+      check_seq_.erase(s);
+    checks_.erase(it);
+  }
+}
+
+void AmqpBus::check_confirmed(Pending& p, PublishStatus status) {
+  auto it = checks_.find(p.seq);
+  if (status != PublishStatus::ok || it == checks_.end() || it->second.seen) {
+    // Nacked (the sender hears so), read back already, or no longer checked.
+    if (it != checks_.end()) {
+      if (auto s = check_seq_.find(p.id); s != check_seq_.end() && s->second == p.seq)
+        check_seq_.erase(s);
+      checks_.erase(it);
+    }
+    finish(p, status);
+    return;
+  }
+  finish(p, status);  // the sender's ack: the broker confirmed it
+  const bool lost = it->second.lost;
+  if (lost) {
+    // Missing from the stream while later ones were read: send it again.
+    Pending again = std::move(p);
+    if (auto s = check_seq_.find(again.id); s != check_seq_.end() && s->second == it->first)
+      check_seq_.erase(s);
+    checks_.erase(it);
+    republish(std::move(again));
+    return;
+  }
+  auto& c = it->second;
+  c.confirmed = true;
+  c.confirmed_at = Clock::now();
+  check_bytes_ += p.body.size();
+  c.p = std::move(p);
+  // Bounded: a consumer far behind (or gone) must not make this grow.
+  const std::size_t max_count = std::max<std::size_t>(1024, config_.outbox_max);
+  while (!checks_.empty() &&
+         (checks_.size() > max_count || check_bytes_ > config_.outbox_max_bytes)) {
+    auto oldest = checks_.begin();
+    if (!oldest->second.confirmed) break;
+    if (!oldest->second.p.probe)
+      unchecked_.fetch_add(oldest->second.p.count, std::memory_order_relaxed);
+    check_erase(oldest);
+  }
+}
+
+void AmqpBus::republish(Pending p) {
+  p.seq = 0;
+  p.bytes = 0;  // not held against the outbox bound: it was accepted long ago
+  p.suspect = false;
+  p.failures = 0;
+  p.confirm = nullptr;
+  p.more.clear();
+  republished_.fetch_add(p.count, std::memory_order_relaxed);
+  spdlog::warn(
+      "bus: message {} was confirmed by the broker but is not in the history stream; "
+      "publishing it again",
+      p.id);
+  std::lock_guard lock(outbox_mu_);
+  outbox_.push_front(std::move(p));
+  outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+}
+
+void AmqpBus::check_read_back() {
+  std::vector<std::string> seen;
+  {
+    std::lock_guard lock(seen_mu_);
+    seen.swap(seen_ids_);
+  }
+  std::uint64_t newest = 0;
+  for (const auto& id : seen) {
+    auto s = check_seq_.find(id);
+    if (s == check_seq_.end()) continue;
+    if (auto it = checks_.find(s->second); it != checks_.end()) {
+      it->second.seen = true;
+      newest = std::max(newest, it->first);
+    }
+  }
+  // Everything sent before the newest message read back was read back too,
+  // or the stream lost it.
+  for (auto it = checks_.begin(); it != checks_.end() && it->first <= newest;) {
+    auto& c = it->second;
+    if (c.seen) {
+      check_erase(it++);
+    } else if (!c.confirmed) {
+      c.lost = true;  // sent again when its confirm comes
+      ++it;
+    } else {
+      Pending again = std::move(c.p);
+      check_erase(it++);
+      if (!again.probe) republish(std::move(again));
+    }
+  }
+  // A confirmed message unread for a while: a probe behind it tells whether
+  // it is lost or the consumer is only behind.
+  const auto now = Clock::now();
+  if (now - last_probe_ < kProbeAfter) return;
+  for (const auto& [seq, c] : checks_) {
+    if (!c.confirmed) continue;
+    if (now - c.confirmed_at < kProbeAfter) return;
+    last_probe_ = now;
+    Envelope e;
+    e.origin = config_.instance_id;
+    e.id = "probe-" + std::to_string(++probe_count_);
+    e.room = kProbeRoom;
+    e.event = "probe";
+    e.payload = nlohmann::json::object();
+    e.ts = wall_ms();
+    Pending p;
+    p.body = serialize(e);
+    p.key = routing_key(e.room);
+    p.origin = e.origin;
+    p.id = e.id;
+    p.probe = true;
+    probes_.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard lock(outbox_mu_);
+    outbox_.push_front(std::move(p));
+    outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+    return;
+  }
 }
 
 // ------------------------------------------------------------------ consume side
@@ -943,6 +1104,19 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
     }
     // Stream deliveries are acknowledged once handed over, one ack per batch.
     if (stream_unacked_tag_ != 0) amqp_basic_ack(conn, 2, std::exchange(stream_unacked_tag_, 0), 1);
+    if (!seen_local_.empty()) {
+      std::lock_guard lock(seen_mu_);
+      // Bounded: a publisher thread that is gone must not make this grow.
+      if (seen_ids_.size() + seen_local_.size() >
+          4 * std::max<std::size_t>(1024, config_.outbox_max))
+        seen_ids_.clear();
+      if (seen_ids_.empty())
+        seen_ids_.swap(seen_local_);
+      else
+        seen_ids_.insert(seen_ids_.end(), std::make_move_iterator(seen_local_.begin()),
+                         std::make_move_iterator(seen_local_.end()));
+      seen_local_.clear();
+    }
   };
   // After an RPC (setup, bind, unbind) complete deliveries may sit in the
   // library's buffer where poll() cannot see them: read before waiting.
@@ -1057,6 +1231,10 @@ void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& bat
         bad_envelopes_.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
+      // Our own, read back: the publisher's check hears of it (all of them,
+      // replays too: they may be what it waits for).
+      if (e->origin == config_.instance_id) seen_local_.push_back(e->id);
+      if (e->room == kProbeRoom) continue;  // the check's own traffic
     } else if (e->origin == config_.instance_id) {
       continue;
     }
@@ -1158,6 +1336,9 @@ BusStatus AmqpBus::status() const {
   s.history = config_.history;
   s.replayed = replayed_.load(std::memory_order_relaxed);
   s.stream_offset = stream_offset_.load(std::memory_order_relaxed);
+  s.republished = republished_.load(std::memory_order_relaxed);
+  s.unchecked = unchecked_.load(std::memory_order_relaxed);
+  s.probes = probes_.load(std::memory_order_relaxed);
   std::lock_guard lock(error_mu_);
   s.last_error = last_error_;
   return s;

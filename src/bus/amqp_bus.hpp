@@ -24,6 +24,7 @@
 #include "core/last_resort.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -31,6 +32,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -68,7 +70,9 @@ class AmqpBus final : public Bus {
     bool control = false;  // control key: its own queue, sent first
     // In flight when the broker refused a message: sent again alone.
     bool suspect = false;
-    int failures = 0;  // refusals while it was the only message in flight
+    int failures = 0;       // refusals while it was the only message in flight
+    std::uint64_t seq = 0;  // read-back check: its place in send order (0: none)
+    bool probe = false;     // a read-back probe, not chat traffic
     // Run every confirm handler once; returns how many envelopes it covered.
     // A handler that throws is counted in lr and does not stop the others.
     std::size_t settle(PublishStatus status, core::LastResort& lr);
@@ -114,6 +118,39 @@ class AmqpBus final : public Bus {
   bool apply_room_ops(AmqpConnection& c, const std::string& queue, bool& did_any);
   // Sleep up to ms unless stop() is called; false when stopping.
   bool backoff_sleep(int& attempt);
+
+  // Read-back check (history mode). A broker can confirm a message that a
+  // change of stream leader then loses: with a RabbitMQ cluster, messages
+  // published through a surviving node while the leader's node died were
+  // confirmed and never stored. Our consumer reads our own envelopes back
+  // from the stream, and the stream keeps one channel's messages in the
+  // order sent: a confirmed message not read back while a later one is was
+  // lost, and is published again (receivers drop a second copy by id). A
+  // probe, sent when a confirmed message stays unread, finds a lost tail.
+  // Publisher thread only, except seen_ids_.
+  struct Check {
+    Pending p;  // what to publish again (its confirms already settled)
+    bool confirmed = false;
+    bool seen = false;
+    bool lost = false;  // found missing before its confirm came
+    std::chrono::steady_clock::time_point confirmed_at;
+  };
+  void check_sent(Pending& p);
+  // Confirm of a checked message: settle it, keep its body until read back.
+  void check_confirmed(Pending& p, PublishStatus status);
+  void check_forget(const Pending& p);
+  void check_erase(std::map<std::uint64_t, Check>::iterator it);
+  void check_read_back();
+  void republish(Pending p);
+  std::map<std::uint64_t, Check> checks_;  // by send order
+  std::unordered_map<std::string, std::uint64_t> check_seq_;
+  std::uint64_t send_seq_ = 0;
+  std::size_t check_bytes_ = 0;
+  std::uint64_t probe_count_ = 0;
+  std::chrono::steady_clock::time_point last_probe_{};
+  std::mutex seen_mu_;
+  std::vector<std::string> seen_ids_;    // own ids read back, in stream order
+  std::vector<std::string> seen_local_;  // consumer thread: not yet handed over
 
   void set_publisher_up(bool up);
   void set_consumer_up(bool up);
@@ -205,6 +242,9 @@ class AmqpBus final : public Bus {
   std::atomic<std::uint64_t> duplicates_{0};
   std::atomic<std::uint64_t> bad_envelopes_{0};
   std::atomic<std::uint64_t> replayed_{0};
+  std::atomic<std::uint64_t> republished_{0};  // confirmed, not in the stream, sent again
+  std::atomic<std::uint64_t> unchecked_{0};    // left unchecked: the check window was full
+  std::atomic<std::uint64_t> probes_{0};
   std::atomic<std::int64_t> stream_offset_{-1};  // last stream offset read
   core::LastResort last_resort_{"bus"};
 };

@@ -40,6 +40,9 @@ struct Envelope {
 // A joined broker message holds at most kMaxJoined envelopes (below), so
 // stream offset * kPositionScale + index orders every envelope.
 inline constexpr std::int64_t kPositionScale = 1024;
+// The reserved room of the bus's read-back probes (not a valid room name for
+// users, '#'): in the history stream, delivered to nobody.
+inline constexpr const char* kProbeRoom = "#probe";
 using EnvelopePtr = std::shared_ptr<const Envelope>;
 
 // Bounds on what a consumer accepts from the broker; anything beyond them is
@@ -108,6 +111,9 @@ struct BusStatus {
   bool history = false;             // room traffic read from the history stream
   std::uint64_t replayed = 0;       // envelopes read back from history at start
   std::int64_t stream_offset = -1;  // last history stream offset read
+  std::uint64_t republished = 0;    // confirmed but not read back from the stream: sent again
+  std::uint64_t unchecked = 0;      // confirmed, not checked against the stream (window full)
+  std::uint64_t probes = 0;         // read-back probes sent
   std::string last_error;
 };
 
