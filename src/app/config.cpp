@@ -121,6 +121,13 @@ Config parse_config(int argc, char** argv) {
       ->envname("RECOVERY_WINDOW")
       ->check(CLI::Range(0u, 24u * 3600 * 1000))
       ->capture_default_str();
+  cli.add_option("--leave-grace", c.leave_grace_ms,
+                 "With recovery: a logged-in user whose connection dropped (not a ping timeout, "
+                 "not a disconnect on purpose) is announced as gone (user left, presence) only "
+                 "after this many ms, and not at all when it is back by then on any replica")
+      ->envname("LEAVE_GRACE")
+      ->check(CLI::Range(0u, 60000u))
+      ->capture_default_str();
   cli.add_option("--recovery-messages", c.recovery_messages,
                  "Newest messages of all rooms a replica keeps in memory for recovery; a client "
                  "that missed more gets recovered=false and the room history")

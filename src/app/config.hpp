@@ -30,6 +30,7 @@ struct Config {
   std::size_t history = 50;  // messages per room in join replies
   std::size_t history_rooms = 10000;
   unsigned recovery_window_ms = 120000;  // connection state recovery; 0: off
+  unsigned leave_grace_ms = 5000;        // a dropped, recoverable user is announced gone after this
   std::size_t recovery_messages = 100000;
   std::string static_root = "web";
   std::string client_dist = "node_modules/socket.io-client/dist";

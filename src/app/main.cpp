@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
       opts.history = cfg.history;
       opts.history_rooms = cfg.history_rooms;
       opts.recovery_window = std::chrono::milliseconds(cfg.recovery_window_ms);
+      opts.leave_grace = std::chrono::milliseconds(cfg.leave_grace_ms);
       // Connected sessions are named every alive interval: a quarter of the
       // window, between 1 and 30 s (a record outlives its socket by at most
       // window + interval).

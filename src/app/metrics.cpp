@@ -154,6 +154,11 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
           c->sessions_known);
     w.put("chat_recoveries_total", C, "Sockets given back their id, rooms and missed messages",
           c->recoveries_total);
+    w.put("chat_leaves_held_total", C,
+          "Departures of dropped, recoverable users held back by --leave-grace",
+          c->leaves_held_total);
+    w.put("chat_leaves_avoided_total", C,
+          "Held-back departures not announced: the user was back in time", c->leaves_avoided_total);
     w.put("chat_recoveries_refused_total", C,
           "Recovery attempts refused (unknown or expired pid, messages no longer held)",
           c->recoveries_refused_total);

@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <set>
 
 namespace chat::app {
@@ -141,6 +142,7 @@ void ChatService::presence_tick() {
   const auto every =
       std::max<std::int64_t>(1, options_.session_alive_interval.count() /
                                     std::max<std::int64_t>(1, options_.presence_interval.count()));
+  if (recovery_) settle_leaves();
   if (recovery_ && ++ticks_ % static_cast<unsigned>(every) == 0) {
     publish_alive();
     sessions_.sweep(now_ms());
@@ -169,6 +171,8 @@ void ChatService::announce_departure() {
 
 void ChatService::stop() {
   stopping_ = true;
+  // Held-back departures: whoever is not back yet is gone.
+  if (recovery_) settle_leaves(true);
   if (timer_) boost::asio::post(workers_.at(0), [this] { timer_->cancel(); });
 }
 
@@ -339,21 +343,22 @@ void ChatService::on_disconnect(LocalUser& u, const std::string& reason) {
     // A replica that shuts down closes its sockets so that their clients
     // reconnect elsewhere and are recovered there: they have not left. Its
     // goodbye removes its presence; users already back elsewhere stay listed.
-    if (!(recovery_ && reason == "server shutting down")) {
-      {
-        auto lk = presence_.lock();
-        publish_presence(presence_.logout(u.user_id));
-      }
-      const auto num = presence_.num_users();
-      for (const auto& room : rooms) {
-        json p{{"username", u.username},
-               {"userId", u.user_id},
-               {"numUsers", num},
-               {"room", room},
-               {"replica", options_.replica_id},
-               {"ts", now_ms()}};
-        publish_room_event(u, room, "user left", std::move(p));
-      }
+    // A connection that dropped (not on purpose, not a ping timeout, which
+    // already took pingInterval + pingTimeout) may come back within moments
+    // and be recovered, here or elsewhere: its departure waits for the
+    // grace, so a recovery is no "user left" / back pair.
+    const bool may_return = recovery_ && options_.leave_grace.count() > 0 &&
+                            !u.socket->pid().empty() && reason != "client namespace disconnect" &&
+                            reason != "ping timeout";
+    if (recovery_ && reason == "server shutting down") {
+      // Gone with the replica's goodbye (see above).
+    } else if (may_return) {
+      leaves_held_.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard lk(leaves_mu_);
+      leaves_.push_back(PendingLeave{now_ms() + options_.leave_grace.count(), u.socket->pid(),
+                                     u.user_id, u.username, rooms});
+    } else {
+      depart(u.user_id, u.username, rooms);
     }
     u.logged_in = false;
     --ws.logged_in;
@@ -362,6 +367,51 @@ void ChatService::on_disconnect(LocalUser& u, const std::string& reason) {
 }
 
 // ------------------------------------------------------------------ helpers
+
+void ChatService::depart(const std::string& user_id, const std::string& username,
+                         const std::set<std::string>& rooms) {
+  {
+    auto lk = presence_.lock();
+    publish_presence(presence_.logout(user_id));
+  }
+  const auto num = presence_.num_users();
+  for (const auto& room : rooms) {
+    json p{{"username", username},           {"userId", user_id}, {"numUsers", num}, {"room", room},
+           {"replica", options_.replica_id}, {"ts", now_ms()}};
+    bus_.publish(make_envelope(room, "user left", std::move(p), user_id), {});
+  }
+}
+
+void ChatService::settle_leaves(bool all) {
+  std::vector<PendingLeave> due;
+  {
+    std::lock_guard lk(leaves_mu_);
+    const auto now = all ? std::numeric_limits<std::int64_t>::max() : now_ms();
+    auto keep = std::partition(leaves_.begin(), leaves_.end(),
+                               [now](const PendingLeave& l) { return l.due_ms > now; });
+    due.assign(std::make_move_iterator(keep), std::make_move_iterator(leaves_.end()));
+    leaves_.erase(keep, leaves_.end());
+  }
+  for (const auto& l : due) {
+    bool here;
+    {
+      std::lock_guard lk(pids_mu_);
+      here = local_pids_.count(l.pid) > 0;
+    }
+    if (here) {
+      // Recovered on this replica: the same entry is logged in again.
+      leaves_avoided_.fetch_add(1, std::memory_order_relaxed);
+    } else if (presence_.listed_elsewhere(l.user_id)) {
+      // Recovered on another replica, which lists it now: drop our stale
+      // entry without telling the rooms it left.
+      leaves_avoided_.fetch_add(1, std::memory_order_relaxed);
+      auto lk = presence_.lock();
+      publish_presence(presence_.logout(l.user_id));
+    } else {
+      depart(l.user_id, l.username, l.rooms);
+    }
+  }
+}
 
 void ChatService::reply(const Ack& ack, json obj) {
   if (ack) ack(json::array({std::move(obj)}));
@@ -834,6 +884,8 @@ ChatStats ChatService::stats() {
   s.sessions_known = sessions_.size();
   s.recoveries_total = recoveries_.load(std::memory_order_relaxed);
   s.recoveries_refused_total = recoveries_refused_.load(std::memory_order_relaxed);
+  s.leaves_held_total = leaves_held_.load(std::memory_order_relaxed);
+  s.leaves_avoided_total = leaves_avoided_.load(std::memory_order_relaxed);
   s.recovered_messages_total = recovered_messages_.load(std::memory_order_relaxed);
   return s;
 }

@@ -27,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -50,6 +51,8 @@ struct ChatOptions {
   std::chrono::milliseconds recovery_window{120000};
   std::size_t recovery_messages = 100000;  // newest messages of all rooms kept for it
   std::chrono::milliseconds session_alive_interval{30000};
+  // A dropped connection that may be recovered is announced gone after this (--leave-grace).
+  std::chrono::milliseconds leave_grace{5000};
 };
 
 // Counters summed over workers, for /metrics.
@@ -76,6 +79,8 @@ struct ChatStats {
   std::uint64_t sessions_known = 0;            // recoverable session records
   std::uint64_t recoveries_total = 0;          // sockets given back with their state
   std::uint64_t recoveries_refused_total = 0;  // {pid, offset} that could not be recovered
+  std::uint64_t leaves_held_total = 0;         // departures held back by --leave-grace
+  std::uint64_t leaves_avoided_total = 0;      // of those, users back in time (no "user left")
   std::uint64_t recovered_messages_total = 0;  // missed messages sent on recovery
 };
 
@@ -154,6 +159,11 @@ class ChatService {
   void deliver_batch(unsigned worker, const std::vector<Prepared>& batch);
   void deliver_local(std::vector<bus::EnvelopePtr> batch);  // no bus round trip
   void announce_gone(const std::vector<UserInfo>& users);
+  // This replica's user is gone: presence logout and "user left" in its rooms.
+  void depart(const std::string& user_id, const std::string& username,
+              const std::set<std::string>& rooms);
+  // Departures held back by leave_grace whose time has come (presence tick).
+  void settle_leaves(bool all = false);
   void presence_tick();
   void publish_snapshot();  // in version order with the deltas
 
@@ -173,6 +183,19 @@ class ChatService {
   std::mutex pids_mu_;
   std::unordered_set<std::string> local_pids_;  // pids of this replica's sockets
   unsigned ticks_ = 0;                          // presence ticks, for the alive interval
+  // Users whose connection dropped and who may come back (recovery): their
+  // departure waits for leave_grace, and is not announced if they are back.
+  struct PendingLeave {
+    std::int64_t due_ms = 0;
+    std::string pid;
+    std::string user_id;
+    std::string username;
+    std::set<std::string> rooms;
+  };
+  std::mutex leaves_mu_;
+  std::vector<PendingLeave> leaves_;
+  std::atomic<std::uint64_t> leaves_held_{0};     // departures held back by the grace
+  std::atomic<std::uint64_t> leaves_avoided_{0};  // of those, users back in time
   std::atomic<std::uint64_t> recoveries_{0}, recoveries_refused_{0}, recovered_messages_{0};
   std::vector<std::unique_ptr<WorkerState>> states_;
 

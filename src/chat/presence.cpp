@@ -334,6 +334,13 @@ void Presence::touch_all(Clock::time_point now) {
   for (auto& [id, r] : replicas_) r.last_seen = now;
 }
 
+bool Presence::listed_elsewhere(const std::string& user_id) {
+  std::lock_guard lk(mu_);
+  for (const auto& [instance, r] : replicas_)
+    if (instance != self_instance_ && r.users.count(user_id)) return true;
+  return false;
+}
+
 std::size_t Presence::num_users() {
   std::lock_guard lk(mu_);
   return total_users_;

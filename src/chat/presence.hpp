@@ -119,6 +119,8 @@ class Presence {
 
   // ---- queries (cluster-wide)
   std::size_t num_users();
+  // True when a replica other than this one lists user_id (a recovered socket).
+  bool listed_elsewhere(const std::string& user_id);
   std::size_t room_count(const std::string& room);
   std::vector<UserInfo> room_users(const std::string& room, std::size_t limit);
   std::vector<std::pair<std::string, std::size_t>> rooms();

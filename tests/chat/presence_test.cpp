@@ -118,6 +118,24 @@ TEST(Presence, ExpiryDoesNotAnnounceAUserRecoveredElsewhere) {
   EXPECT_EQ(p.b.room_count("general"), 1u);
 }
 
+// A dropped user whose socket was recovered on another replica: the replica
+// it dropped from sees it listed there (and so announces no "user left").
+TEST(Presence, ListedElsewhereSeesOnlyOtherReplicas) {
+  Pair p;
+  {
+    auto lk = p.a.lock();
+    p.a.login("u1", "alice");
+  }
+  EXPECT_FALSE(p.a.listed_elsewhere("u1"));  // only here
+  {
+    auto lk = p.b.lock();
+    p.b.login("u1", "alice");  // recovered on b
+  }
+  p.a.apply_snapshot("b", S(p.b.snapshot()));
+  EXPECT_TRUE(p.a.listed_elsewhere("u1"));
+  EXPECT_FALSE(p.a.listed_elsewhere("u2"));
+}
+
 TEST(Presence, LogoutLeavesRooms) {
   Presence a{"a", "r1"};
   auto lk = a.lock();

@@ -204,7 +204,8 @@ test("SIGKILL a replica: its users reconnect through HAProxy and keep chatting; 
     await waitFor(`${s.me.replica} to list exactly the ${live.size} live sessions`, async () => {
       last = await ask(s.socket, "list users", "general");
       const d = diff(last);
-      return last.ok && d.missing.length === 0 && d.extra.length === 0;
+      // Each replica expires the dead one on its own tick: wait for this one's too.
+      return last.ok && d.missing.length === 0 && d.extra.length === 0 && d.onVictim === 0;
     }, 15000).catch((e) => {
       throw new Error(`${e.message}: ${JSON.stringify(last && diff(last))}`);
     });

@@ -130,3 +130,54 @@ test("a client that leaves on purpose cannot be recovered", async () => {
   a.s.close();
   s.close();
 });
+
+// A dropped connection may come back within moments and be recovered: its
+// departure waits for --leave-grace, so the others see no "user left" for a
+// recovery; a client that does not come back is announced gone after it.
+test("a drop followed by a recovery is no 'user left'; a client that does not come back is gone after the grace", async () => {
+  const grace = 1500;
+  const g = await startServer(["--replica-id", "grace", "--recovery-window", "10000", "--leave-grace", String(grace),
+    "--rate", "1000", "--burst", "1000"]);
+  const opts = { forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 300 };
+  const connect = async (name, extra = {}) => {
+    const s = io(g.url, { ...opts, ...extra });
+    await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${name}: connect timeout`)), 5000);
+      s.once("connect", () => (clearTimeout(t), resolve()));
+    });
+    assert.equal((await ask(s, "add user", name)).ok, true);
+    return s;
+  };
+  try {
+    const watcher = await connect("watcher");
+    const left = [];
+    watcher.on("user left", (m) => left.push({ name: m.username, at: Date.now() }));
+    const names = async () => (await ask(watcher, "list users", "general")).users.map((u) => u.username).sort();
+    // A position to recover from (the login event carries the newest one).
+    assert.equal((await ask(watcher, "new message", "hello")).ok, true);
+
+    const back = await connect("back");
+    back.io.engine.close(); // drops; comes back by itself and is recovered
+    await reconnected(back);
+    assert.equal(back.recovered, true);
+    await sleep(grace + 1500); // past the grace and a presence tick
+    assert.deepEqual(left.map((l) => l.name), [], "no user left for a recovered user");
+    assert.deepEqual(await names(), ["back", "watcher"]);
+
+    const gone = await connect("gone", { reconnection: false });
+    const t0 = Date.now();
+    gone.io.engine.close(); // drops and never comes back
+    const deadline = Date.now() + grace + 5000;
+    while (!left.some((l) => l.name === "gone") && Date.now() < deadline) await sleep(20);
+    const l = left.find((x) => x.name === "gone");
+    assert.ok(l, "user left for a client that did not come back");
+    assert.ok(l.at - t0 >= grace - 100, `announced after ${l.at - t0} ms, before the grace`);
+    assert.deepEqual(await names(), ["back", "watcher"]);
+    const m = await (await fetch(`${g.adminUrl}/metrics`)).text();
+    assert.match(m, /chat_leaves_held_total\{[^}]*\} 2\b/);
+    assert.match(m, /chat_leaves_avoided_total\{[^}]*\} 1\b/);
+    for (const s of [watcher, back, gone]) s.close();
+  } finally {
+    await g.stop();
+  }
+});
