@@ -430,7 +430,13 @@ async function login() {
     systemLine(DEFAULT_ROOM, `Welcome, ${res.username}! ${res.numUsers === 1 ? "You are the only one here." : `${res.numUsers} users online.`}`);
     switchRoom(DEFAULT_ROOM);
   } else {
-    systemLine(state.current, "Reconnected.");
+    // Recovered (connection state recovery): the server sent what was missed.
+    systemLine(
+      state.current,
+      socket.recovered
+        ? `Reconnected to ${res.replica}: nothing missed.`
+        : `Reconnected to ${res.replica}; the latest messages are shown above.`,
+    );
     renderUsers();
   }
   refreshRooms();
@@ -518,6 +524,7 @@ async function refreshCluster() {
   if (!state.loggedIn) return;
   const res = await request("cluster info");
   if (!res.ok) return;
+  if (typeof res.numUsers === "number") $("num-users").textContent = `(${res.numUsers} users)`;
   const list = $("cluster");
   list.replaceChildren();
   const replicas = [...res.replicas].sort((a, b) => String(a.id).localeCompare(String(b.id)));
