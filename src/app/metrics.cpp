@@ -143,6 +143,8 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
         "Confirmed envelopes not checked against the stream (the check window was full)",
         b.unchecked);
   w.put("chat_bus_probes_total", C, "Read-back probes sent to the history stream", b.probes);
+  w.put("chat_bus_checking", G, "Published envelopes not yet read back from the history stream",
+        b.checking);
 
   if (c) {
     w.put("chat_users_local", G, "Logged-in users on this replica", c->users_local);

@@ -743,54 +743,44 @@ constexpr auto kProbeAfter = milliseconds(300);
 
 void AmqpBus::check_sent(Pending& p) {
   p.seq = ++send_seq_;
-  checks_.emplace(p.seq, Check{});
+  Check c;
+  c.id = p.id;
+  checks_.emplace(p.seq, std::move(c));
   check_seq_[p.id] = p.seq;
 }
 
 void AmqpBus::check_erase(std::map<std::uint64_t, Check>::iterator it) {
-  if (it->second.confirmed) check_bytes_ -= std::min(check_bytes_, it->second.p.body.size());
-  if (auto s = check_seq_.find(it->second.p.id); s != check_seq_.end() && s->second == it->first)
+  check_bytes_ -= std::min(check_bytes_, it->second.bytes);
+  if (auto s = check_seq_.find(it->second.id); s != check_seq_.end() && s->second == it->first)
     check_seq_.erase(s);
   checks_.erase(it);
 }
 
 void AmqpBus::check_forget(const Pending& p) {
   if (p.seq == 0) return;
-  if (auto it = checks_.find(p.seq); it != checks_.end()) {
-    // The entry holds no body yet (not confirmed): only the id map points at it.
-    if (auto s = check_seq_.find(p.id); s != check_seq_.end() && s->second == p.seq)
-      check_seq_.erase(s);
-    checks_.erase(it);
-  }
+  if (auto it = checks_.find(p.seq); it != checks_.end()) check_erase(it);
 }
 
 void AmqpBus::check_confirmed(Pending& p, PublishStatus status) {
   auto it = checks_.find(p.seq);
-  if (status != PublishStatus::ok || it == checks_.end() || it->second.seen) {
-    // Nacked (the sender hears so), read back already, or no longer checked.
-    if (it != checks_.end()) {
-      if (auto s = check_seq_.find(p.id); s != check_seq_.end() && s->second == p.seq)
-        check_seq_.erase(s);
-      checks_.erase(it);
-    }
-    finish(p, status);
+  finish(p, status);                // the sender hears now: ok is the broker's confirm
+  if (it == checks_.end()) return;  // no longer checked
+  if (status != PublishStatus::ok || it->second.seen) {
+    // Nacked (the sender was told), or read back already.
+    check_erase(it);
     return;
   }
-  finish(p, status);  // the sender's ack: the broker confirmed it
-  const bool lost = it->second.lost;
-  if (lost) {
+  if (it->second.lost) {
     // Missing from the stream while later ones were read: send it again.
-    Pending again = std::move(p);
-    if (auto s = check_seq_.find(again.id); s != check_seq_.end() && s->second == it->first)
-      check_seq_.erase(s);
-    checks_.erase(it);
-    republish(std::move(again));
+    check_erase(it);
+    if (!p.probe) republish(std::move(p));
     return;
   }
   auto& c = it->second;
   c.confirmed = true;
   c.confirmed_at = Clock::now();
-  check_bytes_ += p.body.size();
+  c.bytes = p.body.size();
+  check_bytes_ += c.bytes;
   c.p = std::move(p);
   // Bounded: a consumer far behind (or gone) must not make this grow.
   const std::size_t max_count = std::max<std::size_t>(1024, config_.outbox_max);
@@ -853,6 +843,7 @@ void AmqpBus::check_read_back() {
   }
   // A confirmed message unread for a while: a probe behind it tells whether
   // it is lost or the consumer is only behind.
+  checking_.store(check_seq_.size(), std::memory_order_relaxed);
   const auto now = Clock::now();
   if (now - last_probe_ < kProbeAfter) return;
   for (const auto& [seq, c] : checks_) {
@@ -1339,6 +1330,7 @@ BusStatus AmqpBus::status() const {
   s.republished = republished_.load(std::memory_order_relaxed);
   s.unchecked = unchecked_.load(std::memory_order_relaxed);
   s.probes = probes_.load(std::memory_order_relaxed);
+  s.checking = checking_.load(std::memory_order_relaxed);
   std::lock_guard lock(error_mu_);
   s.last_error = last_error_;
   return s;

@@ -129,7 +129,9 @@ class AmqpBus final : public Bus {
   // probe, sent when a confirmed message stays unread, finds a lost tail.
   // Publisher thread only, except seen_ids_.
   struct Check {
-    Pending p;  // what to publish again (its confirms already settled)
+    std::string id;         // of the broker message (its first envelope)
+    std::size_t bytes = 0;  // of the body kept, counted in check_bytes_
+    Pending p;              // once confirmed: what to publish again (confirms settled)
     bool confirmed = false;
     bool seen = false;
     bool lost = false;  // found missing before its confirm came
@@ -245,6 +247,7 @@ class AmqpBus final : public Bus {
   std::atomic<std::uint64_t> republished_{0};  // confirmed, not in the stream, sent again
   std::atomic<std::uint64_t> unchecked_{0};    // left unchecked: the check window was full
   std::atomic<std::uint64_t> probes_{0};
+  std::atomic<std::uint64_t> checking_{0};       // check_seq_.size(), for status()
   std::atomic<std::int64_t> stream_offset_{-1};  // last stream offset read
   core::LastResort last_resort_{"bus"};
 };

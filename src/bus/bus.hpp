@@ -114,6 +114,7 @@ struct BusStatus {
   std::uint64_t republished = 0;    // confirmed but not read back from the stream: sent again
   std::uint64_t unchecked = 0;      // confirmed, not checked against the stream (window full)
   std::uint64_t probes = 0;         // read-back probes sent
+  std::uint64_t checking = 0;       // confirmed or in flight, not read back yet
   std::string last_error;
 };
 

@@ -725,6 +725,10 @@ TEST_F(AmqpBusTest, HistoryGivesEveryReplicaOneOrderWithPositions) {
     }
   }
   EXPECT_EQ(a.status().bound_rooms, 0u);
+  // Every publish was read back: nothing sent again, nothing left in the check.
+  EXPECT_EQ(a.status().republished + b.status().republished, 0u);
+  EXPECT_TRUE(wait_until([&] { return a.status().checking == 0 && b.status().checking == 0; }, 3s))
+      << a.status().checking << " / " << b.status().checking;
 }
 
 // A replica that starts later reads the stream back: what was published
@@ -860,6 +864,8 @@ TEST_F(AmqpBusTest, HistoryConfirmedButNotStoredIsSentAgain) {
   for (const auto& id : {"x0", "l0", "l1", "l2", "l3", "l4", "y0", "t0", "t1", "t2"})
     EXPECT_EQ(got.count(id), 1u) << id;
   EXPECT_EQ(a.status().republished, 8u);
+  // Nothing stays in the check once read back (it is refreshed every round).
+  EXPECT_TRUE(wait_until([&] { return a.status().checking == 0; }, 3s)) << a.status().checking;
   EXPECT_GE(a.status().probes, 1u);
   for (const auto& e : ra.got()) EXPECT_NE(e->room, kProbeRoom);
 }
