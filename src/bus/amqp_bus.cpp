@@ -187,14 +187,9 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
   }
   if (on_delivery_ && (!from_stream || !broker_up))
     on_delivery_(std::vector<EnvelopePtr>{envelope});
-  Pending p;
-  p.body = serialize(*envelope);
-  p.key = routing_key(envelope->room);
-  p.origin = envelope->origin;
-  p.id = envelope->id;
+  Pending p = Pending::of(*envelope);
   p.confirm = std::move(confirm);
   p.bytes = p.body.size();
-  p.control = envelope->room.empty();
   PublishStatus refused = PublishStatus::ok;
   {
     std::lock_guard lock(outbox_mu_);
@@ -326,6 +321,16 @@ void AmqpBus::publisher_main() {
   if (!left.empty()) spdlog::warn("bus: {} publishes not confirmed at stop", left.size());
   for (auto& p : left)
     outbox_dropped_.fetch_add(finish(p, PublishStatus::unavailable), std::memory_order_relaxed);
+}
+
+AmqpBus::Pending AmqpBus::Pending::of(const Envelope& e) {
+  Pending p;
+  p.body = serialize(e);
+  p.key = routing_key(e.room);
+  p.origin = e.origin;
+  p.id = e.id;
+  p.control = e.room.empty();
+  return p;
 }
 
 std::size_t AmqpBus::Pending::settle(PublishStatus status, core::LastResort& lr) {
@@ -857,11 +862,7 @@ void AmqpBus::check_read_back() {
     e.event = "probe";
     e.payload = nlohmann::json::object();
     e.ts = wall_ms();
-    Pending p;
-    p.body = serialize(e);
-    p.key = routing_key(e.room);
-    p.origin = e.origin;
-    p.id = e.id;
+    Pending p = Pending::of(e);
     p.probe = true;
     probes_.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lock(outbox_mu_);

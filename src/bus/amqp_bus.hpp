@@ -73,6 +73,8 @@ class AmqpBus final : public Bus {
     int failures = 0;       // refusals while it was the only message in flight
     std::uint64_t seq = 0;  // read-back check: its place in send order (0: none)
     bool probe = false;     // a read-back probe, not chat traffic
+    // One envelope, serialized and routed (no confirm handler, not held).
+    static Pending of(const Envelope& e);
     // Run every confirm handler once; returns how many envelopes it covered.
     // A handler that throws is counted in lr and does not stop the others.
     std::size_t settle(PublishStatus status, core::LastResort& lr);

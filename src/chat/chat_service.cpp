@@ -375,11 +375,11 @@ void ChatService::depart(const std::string& user_id, const std::string& username
     publish_presence(presence_.logout(user_id));
   }
   const auto num = presence_.num_users();
-  for (const auto& room : rooms) {
-    json p{{"username", username},           {"userId", user_id}, {"numUsers", num}, {"room", room},
-           {"replica", options_.replica_id}, {"ts", now_ms()}};
-    bus_.publish(make_envelope(room, "user left", std::move(p), user_id), {});
-  }
+  for (const auto& room : rooms)
+    bus_.publish(
+        make_envelope(room, "user left",
+                      membership_json(user_id, username, num, room, options_.replica_id), user_id),
+        {});
 }
 
 void ChatService::settle_leaves(bool all) {
@@ -467,12 +467,14 @@ json ChatService::login_info(const LocalUser& u, const std::string& room) {
 }
 
 json ChatService::membership_payload(const LocalUser& u, const std::string& room) {
-  return json{{"username", u.username},
-              {"userId", u.user_id},
-              {"numUsers", presence_.num_users()},
-              {"room", room},
-              {"replica", options_.replica_id},
-              {"ts", now_ms()}};
+  return membership_json(u.user_id, u.username, presence_.num_users(), room, options_.replica_id);
+}
+
+json ChatService::membership_json(const std::string& user_id, const std::string& username,
+                                  std::size_t num_users, const std::string& room,
+                                  const std::string& replica) {
+  return json{{"username", username}, {"userId", user_id},  {"numUsers", num_users},
+              {"room", room},         {"replica", replica}, {"ts", now_ms()}};
 }
 
 void ChatService::join_local(LocalUser& u, const std::string& room) {
@@ -836,16 +838,9 @@ void ChatService::announce_gone(const std::vector<UserInfo>& users) {
   std::vector<bus::EnvelopePtr> batch;
   const auto num = presence_.num_users();
   for (const auto& u : users)
-    for (const auto& room : u.rooms) {
-      auto e = make_envelope(room, "user left",
-                             json{{"username", u.username},
-                                  {"userId", u.user_id},
-                                  {"numUsers", num},
-                                  {"room", room},
-                                  {"replica", u.replica},
-                                  {"ts", now_ms()}});
-      batch.push_back(std::move(e));
-    }
+    for (const auto& room : u.rooms)
+      batch.push_back(make_envelope(room, "user left",
+                                    membership_json(u.user_id, u.username, num, room, u.replica)));
   if (!batch.empty()) deliver_local(std::move(batch));
 }
 

@@ -146,6 +146,10 @@ class ChatService {
   void publish_room_event(LocalUser& u, const std::string& room, const char* event,
                           nlohmann::json payload, bus::Bus::ConfirmHandler confirm = {});
   nlohmann::json membership_payload(const LocalUser& u, const std::string& room);
+  // The payload of "user joined" / "user left" (docs/protocol.md).
+  static nlohmann::json membership_json(const std::string& user_id, const std::string& username,
+                                        std::size_t num_users, const std::string& room,
+                                        const std::string& replica);
 
   // Bus side.
   void on_bus_batch(std::vector<bus::EnvelopePtr> batch);
