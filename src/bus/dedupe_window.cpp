@@ -1,6 +1,8 @@
 // DedupeWindow: per-origin FIFO of recent ids, idle origins forgotten.
 #include "bus/dedupe_window.hpp"
 
+#include <algorithm>
+
 namespace chat::bus {
 
 bool DedupeWindow::first_time(const std::string& origin, const std::string& id,
@@ -11,13 +13,24 @@ bool DedupeWindow::first_time(const std::string& origin, const std::string& id,
   if (now - last_sweep_ >= std::chrono::minutes(1)) forget_idle(now);
   auto& w = by_origin_[origin];
   w.last_seen = now;
-  if (!w.ids.insert(id).second) return false;
-  w.order.push_back(id);
-  if (w.order.size() > per_origin_) {
-    w.ids.erase(w.order.front());
-    w.order.pop_front();
+  if (auto n = counter_of(origin, id)) return w.counters.insert(*n, per_origin_);
+  return w.others.insert(id, per_origin_);
+}
+
+std::optional<std::uint64_t> DedupeWindow::counter_of(const std::string& origin,
+                                                      const std::string& id) {
+  const auto digits = id.size() - std::min(id.size(), origin.size() + 1);
+  // At most 19 digits (fits in 64 bits), no leading zero: one number, one id.
+  if (digits == 0 || digits > 19 || id.compare(0, origin.size(), origin) != 0 ||
+      id[origin.size()] != '-' || (id[origin.size() + 1] == '0' && digits > 1))
+    return std::nullopt;
+  std::uint64_t n = 0;
+  for (std::size_t i = origin.size() + 1; i < id.size(); ++i) {
+    const char c = id[i];
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
   }
-  return true;
+  return n;
 }
 
 void DedupeWindow::forget_idle(Clock::time_point now) {

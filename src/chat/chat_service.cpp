@@ -744,7 +744,26 @@ void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
   }
   // One lock per batch; the history is complete before any member sees the batch.
   history_.add(kept);
+  // Only rooms with a member here go on: a room nobody here is in costs no
+  // encode and no post (one lock per batch). A member who joins after this
+  // check finds the message in the history its join reads, which is later.
+  {
+    std::lock_guard lk(bind_mu_);
+    std::erase_if(*prepared, [this](const Prepared& p) { return !bound_.count(p.env->room); });
+  }
   if (prepared->empty()) return;
+  // One encode per envelope; the buffer is shared by every receiver on every worker.
+  // A message with a position carries it as its offset (docs/protocol.md, "History").
+  for (auto& p : *prepared) {
+    try {
+      p.packet = History::kept(*p.env) ? encode_message(*p.env)
+                                       : transport::encode_event("/", p.env->event,
+                                                                 json::array({p.env->payload}));
+    } catch (...) {
+      inbound_errors_.caught();
+    }
+  }
+  std::erase_if(*prepared, [](const Prepared& p) { return !p.packet; });
   workers_.post_all([this, prepared](unsigned w) { deliver_batch(w, *prepared); });
 }
 
@@ -766,14 +785,7 @@ void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepare
   if (History::kept(*e)) kept.push_back(e);
   // Read back from history at start: published before this replica was there.
   if (e->replay) return;
-  // One encode per envelope; the buffer is shared by every receiver on every worker.
-  // A message with a position carries it as its offset (docs/protocol.md, "History").
-  if (History::kept(*e)) {
-    prepared.push_back(Prepared{e, encode_message(*e), false});
-    return;
-  }
-  prepared.push_back(Prepared{e, transport::encode_event("/", e->event, json::array({e->payload})),
-                              droppable_event(e->event)});
+  prepared.push_back(Prepared{e, nullptr, !History::kept(*e) && droppable_event(e->event)});
 }
 
 json ChatService::history_json(const std::string& room) {

@@ -105,6 +105,29 @@ TEST(Dedupe, DropsRepeatsWithinTheWindowPerOrigin) {
   EXPECT_EQ(w.origins(), 2u);
 }
 
+TEST(Dedupe, CounterIdsAreKeptAsNumbersWithTheSameWindow) {
+  EXPECT_EQ(DedupeWindow::counter_of("r1#ab", "r1#ab-42"), 42u);
+  EXPECT_EQ(DedupeWindow::counter_of("r1#ab", "r1#ab-0"), 0u);
+  EXPECT_FALSE(DedupeWindow::counter_of("r1#ab", "r1#ab-042"));  // not the same id as -42
+  EXPECT_FALSE(DedupeWindow::counter_of("r1#ab", "r1#ab-"));
+  EXPECT_FALSE(DedupeWindow::counter_of("r1#ab", "r1#ab-4x"));
+  EXPECT_FALSE(DedupeWindow::counter_of("r1#ab", "r1#ac-4"));
+  EXPECT_FALSE(DedupeWindow::counter_of("r1#ab", "r1#ab+4"));
+  EXPECT_FALSE(DedupeWindow::counter_of("r1#ab", "r1#ab-12345678901234567890"));  // 20 digits
+  DedupeWindow w(3);
+  EXPECT_TRUE(w.first_time("o", "o-1"));
+  EXPECT_FALSE(w.first_time("o", "o-1"));
+  EXPECT_TRUE(w.first_time("o", "o-01"));  // another id, kept as a string
+  EXPECT_FALSE(w.first_time("o", "o-01"));
+  EXPECT_TRUE(w.first_time("p", "o-1"));  // another origin: a string id there
+  EXPECT_TRUE(w.first_time("o", "o-2"));
+  EXPECT_TRUE(w.first_time("o", "o-3"));
+  EXPECT_FALSE(w.first_time("o", "o-1"));  // still among the last 3
+  EXPECT_TRUE(w.first_time("o", "o-4"));   // evicts o-1
+  EXPECT_TRUE(w.first_time("o", "o-1"));
+  EXPECT_FALSE(w.first_time("o", "o-4"));
+}
+
 TEST(Dedupe, ForgetsOriginsIdleLongerThanTheTtl) {
   using namespace std::chrono_literals;
   DedupeWindow w(10, std::chrono::seconds(600));
