@@ -24,7 +24,7 @@ struct Envelope {
   std::string id;      // unique message id (origin-scoped counter or uuid)
   std::string room;    // room name, or empty for the cluster-wide control key
   std::string event;   // chat event name ("new message", "user joined", "presence.heartbeat", ...)
-  nlohmann::json payload;  // event data (a JSON object)
+  nlohmann::json payload;  // event data (a JSON object); see payload_text
   std::int64_t ts = 0;     // milliseconds since the epoch, set by the publisher
   std::string sender;  // socket id that must not receive it (the sender's own socket); may be empty
   // Set by the receiving bus, not serialized. position: where the envelope
@@ -36,7 +36,16 @@ struct Envelope {
   // started (published before it attached), or an own envelope its members
   // already got at publish while the broker was unreachable.
   bool replay = false;
+  // Room envelopes read from the broker keep their payload as compact JSON
+  // text (checked to be one JSON object) and leave payload null: a replica
+  // builds no DOM for a message it only stores or relays. Control envelopes
+  // and reserved rooms ('#') are parsed into payload. payload_json() gives
+  // the DOM either way.
+  std::string payload_text;
 };
+// The payload as a DOM: payload itself, or payload_text parsed (an empty
+// object if that fails, which parse_batch has ruled out).
+nlohmann::json payload_json(const Envelope& e);
 // A joined broker message holds at most kMaxJoined envelopes (below), so
 // stream offset * kPositionScale + index orders every envelope.
 inline constexpr std::int64_t kPositionScale = 1024;

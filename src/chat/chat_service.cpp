@@ -312,7 +312,7 @@ void ChatService::publish_alive() {
 }
 
 json ChatService::message_json(const bus::Envelope& e) {
-  json payload = e.payload;
+  json payload = bus::payload_json(e);
   payload["offset"] = std::to_string(e.position);
   return payload;
 }
@@ -320,8 +320,27 @@ json ChatService::message_json(const bus::Envelope& e) {
 std::shared_ptr<const std::string> ChatService::encode_message(const bus::Envelope& e) const {
   // The offset twice: in the message (for pages) and as the last argument,
   // where Socket.IO clients take it for connection state recovery.
-  return transport::encode_event("/", e.event,
-                                 json::array({message_json(e), std::to_string(e.position)}));
+  if (e.payload_text.empty())
+    return transport::encode_event("/", e.event,
+                                   json::array({message_json(e), std::to_string(e.position)}));
+  // A payload the bus kept as text (one JSON object): the offset goes in
+  // before its closing brace, no DOM built.
+  const auto offset = "\"" + std::to_string(e.position) + "\"";
+  const std::string_view text = e.payload_text;
+  std::string payload;
+  payload.reserve(text.size() + offset.size() + 12);
+  payload.append(text.substr(0, text.size() - 1));
+  if (text != "{}") payload += ',';
+  payload += "\"offset\":";
+  payload += offset;
+  payload += '}';
+  return transport::encode_event_text("/", e.event, {payload, offset});
+}
+
+std::shared_ptr<const std::string> ChatService::encode_room_event(const bus::Envelope& e) const {
+  if (e.payload_text.empty())
+    return transport::encode_event("/", e.event, json::array({e.payload}));
+  return transport::encode_event_text("/", e.event, {e.payload_text});
 }
 
 void ChatService::on_disconnect(LocalUser& u, const std::string& reason) {
@@ -756,9 +775,7 @@ void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
   // A message with a position carries it as its offset (docs/protocol.md, "History").
   for (auto& p : *prepared) {
     try {
-      p.packet = History::kept(*p.env) ? encode_message(*p.env)
-                                       : transport::encode_event("/", p.env->event,
-                                                                 json::array({p.env->payload}));
+      p.packet = History::kept(*p.env) ? encode_message(*p.env) : encode_room_event(*p.env);
     } catch (...) {
       inbound_errors_.caught();
     }

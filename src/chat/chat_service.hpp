@@ -124,6 +124,8 @@ class ChatService {
   // A kept message as clients see it: its payload with its offset.
   static nlohmann::json message_json(const bus::Envelope& e);
   std::shared_ptr<const std::string> encode_message(const bus::Envelope& e) const;
+  // Any other room event as clients see it: [event, payload].
+  std::shared_ptr<const std::string> encode_room_event(const bus::Envelope& e) const;
   // What `login` and the `add user` ack carry.
   nlohmann::json login_info(const LocalUser& u, const std::string& room);
   void on_add_user(LocalUser& u, const nlohmann::json& args, transport::Ack ack);

@@ -1,6 +1,8 @@
 // Checks of what the bus hands over; see inbound.hpp.
 #include "chat/inbound.hpp"
 
+#include <simdjson.h>
+
 #include <string_view>
 #include <utility>
 
@@ -68,9 +70,67 @@ constexpr Field kMembership[] = {{"username", T::string},
                                  {"replica", T::string},
                                  {"ts", T::integer}};
 
+// The same checks on a payload the bus kept as text (room traffic), with no
+// DOM. A key given twice counts with its last value, as clients read it.
+class TextPayload {
+ public:
+  bool parse(const std::string& text) {
+    thread_local simdjson::dom::parser parser;
+    simdjson::dom::element el;
+    return parser.parse(text).get(el) == simdjson::SUCCESS &&
+           el.get_object().get(obj_) == simdjson::SUCCESS;
+  }
+  bool find(std::string_view key, simdjson::dom::element& out) const {
+    bool found = false;
+    for (auto f : obj_)
+      if (f.key == key) {
+        out = f.value;
+        found = true;
+      }
+    return found;
+  }
+  bool has(const char* key, T type) const {
+    simdjson::dom::element v;
+    if (!find(key, v)) return false;
+    switch (type) {
+      case T::string:
+        return v.is_string();
+      case T::integer:
+        return v.is_int64() || v.is_uint64();
+      case T::count:
+        return v.is_uint64();
+    }
+    return false;
+  }
+  template <std::size_t N>
+  bool has_all(const Field (&fields)[N]) const {
+    for (const auto& f : fields)
+      if (!has(f.key, f.type)) return false;
+    return true;
+  }
+
+ private:
+  simdjson::dom::object obj_;
+};
+
+bool valid_room_text(const bus::Envelope& e) {
+  TextPayload p;
+  simdjson::dom::element room;
+  std::string_view name;
+  if (!p.parse(e.payload_text) || !p.find("room", room) ||
+      room.get_string().get(name) != simdjson::SUCCESS || name != e.room)
+    return false;
+  const std::string_view ev = e.event;
+  if (ev == "new message") return p.has_all(kNewMessage);
+  if (ev == "typing" || ev == "stop typing") return p.has_all(kTyping);
+  if (ev == "user joined" || ev == "user left") return p.has_all(kMembership);
+  return false;
+}
+
 }  // namespace
 
 bool valid_room_event(const bus::Envelope& e) {
+  if (!e.room.empty() && !e.payload_text.empty()) return valid_room_text(e);
   const auto& p = e.payload;
   if (e.room.empty() || !p.is_object()) return false;
   const auto room = p.find("room");

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -136,6 +137,10 @@ using SocketPtr = std::shared_ptr<Socket>;
 // The returned string is the Socket.IO packet including the Engine.IO "4" prefix.
 std::shared_ptr<const std::string> encode_event(std::string_view nsp, std::string_view event,
                                                 const nlohmann::json& args);
+// The same with arguments that are JSON text already (each one a valid JSON
+// value, e.g. a payload the bus kept as text): copied as they are.
+std::shared_ptr<const std::string> encode_event_text(std::string_view nsp, std::string_view event,
+                                                     std::initializer_list<std::string_view> args);
 
 class Namespace {
  public:

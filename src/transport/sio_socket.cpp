@@ -30,6 +30,28 @@ std::shared_ptr<const std::string> encode_event(std::string_view nsp, std::strin
   return std::make_shared<const std::string>(std::move(out));
 }
 
+std::shared_ptr<const std::string> encode_event_text(std::string_view nsp, std::string_view event,
+                                                     std::initializer_list<std::string_view> args) {
+  const auto name = json(event).dump(-1, ' ', false, json::error_handler_t::replace);
+  std::size_t size = 5 + nsp.size() + name.size() + args.size();
+  for (auto a : args) size += a.size();
+  std::string out;
+  out.reserve(size);
+  out += "42";
+  if (!nsp.empty() && nsp != "/") {
+    out += nsp;
+    out += ',';
+  }
+  out += '[';
+  out += name;
+  for (auto a : args) {
+    out += ',';
+    out += a;
+  }
+  out += ']';
+  return std::make_shared<const std::string>(std::move(out));
+}
+
 SioSocket::SioSocket(std::shared_ptr<EngineSession> session, std::string id, std::string nsp,
                      std::string pid, bool recovered)
     : session_(session),

@@ -32,9 +32,45 @@ TEST(Envelope, RoundTrip) {
   EXPECT_EQ(back->id, e.id);
   EXPECT_EQ(back->room, e.room);
   EXPECT_EQ(back->event, e.event);
-  EXPECT_EQ(back->payload, e.payload);
+  // A room envelope keeps its payload as compact text, no DOM.
+  EXPECT_TRUE(back->payload.is_null());
+  EXPECT_EQ(back->payload_text, e.payload.dump());
+  EXPECT_EQ(payload_json(*back), e.payload);
   EXPECT_EQ(back->ts, e.ts);
   EXPECT_EQ(back->sender, e.sender);
+}
+
+TEST(Envelope, ControlAndReservedRoomsAreParsedIntoADom) {
+  for (const char* room : {"", "#sessions"}) {
+    auto e = sample();
+    e.room = room;
+    const auto back = parse(serialize(e));
+    ASSERT_NE(back, nullptr) << room;
+    EXPECT_TRUE(back->payload_text.empty()) << room;
+    EXPECT_EQ(back->payload, e.payload) << room;
+  }
+}
+
+TEST(Envelope, PayloadTextIsCompactValidJsonWhateverTheWireHad) {
+  // Spaces, escapes and a duplicate key on the wire: the text is compact
+  // and reads back as the same object a DOM parser sees.
+  const std::string wire =
+      R"({ "v":1, "origin":"o", "id":"o-1", "room":"r", "event":"typing", "ts":5,)"
+      R"( "payload" : { "a" : "x\u00e9\n" , "b" : [ 1 , 2.5 , null ], "a": "last" } })";
+  const auto e = parse(wire);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->payload_text.find(' '), std::string::npos);
+  const auto dom = nlohmann::json::parse(e->payload_text);
+  EXPECT_EQ(dom["a"], "last");
+  EXPECT_EQ(dom["b"], nlohmann::json::parse("[1,2.5,null]"));
+  // Not an object, or a version that is not the integer 1: refused.
+  EXPECT_EQ(parse(R"({"v":1,"origin":"o","id":"o-1","room":"r","event":"typing","payload":[1]})"),
+            nullptr);
+  EXPECT_EQ(parse(R"({"v":1.0,"origin":"o","id":"o-1","room":"r","event":"typing","payload":{}})"),
+            nullptr);
+  EXPECT_EQ(parse(R"({"v":1,"origin":"o","id":"o-1","room":"r","event":"typing","payload":{},)"
+                  R"("ts":9223372036854775808})"),
+            nullptr);  // ts beyond int64
 }
 
 TEST(Envelope, ControlEnvelopeHasEmptyRoom) {

@@ -29,6 +29,13 @@ Envelope room_event(const char* event, json payload) {
   return e;
 }
 
+// A room event as the bus hands it over: its payload as text, no DOM.
+Envelope room_text_event(const char* event, const json& payload) {
+  Envelope e = room_event(event, nullptr);
+  e.payload_text = payload.dump();
+  return e;
+}
+
 // The payloads this version publishes (chat_service.cpp, presence.cpp).
 json good_payload(const std::string& event) {
   if (event == kPresenceDelta)
@@ -83,6 +90,7 @@ TEST(Inbound, WhatThisVersionPublishesPasses) {
     const auto in = decode_inbound(room_event(event, json::parse(good_payload(event).dump())));
     EXPECT_TRUE(in.ok) << event;
     EXPECT_EQ(in.kind, InboundKind::room);
+    EXPECT_TRUE(decode_inbound(room_text_event(event, good_payload(event))).ok) << event;
   }
 }
 
@@ -97,13 +105,16 @@ TEST(Inbound, HeartbeatWithNumericReplicaIsRefused) {
 }
 
 TEST(Inbound, EveryFieldWrongOrMissingIsRefused) {
-  std::vector<std::pair<std::string, bool>> events;  // (event, is room event)
-  for (const auto& [event, kind] : kControl) events.emplace_back(event, false);
-  for (const char* event : kRoomEvents) events.emplace_back(event, true);
-  for (const auto& [event, is_room] : events) {
+  // (event, 0: control, 1: room event with a DOM, 2: room event as text)
+  std::vector<std::pair<std::string, int>> events;
+  for (const auto& [event, kind] : kControl) events.emplace_back(event, 0);
+  for (const char* event : kRoomEvents) events.emplace_back(event, 1);
+  for (const char* event : kRoomEvents) events.emplace_back(event, 2);
+  for (const auto& [event, form] : events) {
     const auto good = good_payload(event);
-    auto make = [&, ev = event, room = is_room](json p) {
-      return room ? room_event(ev.c_str(), std::move(p)) : control(ev.c_str(), std::move(p));
+    auto make = [&, ev = event, f = form](json p) {
+      if (f == 2) return room_text_event(ev.c_str(), p);
+      return f == 1 ? room_event(ev.c_str(), std::move(p)) : control(ev.c_str(), std::move(p));
     };
     for (const auto& [key, value] : good.items()) {
       auto missing = good;
@@ -163,6 +174,17 @@ TEST(Inbound, RoomEventsMustNameTheirRoomAndBeKnown) {
   auto e = room_event("new message", good_payload("new message"));
   e.payload["room"] = "elsewhere";
   EXPECT_FALSE(decode_inbound(e).ok);
+  EXPECT_FALSE(decode_inbound(room_text_event("new message", e.payload)).ok);
+  // Given twice, a key counts with its last value (as clients read it).
+  auto twice = good_payload("new message").dump();
+  twice.insert(1, R"("room":"elsewhere",)");
+  auto t = room_text_event("new message", nullptr);
+  t.payload_text = twice;
+  EXPECT_TRUE(decode_inbound(t).ok) << twice;
+  twice = good_payload("new message").dump();
+  twice.insert(twice.size() - 1, R"(,"room":"elsewhere")");
+  t.payload_text = twice;
+  EXPECT_FALSE(decode_inbound(t).ok) << twice;
   e = room_event("drop tables", good_payload("new message"));
   EXPECT_FALSE(decode_inbound(e).ok);
   const auto unknown = decode_inbound(control("presence.teleport", json::object()));
