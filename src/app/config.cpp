@@ -45,7 +45,7 @@ Config parse_config(int argc, char** argv) {
   std::uint64_t ping_interval = 25000, ping_timeout = 20000, upgrade_timeout = 10000,
                 connect_timeout = 10000;
   std::uint64_t write_timeout = 30000, close_timeout = 5000, binary_timeout = 10000,
-                connect_window = 10000;
+                connect_window = 10000, write_delay = 0;
 
   cli.add_option("--host", c.host, "Address to listen on")->envname("HOST")->capture_default_str();
   cli.add_option("--port", c.port, "TCP port (0 picks a free one)")
@@ -222,6 +222,13 @@ Config parse_config(int argc, char** argv) {
                  "Longest socket write before the peer is disconnected, ms")
       ->envname("WRITE_TIMEOUT_MS")
       ->capture_default_str();
+  cli.add_option("--write-delay-us", write_delay,
+                 "A WebSocket that wrote within this many microseconds holds its next frames "
+                 "until then, so frames arriving meanwhile share one write (fewer system calls "
+                 "under load; an idle connection writes at once); 0: off")
+      ->envname("WRITE_DELAY_US")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
   cli.add_option("--close-timeout-ms", close_timeout,
                  "Longest graceful WebSocket close before the socket is dropped, ms")
       ->envname("CLOSE_TIMEOUT_MS")
@@ -305,6 +312,7 @@ Config parse_config(int argc, char** argv) {
   c.transport.connect_timeout = std::chrono::milliseconds(connect_timeout);
   c.transport.drain_jitter = std::chrono::milliseconds(drain_jitter);
   c.transport.write_timeout = std::chrono::milliseconds(write_timeout);
+  c.transport.write_delay = std::chrono::microseconds(write_delay);
   c.transport.close_timeout = std::chrono::milliseconds(close_timeout);
   c.transport.binary_timeout = std::chrono::milliseconds(binary_timeout);
   c.transport.connect_window = std::chrono::milliseconds(connect_window);

@@ -110,6 +110,7 @@ void ChatService::start() {
   auto& nsp = server_.of("/");
   nsp.on_connection(
       [this](transport::SocketPtr socket, const json& auth) { on_connection(socket, auth); });
+  register_events(nsp);
   // Recovery needs the session records of every replica: the in-process bus
   // or the history stream carries them (per-replica queues do not).
   recovery_ = options_.recovery_window.count() > 0 && bus_.status().history;
@@ -178,6 +179,45 @@ void ChatService::stop() {
 
 // ------------------------------------------------------------------ sockets
 
+std::shared_ptr<ChatService::LocalUser> ChatService::user_of(transport::Socket& socket) {
+  auto& users = states_[socket.worker()]->users;
+  auto it = users.find(&socket);
+  return it == users.end() ? nullptr : it->second;
+}
+
+void ChatService::register_events(transport::Namespace& nsp) {
+  // One table for every socket; each event finds its user on the socket's
+  // worker (the map every delivery uses anyway).
+  const auto bind = [&](const char* event, auto member) {
+    nsp.on_event(event, [this, member](transport::Socket& s, const json& args, Ack ack) {
+      if (auto u = user_of(s)) (this->*member)(*u, args, std::move(ack));
+    });
+  };
+  bind("add user", &ChatService::on_add_user);
+  bind("new message", &ChatService::on_new_message);
+  bind("join room", &ChatService::on_join_room);
+  bind("leave room", &ChatService::on_leave_room);
+  bind("list users", &ChatService::on_list_users);
+  nsp.on_event("list rooms", [this](transport::Socket& s, const json&, Ack ack) {
+    if (auto u = user_of(s)) on_list_rooms(*u, std::move(ack));
+  });
+  nsp.on_event("cluster info", [this](transport::Socket& s, const json&, Ack ack) {
+    if (auto u = user_of(s)) on_cluster_info(*u, std::move(ack));
+  });
+  for (const char* ev : {"typing", "stop typing"}) {
+    nsp.on_event(ev, [this, ev](transport::Socket& s, const json& args, Ack) {
+      if (auto u = user_of(s)) on_typing(*u, ev, args);
+    });
+  }
+  nsp.on_any_event([this](transport::Socket& s, const std::string& event, const json&, Ack ack) {
+    auto u = user_of(s);
+    if (!u) return;
+    // An unknown event costs a token like any other request.
+    if (!admit(*u, event.c_str(), ack, false)) return;
+    fail(*u, event.c_str(), ack, ChatError{"UNKNOWN_EVENT", "unknown event \"" + event + "\""});
+  });
+}
+
 void ChatService::on_connection(const transport::SocketPtr& socket, const json& auth) {
   auto& ws = *states_[socket->worker()];
   auto user = std::make_shared<LocalUser>(socket);
@@ -188,35 +228,6 @@ void ChatService::on_connection(const transport::SocketPtr& socket, const json& 
     local_pids_.insert(socket->pid());
   }
   std::weak_ptr<LocalUser> weak = user;
-
-  const auto bind = [&](const char* event, auto member) {
-    socket->on(event, [this, weak, member](const json& args, Ack ack) {
-      if (auto u = weak.lock()) (this->*member)(*u, args, std::move(ack));
-    });
-  };
-  bind("add user", &ChatService::on_add_user);
-  bind("new message", &ChatService::on_new_message);
-  bind("join room", &ChatService::on_join_room);
-  bind("leave room", &ChatService::on_leave_room);
-  bind("list users", &ChatService::on_list_users);
-  socket->on("list rooms", [this, weak](const json&, Ack ack) {
-    if (auto u = weak.lock()) on_list_rooms(*u, std::move(ack));
-  });
-  socket->on("cluster info", [this, weak](const json&, Ack ack) {
-    if (auto u = weak.lock()) on_cluster_info(*u, std::move(ack));
-  });
-  for (const char* ev : {"typing", "stop typing"}) {
-    socket->on(ev, [this, weak, ev](const json& args, Ack) {
-      if (auto u = weak.lock()) on_typing(*u, ev, args);
-    });
-  }
-  socket->on_any([this, weak](const std::string& event, const json&, Ack ack) {
-    auto u = weak.lock();
-    if (!u) return;
-    // An unknown event costs a token like any other request.
-    if (!admit(*u, event.c_str(), ack, false)) return;
-    fail(*u, event.c_str(), ack, ChatError{"UNKNOWN_EVENT", "unknown event \"" + event + "\""});
-  });
   socket->on_disconnect([this, weak](const std::string& reason) {
     auto u = weak.lock();
     if (!u) return;

@@ -157,6 +157,9 @@ class ChatService {
   void on_bus_batch(std::vector<bus::EnvelopePtr> batch);
   void on_bus_state(bool ready);
   // Appends what local members get to prepared, what history keeps to kept.
+  // The namespace's event table (once, at start) and the user behind a socket.
+  void register_events(transport::Namespace& nsp);
+  std::shared_ptr<LocalUser> user_of(transport::Socket& socket);
   void on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepared>& prepared,
                        std::vector<bus::EnvelopePtr>& kept);
   // A room's last messages as sent in replies: payloads with their offset.

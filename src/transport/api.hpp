@@ -47,6 +47,10 @@ struct Options {
 
   // Bounds per connection and per session (docs/transport.md).
   std::chrono::milliseconds write_timeout{30000};  // one socket write (WebSocket and HTTP)
+  // A WebSocket that wrote within this window holds what comes next until the
+  // window ends, so frames that arrive meanwhile share one write; an idle one
+  // writes at once. 0: every turn of the event loop writes what it queued.
+  std::chrono::microseconds write_delay{0};
   std::chrono::milliseconds close_timeout{5000};   // graceful WebSocket close, then abort
   std::size_t max_binary_packet = 1'000'000;  // header + attachments of one pending binary packet
   std::chrono::milliseconds binary_timeout{10000};  // header to last attachment
@@ -67,11 +71,12 @@ struct Options {
 };
 
 // What the client sent when it opened the Engine.IO session.
+// What a session keeps of the request that opened it: one per Engine.IO
+// session, shared by its sockets. No headers and no query: nothing here
+// reads them, and at 100k+ connections each copy costs kilobytes.
 struct Handshake {
   std::string remote_address;  // client IP: the peer, or X-Forwarded-For as told by trusted proxies
   std::string transport;       // "polling" or "websocket" at connect time
-  std::map<std::string, std::string> query;
-  std::map<std::string, std::string> headers;  // lower-case names (user-agent, origin, cookie ...)
   std::int64_t issued_ms = 0;
 };
 
@@ -162,6 +167,17 @@ class Namespace {
   using RecoverHook = std::function<std::optional<std::string>(
       const std::string& pid, const std::string& offset, const Handshake&)>;
   virtual void on_recover(RecoverHook hook) = 0;
+  // Event handlers of every socket of the namespace: one table, not a set of
+  // handlers per socket (at 100k sockets those cost about 1 KB each). Run on
+  // the socket's worker; a socket's own Socket::on() handler for the same
+  // event, or its on_any(), goes first. Register before the first CONNECT.
+  using SocketEventHandler =
+      std::function<void(Socket& socket, const nlohmann::json& args, Ack ack)>;
+  virtual void on_event(std::string event, SocketEventHandler handler) = 0;
+  // For events with no handler at all (neither the socket's nor the table's).
+  virtual void on_any_event(std::function<void(Socket& socket, const std::string& event,
+                                               const nlohmann::json& args, Ack ack)>
+                                handler) = 0;
 };
 
 // Plain HTTP handled outside the Engine.IO path (static files, health, metrics).

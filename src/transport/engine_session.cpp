@@ -33,7 +33,7 @@ EngineSession::EngineSession(ServerImpl& server, unsigned worker, std::string si
       sid_(std::move(sid)),
       kind_(kind),
       raw_echo_(raw_echo),
-      handshake_(std::move(handshake)),
+      handshake_(std::make_shared<const Handshake>(std::move(handshake))),
       tokens_(server.options().session_burst),
       tokens_at_(std::chrono::steady_clock::now()),
       ping_timer_(server.workers().at(worker)),

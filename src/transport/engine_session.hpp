@@ -15,10 +15,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <deque>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace chat::transport {
 
@@ -31,6 +32,41 @@ struct WorkerStats;
 struct OutPacket {
   std::shared_ptr<const std::string> data;
   bool binary = false;
+};
+
+// A FIFO of packets that costs nothing while it has never held one
+// (std::deque allocates about 600 bytes when constructed: per connection,
+// twice). Amortized O(1) per packet; its buffer goes when it empties after
+// a burst, so an idle connection holds none.
+class PacketFifo {
+ public:
+  bool empty() const { return head_ == items_.size(); }
+  std::size_t size() const { return items_.size() - head_; }
+  OutPacket& front() { return items_[head_]; }
+  void push_back(OutPacket p) { items_.push_back(std::move(p)); }
+  void pop_front() {
+    items_[head_] = {};
+    if (++head_ == items_.size()) {
+      clear();
+    } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
+  void clear() {
+    if (items_.capacity() > kKept)
+      std::vector<OutPacket>().swap(items_);
+    else
+      items_.clear();
+    head_ = 0;
+  }
+  auto begin() { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
+  auto end() { return items_.end(); }
+
+ private:
+  static constexpr std::size_t kKept = 8;  // capacity kept when it empties
+  std::vector<OutPacket> items_;
+  std::size_t head_ = 0;
 };
 
 // What a WebSocket connection offers to the session.
@@ -72,7 +108,8 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   std::size_t queued_bytes_for(const WsLink* link) const {
     return link == ws_.get() ? queued_bytes_ : 0;
   }
-  const Handshake& handshake() const { return handshake_; }
+  const Handshake& handshake() const { return *handshake_; }
+  const std::shared_ptr<const Handshake>& shared_handshake() const { return handshake_; }
   ServerImpl& server() { return server_; }
   boost::asio::io_context& context();
 
@@ -134,13 +171,13 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   std::string sid_;
   std::atomic<Kind> kind_;
   bool raw_echo_;
-  Handshake handshake_;
+  std::shared_ptr<const Handshake> handshake_;
   std::unique_ptr<SioClient> sio_;
 
   double tokens_ = 0;
   std::chrono::steady_clock::time_point tokens_at_;
 
-  std::deque<OutPacket> queue_;
+  PacketFifo queue_;
   std::size_t queued_bytes_ = 0;
 
   PollResponder pending_get_;

@@ -229,23 +229,19 @@ void HttpConnection::send_engine_error(const Request& req, unsigned status, int 
   send(std::move(res));
 }
 
-Handshake HttpConnection::make_handshake(const Request& req,
-                                         const std::map<std::string, std::string>& query,
-                                         const char* transport) const {
+Handshake HttpConnection::make_handshake(const Request& req, const char* transport) const {
   Handshake h;
   std::string forwarded;  // every X-Forwarded-For header, in order
-  for (const auto& f : req) {
-    auto name = lower(f.name_string());
-    if (name == "x-forwarded-for") {
+  if (peer_trusted_) {
+    for (const auto& f : req) {
+      if (!beast::iequals(f.name_string(), "x-forwarded-for")) continue;
       if (!forwarded.empty()) forwarded += ',';
       forwarded += f.value();
     }
-    h.headers[std::move(name)] = std::string(f.value());
   }
   h.remote_address =
       (peer_trusted_ ? resolve_client(peer_, forwarded, server_.trusted_proxies()) : peer_)
           .to_string();
-  h.query = query;
   h.transport = transport;
   h.issued_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::system_clock::now().time_since_epoch())
@@ -280,7 +276,7 @@ void HttpConnection::handle_engine(Request& req, const std::map<std::string, std
     if (req.method() != http::verb::get)
       return send_engine_error(req, 400, 2, "Bad handshake method");
     if (server_.shutting_down()) return send_engine_error(req, 503, 4, "Server shutting down");
-    auto handshake = make_handshake(req, query, "polling");
+    auto handshake = make_handshake(req, "polling");
     if (const auto a = server_.admit_session(handshake.remote_address);
         a != ServerImpl::Admission::ok) {
       server_.count_refusal(worker_, a);
@@ -370,7 +366,7 @@ void HttpConnection::handle_websocket(Request req, const std::map<std::string, s
   } else if (server_.shutting_down()) {
     return send_engine_error(req, 503, 4, "Server shutting down");
   }
-  auto handshake = make_handshake(req, query, "websocket");
+  auto handshake = make_handshake(req, "websocket");
   if (!session) {
     // A new session: refuse the upgrade (no 101) over a bound.
     if (const auto a = server_.admit_session(handshake.remote_address);

@@ -52,8 +52,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   // Answer a refused request: status with {"code":4,"message":...}.
   void send_refusal(const Request& req, unsigned status, const char* message);
   void on_written(bool close, boost::beast::error_code ec);
-  Handshake make_handshake(const Request& req, const std::map<std::string, std::string>& query,
-                           const char* transport) const;
+  Handshake make_handshake(const Request& req, const char* transport) const;
 
   ServerImpl& server_;
   unsigned worker_;

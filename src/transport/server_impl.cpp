@@ -5,6 +5,7 @@
 #include "transport/ids.hpp"
 #include "transport/listener.hpp"
 #include "transport/sio_socket.hpp"
+#include "transport/ws_connection.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
@@ -54,12 +55,25 @@ void NamespaceImpl::connected(const SocketPtr& socket, const nlohmann::json& aut
   if (on_connection_) on_connection_(socket, auth);
 }
 
+bool NamespaceImpl::dispatch(Socket& socket, const std::string& event, const nlohmann::json& args,
+                             Ack ack) const {
+  if (auto it = events_.find(event); it != events_.end()) {
+    it->second(socket, args, std::move(ack));
+    return true;
+  }
+  if (!any_event_) return false;
+  any_event_(socket, event, args, std::move(ack));
+  return true;
+}
+
 ServerImpl::ServerImpl(core::Workers& workers, Options options)
     : workers_(workers),
       options_(std::move(options)),
       trusted_(TrustedProxies::parse(options_.trusted_proxies)),
       stats_(new WorkerStats[workers.size()]) {
   namespaces_["/"] = std::make_unique<NamespaceImpl>(*this, "/");
+  for (unsigned w = 0; w < workers.size(); ++w)
+    delayed_.push_back(std::make_unique<DelayedFlushes>(workers.at(w)));
 }
 
 ServerImpl::~ServerImpl() = default;

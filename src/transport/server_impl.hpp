@@ -25,6 +25,7 @@ namespace chat::transport {
 
 class EngineSession;
 class Listener;
+class DelayedFlushes;
 
 class ServerImpl;
 
@@ -42,6 +43,16 @@ class NamespaceImpl final : public Namespace {
   // Runs the process checks (memory budget), then the hooks.
   std::optional<nlohmann::json> authorize(const Handshake& h, const nlohmann::json& auth) const;
   void connected(const SocketPtr& socket, const nlohmann::json& auth) const;
+  void on_event(std::string event, SocketEventHandler handler) override {
+    events_[std::move(event)] = std::move(handler);
+  }
+  void on_any_event(std::function<void(Socket&, const std::string&, const nlohmann::json&, Ack)>
+                        handler) override {
+    any_event_ = std::move(handler);
+  }
+  // The table's handler for event, or its on_any_event(); false when neither.
+  bool dispatch(Socket& socket, const std::string& event, const nlohmann::json& args,
+                Ack ack) const;
 
  private:
   ServerImpl& server_;
@@ -49,6 +60,8 @@ class NamespaceImpl final : public Namespace {
   std::vector<AuthHook> hooks_;
   RecoverHook recover_;
   std::function<void(SocketPtr, const nlohmann::json&)> on_connection_;
+  std::unordered_map<std::string, SocketEventHandler> events_;
+  std::function<void(Socket&, const std::string&, const nlohmann::json&, Ack)> any_event_;
 };
 
 class ServerImpl final : public Server {
@@ -68,6 +81,7 @@ class ServerImpl final : public Server {
   core::Workers& workers() { return workers_; }
   const Options& options() const { return options_; }
   WorkerStats& worker_stats(unsigned w) { return stats_[w]; }
+  DelayedFlushes& delayed_flushes(unsigned w) { return *delayed_[w]; }
   const HttpHandler& http_handler() const { return http_handler_; }
   const HttpHandler& admin_handler() const { return admin_handler_; }
   NamespaceImpl* find_namespace(const std::string& name);
@@ -139,6 +153,7 @@ class ServerImpl final : public Server {
   std::chrono::steady_clock::time_point last_trim_{};
   std::shared_ptr<Listener> admin_listener_;
   std::unique_ptr<WorkerStats[]> stats_;
+  std::vector<std::unique_ptr<DelayedFlushes>> delayed_;  // per worker
   std::array<Shard, 16> shards_;
   std::atomic<std::size_t> session_count_{0};
   std::shared_ptr<Listener> listener_;

@@ -158,7 +158,7 @@ void SioClient::on_connect(const Packet& p) {
                                       : std::string();
   auto sock = std::make_shared<SioSocket>(session_.shared_from_this(),
                                           recovered ? std::move(*sid) : server.new_id(), p.nsp,
-                                          std::move(pid), recovered);
+                                          std::move(pid), recovered, nsp);
   sockets_[p.nsp] = sock;
   // {"sid": ...} first, then "pid", as Node's server writes it.
   std::string reply = R"({"sid":)" + json(sock->id()).dump();

@@ -53,14 +53,15 @@ std::shared_ptr<const std::string> encode_event_text(std::string_view nsp, std::
 }
 
 SioSocket::SioSocket(std::shared_ptr<EngineSession> session, std::string id, std::string nsp,
-                     std::string pid, bool recovered)
+                     std::string pid, bool recovered, const NamespaceImpl* table)
     : session_(session),
       id_(std::move(id)),
       nsp_(std::move(nsp)),
       pid_(std::move(pid)),
       recovered_(recovered),
       worker_(session->worker()),
-      handshake_(session->handshake()) {}
+      handshake_(session->shared_handshake()),
+      table_(table) {}
 
 std::string SioSocket::transport_name() const {
   auto s = session_.lock();
@@ -183,6 +184,8 @@ void SioSocket::dispatch(json data, std::optional<std::uint64_t> ack_id) {
     } else if (any_) {
       auto any = any_;
       any(event, args, std::move(ack));
+    } else if (table_) {
+      table_->dispatch(*this, event, args, std::move(ack));
     }
   } catch (const std::exception& e) {
     // A handler bug must not take the server down; the client just gets no answer.

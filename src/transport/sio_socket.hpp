@@ -10,17 +10,20 @@
 
 namespace chat::transport {
 
+class NamespaceImpl;
+
 class EngineSession;
 
 class SioSocket final : public Socket {
  public:
+  // table: the namespace's event handlers (may be null), which outlives its sockets.
   SioSocket(std::shared_ptr<EngineSession> session, std::string id, std::string nsp,
-            std::string pid = {}, bool recovered = false);
+            std::string pid = {}, bool recovered = false, const NamespaceImpl* table = nullptr);
 
   const std::string& id() const override { return id_; }
   const std::string& nsp() const override { return nsp_; }
   unsigned worker() const override { return worker_; }
-  const Handshake& handshake() const override { return handshake_; }
+  const Handshake& handshake() const override { return *handshake_; }
   std::string transport_name() const override;
   bool connected() const override { return connected_; }
   const std::string& pid() const override { return pid_; }
@@ -55,8 +58,9 @@ class SioSocket final : public Socket {
   std::string pid_;
   bool recovered_ = false;
   unsigned worker_;
-  Handshake handshake_;
+  std::shared_ptr<const Handshake> handshake_;  // the session's
   bool connected_ = true;
+  const NamespaceImpl* table_ = nullptr;
   std::unordered_map<std::string, EventHandler> handlers_;
   std::function<void(const std::string&, const nlohmann::json&, Ack)> any_;
   std::function<void(const std::string&)> on_disconnect_;

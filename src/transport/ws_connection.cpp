@@ -159,9 +159,43 @@ thread_local std::vector<std::shared_ptr<WsConnection>> t_dirty;
 thread_local std::vector<std::shared_ptr<WsConnection>> t_flushing;
 }  // namespace
 
+void DelayedFlushes::add(std::shared_ptr<WsConnection> c, Clock::time_point due) {
+  due_.emplace_back(std::move(c), due);
+  if (!armed_) arm();
+}
+
+void DelayedFlushes::arm() {
+  armed_ = true;
+  timer_.expires_at(due_.front().second);
+  timer_.async_wait([this](const beast::error_code&) {
+    armed_ = false;
+    const auto now = Clock::now();
+    while (!due_.empty() && due_.front().second <= now) {
+      auto c = std::move(due_.front().first);
+      due_.pop_front();
+      c->flush_delayed();
+    }
+    if (!due_.empty()) arm();
+  });
+}
+
+void WsConnection::flush_delayed() {
+  flush_scheduled_ = false;
+  flush();
+}
+
 void WsConnection::kick() {
   if (flush_scheduled_ || closed_ || !accepted_) return;
   flush_scheduled_ = true;
+  // Busy (written within the write delay): what comes next waits for the
+  // window's end and goes with what arrives meanwhile. Idle: at once.
+  if (const auto delay = server_.options().write_delay; delay.count() > 0) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_write_ < delay) {
+      server_.delayed_flushes(worker_).add(shared_from_this(), last_write_ + delay);
+      return;
+    }
+  }
   if (t_dirty.empty()) {
     asio::post(ws_.get_executor(), [] {
       t_flushing.swap(t_dirty);  // a flush may mark others dirty: for the next turn
@@ -202,6 +236,8 @@ void WsConnection::flush() {
   }
   WorkerStats::add(server_.worker_stats(worker_).ws_writes_total,
                    out.socket_writes() - writes_before);
+  if (server_.options().write_delay.count() > 0 && out.socket_writes() != writes_before)
+    last_write_ = std::chrono::steady_clock::now();
   if (drained && closing_) {
     closed_ = true;
     server_.io_begin();

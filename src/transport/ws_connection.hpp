@@ -19,10 +19,31 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
+#include <chrono>
 #include <deque>
 #include <memory>
+#include <utility>
 
 namespace chat::transport {
+
+class WsConnection;
+
+// Flushes of busy WebSocket connections of one worker, held back for the
+// write delay (Options::write_delay) so that what arrives for them meanwhile
+// leaves in the same socket write. One delay for all, so due times grow in
+// the order connections are added: a FIFO and one timer per worker.
+class DelayedFlushes {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit DelayedFlushes(boost::asio::io_context& ctx) : timer_(ctx) {}
+  void add(std::shared_ptr<WsConnection> c, Clock::time_point due);
+
+ private:
+  void arm();
+  boost::asio::steady_timer timer_;
+  std::deque<std::pair<std::shared_ptr<WsConnection>, Clock::time_point>> due_;
+  bool armed_ = false;
+};
 
 class WsConnection final : public WsLink, public std::enable_shared_from_this<WsConnection> {
  public:
@@ -41,6 +62,8 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
   void close() override;
   void abort() override;
   std::size_t buffered_bytes() const override { return ws_.next_layer().buffered_bytes(); }
+  // A held-back flush is due (DelayedFlushes).
+  void flush_delayed();
 
  private:
   void flush();  // move queued packets into the stream (now)
@@ -62,9 +85,10 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
   bool upgrade_;
   bool raw_echo_;
   Handshake handshake_;
-  std::deque<OutPacket> own_;
+  PacketFifo own_;
   bool accepted_ = false;
   bool flush_scheduled_ = false;
+  std::chrono::steady_clock::time_point last_write_{};  // with a write delay only
   bool closing_ = false;
   bool close_armed_ = false;
   bool closed_ = false;

@@ -1,0 +1,53 @@
+// The write delay (--write-delay-us): a WebSocket that wrote within the
+// window holds its next frames until the window ends, so a burst leaves in
+// one write; a connection that has been quiet gets its frame at once.
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer } from "./lib/server.mjs";
+import { TRANSPORTS, request, login, wait, closeAll } from "./chat-helpers.mjs";
+
+// Long enough that the held burst cannot be mistaken for scheduling noise.
+const DELAY_MS = 400;
+
+async function until(pred, ms) {
+  const end = Date.now() + ms;
+  while (!pred() && Date.now() < end) await wait(5);
+}
+
+describe("write delay", () => {
+  let server;
+  before(async () => {
+    server = await startServer(["--write-delay-us", String(DELAY_MS * 1000)]);
+  });
+  after(() => server.stop());
+
+  test("a quiet connection writes at once; a burst right after waits for the window and comes in one piece, in order", async () => {
+    const a = await login(server.url, "Ann", TRANSPORTS.websocket);
+    const b = await login(server.url, "Bob", TRANSPORTS.websocket);
+    const got = [];
+    b.socket.on("new message", (m) => got.push({ text: m.message, at: Date.now() }));
+    await wait(DELAY_MS + 300); // Bob's last write (Ann's "user joined") is older than the window
+
+    const t0 = Date.now();
+    await request(a.socket, "new message", "first");
+    await until(() => got.length >= 1, 3000);
+    assert.equal(got.length, 1, "the first message arrived");
+    const first = got[0].at - t0;
+    assert.ok(first < DELAY_MS / 2, `a quiet connection got its frame after ${first} ms`);
+
+    const burst = [0, 1, 2, 3, 4].map((i) => `burst ${i}`);
+    const acks = await Promise.all(burst.map((text) => request(a.socket, "new message", text)));
+    for (const ack of acks) assert.equal(ack.ok, true, JSON.stringify(ack));
+    await until(() => got.length >= 6, 5000);
+    assert.deepEqual(
+      got.map((g) => g.text),
+      ["first", ...burst],
+    );
+    const held = got[1].at - got[0].at;
+    const spread = got[5].at - got[1].at;
+    assert.ok(held >= DELAY_MS * 0.6, `the burst after a write was held ${held} ms`);
+    assert.ok(spread < 100, `the burst came together (${spread} ms apart)`);
+
+    closeAll(a.socket, b.socket);
+  });
+});
