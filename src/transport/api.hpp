@@ -51,7 +51,7 @@ struct Options {
   // window ends, so frames that arrive meanwhile share one write; an idle one
   // writes at once. 0: every turn of the event loop writes what it queued.
   std::chrono::microseconds write_delay{0};
-  std::chrono::milliseconds close_timeout{5000};   // graceful WebSocket close, then abort
+  std::chrono::milliseconds close_timeout{5000};  // graceful WebSocket close, then abort
   std::size_t max_binary_packet = 1'000'000;  // header + attachments of one pending binary packet
   std::chrono::milliseconds binary_timeout{10000};  // header to last attachment
   std::size_t max_connects = 10;                    // Socket.IO CONNECTs per session per window
