@@ -147,7 +147,9 @@ class BodyParser {
   // False when the body is too large, too deep or not JSON (UTF-8 included:
   // simdjson validates every string).
   bool parse(std::string_view bytes, std::size_t max_bytes, simdjson::dom::element& out) {
-    if (bytes.size() > max_bytes || nesting_exceeds(bytes, kMaxNesting)) return false;
+    // An empty body is no JSON (and simdjson must not be handed a null pointer).
+    if (bytes.empty() || bytes.size() > max_bytes || nesting_exceeds(bytes, kMaxNesting))
+      return false;
     thread_local simdjson::dom::parser reused;
     auto& p = bytes.size() <= kReusedBytes ? reused : big_.emplace();
     return p.parse(bytes.data(), bytes.size(), /*realloc_if_needed=*/true).get(out) ==
