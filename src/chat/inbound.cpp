@@ -3,6 +3,8 @@
 
 #include <simdjson.h>
 
+#include <optional>
+#include <span>
 #include <string_view>
 #include <utility>
 
@@ -53,8 +55,7 @@ struct Field {
   T type;
 };
 
-template <std::size_t N>
-bool has_all(const json& p, const Field (&fields)[N]) {
+bool has_all(const json& p, std::span<const Field> fields) {
   for (const auto& f : fields)
     if (!has(p, f.key, f.type)) return false;
   return true;
@@ -69,6 +70,15 @@ constexpr Field kMembership[] = {{"username", T::string},
                                  {"numUsers", T::count},
                                  {"replica", T::string},
                                  {"ts", T::integer}};
+
+// The fields a room event must carry, by event; nullopt for an event this
+// version does not know (its users would not either).
+std::optional<std::span<const Field>> room_fields(std::string_view ev) {
+  if (ev == "new message") return kNewMessage;
+  if (ev == "typing" || ev == "stop typing") return kTyping;
+  if (ev == "user joined" || ev == "user left") return kMembership;
+  return std::nullopt;
+}
 
 // The same checks on a payload the bus kept as text (room traffic), with no
 // DOM. A key given twice counts with its last value, as clients read it.
@@ -102,8 +112,7 @@ class TextPayload {
     }
     return false;
   }
-  template <std::size_t N>
-  bool has_all(const Field (&fields)[N]) const {
+  bool has_all(std::span<const Field> fields) const {
     for (const auto& f : fields)
       if (!has(f.key, f.type)) return false;
     return true;
@@ -120,11 +129,8 @@ bool valid_room_text(const bus::Envelope& e) {
   if (!p.parse(e.payload_text) || !p.find("room", room) ||
       room.get_string().get(name) != simdjson::SUCCESS || name != e.room)
     return false;
-  const std::string_view ev = e.event;
-  if (ev == "new message") return p.has_all(kNewMessage);
-  if (ev == "typing" || ev == "stop typing") return p.has_all(kTyping);
-  if (ev == "user joined" || ev == "user left") return p.has_all(kMembership);
-  return false;
+  const auto fields = room_fields(e.event);
+  return fields && p.has_all(*fields);
 }
 
 }  // namespace
@@ -136,11 +142,8 @@ bool valid_room_event(const bus::Envelope& e) {
   const auto room = p.find("room");
   if (room == p.end() || !room->is_string() || room->get_ref<const std::string&>() != e.room)
     return false;
-  const std::string_view ev = e.event;
-  if (ev == "new message") return has_all(p, kNewMessage);
-  if (ev == "typing" || ev == "stop typing") return has_all(p, kTyping);
-  if (ev == "user joined" || ev == "user left") return has_all(p, kMembership);
-  return false;  // an event this version does not know: its users would not either
+  const auto fields = room_fields(e.event);
+  return fields && has_all(p, *fields);
 }
 
 Inbound decode_inbound(const bus::Envelope& e) {
