@@ -1,6 +1,8 @@
 // CorkedStream; see corked_stream.hpp.
 #include "transport/corked_stream.hpp"
 
+#include "protocol/websocket.hpp"
+
 #include <boost/asio/write.hpp>
 
 namespace chat::transport {
@@ -36,25 +38,30 @@ void CorkedStream::append_copy(const char* data, std::size_t n) {
   b.size += n;
 }
 
+bool CorkedStream::admit_control(std::size_t n) {
+  if (error_) return false;
+  if (control_limit_ && !control_limit_(n)) {
+    overflowed_ = true;
+    error_ = boost::asio::error::no_buffer_space;
+    filling_.clear();
+    return false;
+  }
+  return true;
+}
+
+bool CorkedStream::write_control(std::string_view bytes) {
+  if (!admit_control(bytes.size())) return false;
+  append_copy(bytes.data(), bytes.size());
+  start();
+  return true;
+}
+
 void CorkedStream::write_frame(bool binary, std::shared_ptr<const std::string> payload) {
   if (error_) return;
-  // RFC 6455 5.2: FIN + opcode, then the length (7 bits, 16 or 64 bits);
-  // frames from a server are not masked.
   const std::size_t len = payload ? payload->size() : 0;
   unsigned char header[10];
-  std::size_t h = 0;
-  header[h++] = static_cast<unsigned char>(0x80 | (binary ? 0x2 : 0x1));
-  if (len < 126) {
-    header[h++] = static_cast<unsigned char>(len);
-  } else if (len <= 0xFFFF) {
-    header[h++] = 126;
-    header[h++] = static_cast<unsigned char>(len >> 8);
-    header[h++] = static_cast<unsigned char>(len);
-  } else {
-    header[h++] = 127;
-    for (int shift = 56; shift >= 0; shift -= 8)
-      header[h++] = static_cast<unsigned char>(static_cast<std::uint64_t>(len) >> shift);
-  }
+  const auto h = protocol::ws::frame_header(
+      binary ? protocol::ws::Opcode::binary : protocol::ws::Opcode::text, len, header);
   append_copy(reinterpret_cast<const char*>(header), h);
   if (len <= kCopyLimit) {
     append_copy(payload ? payload->data() : nullptr, len);
@@ -84,7 +91,7 @@ void CorkedStream::start() {
   // Write now if the socket takes it: the usual case, and it costs no
   // asynchronous operation. Only what the kernel did not take waits for the
   // socket to become writable.
-  auto& sock = next_.socket();
+  auto& sock = next_;
   boost::system::error_code ec;
   if (!non_blocking_) {
     sock.non_blocking(true, ec);
@@ -132,7 +139,7 @@ void CorkedStream::arm_write_timer() {
         timed_out_ = true;
         if (!error_) error_ = boost::asio::error::timed_out;
         boost::system::error_code ignored;
-        next_.socket().close(ignored);
+        next_.close(ignored);
       });
 }
 
@@ -167,7 +174,7 @@ void CorkedStream::when_drained(std::function<void()> then) {
 void teardown(boost::beast::role_type role, CorkedStream& stream, boost::system::error_code& ec) {
   using boost::beast::websocket::teardown;
   // The blocking teardown reads until the peer closes: undo non-blocking mode.
-  auto& sock = stream.next_layer().socket();
+  auto& sock = stream.next_layer();
   sock.non_blocking(false, ec);
   teardown(role, sock, ec);
 }

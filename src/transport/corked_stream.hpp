@@ -1,14 +1,15 @@
-// CorkedStream: the layer between Beast's WebSocket stream and the TCP socket
-// that gathers outgoing bytes, so that many WebSocket frames leave in one
-// write call instead of one system call (and one Beast write operation) each.
+// CorkedStream: the write side of a WebSocket over a TCP socket. It gathers
+// outgoing bytes, so that many WebSocket frames leave in one write call
+// instead of one system call each.
 //
-// Data frames do not go through Beast's write path at all: the connection
-// appends complete server frames (unmasked, FIN set) with write_frame().
-// Beast's own writes (the 101 answer, pongs, close frames) arrive through
-// async_write_some, are copied in order behind whatever is already queued, and
-// complete at once. So every frame is whole on the wire and nothing
-// interleaves. One socket write is in flight at a time; what arrives meanwhile
-// waits in a second batch and leaves when the first is done.
+// The connection appends complete server frames (unmasked, FIN set) with
+// write_frame(), and its own bytes (the 101 answer, pongs, close frames) with
+// write_control(); they are copied in order behind whatever is already queued.
+// So every frame is whole on the wire and nothing interleaves. One socket
+// write is in flight at a time; what arrives meanwhile waits in a second batch
+// and leaves when the first is done. It is also an asynchronous stream for
+// Beast (async_read_some, async_write_some, teardown), so a Beast WebSocket
+// can run over it: the tests use that to check its frames with Beast's reader.
 //
 // Writes are tried synchronously on the non-blocking socket first; an
 // asynchronous write is started only for what the kernel did not take.
@@ -16,10 +17,10 @@
 // Small payloads are copied into the batch (one contiguous buffer); large
 // shared payloads are referenced, not copied, and written with gather I/O.
 //
-// Bounds: Beast's own frames (pongs above all: a peer that sends pings and
-// never reads would otherwise queue them without end) are refused once the
-// owner's limit says they do not fit; the write fails with no_buffer_space
-// and overflowed() turns true. An asynchronous socket write that takes longer
+// Bounds: control bytes (pongs above all: a peer that sends pings and never
+// reads would otherwise queue them without end) are refused once the owner's
+// limit says they do not fit; the write fails with no_buffer_space and
+// overflowed() turns true. An asynchronous socket write that takes longer
 // than the write timeout closes the socket; timed_out() turns true.
 #pragma once
 
@@ -30,7 +31,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/role.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 
 #include <chrono>
@@ -38,20 +39,21 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace chat::transport {
 
 class CorkedStream {
  public:
-  using next_layer_type = boost::beast::tcp_stream;
+  using next_layer_type = boost::asio::ip::tcp::socket;
   using executor_type = next_layer_type::executor_type;
   // Called after each asynchronous socket write completes (ec set when it
   // failed), and once when a write fails. A write the kernel takes at once
   // does not call it: the caller sees writing() false and goes on itself.
   using WrittenHandler = std::function<void(const boost::system::error_code&)>;
 
-  // Answers whether n more bytes of Beast's own frames may be queued.
+  // Answers whether n more control bytes may be queued.
   using ControlLimit = std::function<bool(std::size_t n)>;
 
   explicit CorkedStream(boost::asio::ip::tcp::socket socket)
@@ -70,6 +72,9 @@ class CorkedStream {
   // Append one complete unfragmented frame (text or binary) and start writing
   // (unless corked).
   void write_frame(bool binary, std::shared_ptr<const std::string> payload);
+  // Append bytes the connection wrote itself (a control frame, the 101
+  // answer), if the limit lets them in; false (and overflowed()) when not.
+  bool write_control(std::string_view bytes);
   // Between cork() and uncork(), frames only collect; uncork() writes them
   // all at once. The write is tried at once (non-blocking); only what the
   // socket does not take becomes an asynchronous write.
@@ -96,18 +101,14 @@ class CorkedStream {
     return next_.async_read_some(buffers, std::forward<ReadToken>(token));
   }
 
-  // Beast's writes: copied behind the queued frames, completed at once.
+  // Beast's writes: control bytes, copied behind the queued frames, completed at once.
   template <class ConstBufferSequence, class WriteToken>
   auto async_write_some(const ConstBufferSequence& buffers, WriteToken&& token) {
     return boost::asio::async_initiate<WriteToken, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, const ConstBufferSequence& bufs) {
           boost::system::error_code ec = error_;
           std::size_t n = 0;
-          if (!ec && control_limit_ && !control_limit_(boost::asio::buffer_size(bufs))) {
-            overflowed_ = true;
-            ec = error_ = boost::asio::error::no_buffer_space;
-            filling_.clear();
-          }
+          if (!ec && !admit_control(boost::asio::buffer_size(bufs))) ec = error_;
           if (!ec) {
             for (auto it = boost::asio::buffer_sequence_begin(bufs);
                  it != boost::asio::buffer_sequence_end(bufs); ++it) {
@@ -140,6 +141,7 @@ class CorkedStream {
   };
 
   void append_copy(const char* data, std::size_t n);
+  bool admit_control(std::size_t n);
   void start();
   void on_write(const boost::system::error_code& ec);
   void notify_drained();

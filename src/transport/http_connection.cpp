@@ -378,9 +378,9 @@ void HttpConnection::handle_websocket(Request req, const std::map<std::string, s
   closed_ = true;  // the socket now belongs to the WebSocket
   stream_.expires_never();
   if (target == worker_) {
-    std::make_shared<WsConnection>(server_, target, std::move(stream_.socket()), std::move(req),
+    std::make_shared<WsConnection>(server_, target, std::move(stream_.socket()),
                                    std::move(session), raw_echo, std::move(handshake))
-        ->run();
+        ->run(req);
     return;
   }
   // The WebSocket must live on the session's worker: move the descriptor there.
@@ -396,9 +396,9 @@ void HttpConnection::handle_websocket(Request req, const std::map<std::string, s
                beast::error_code e;
                sock.assign(protocol, fd, e);
                if (e) return;
-               std::make_shared<WsConnection>(server, target, std::move(sock), std::move(req),
-                                              std::move(session), raw_echo, std::move(handshake))
-                   ->run();
+               std::make_shared<WsConnection>(server, target, std::move(sock), std::move(session),
+                                              raw_echo, std::move(handshake))
+                   ->run(req);
              });
 }
 

@@ -6,126 +6,258 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/buffer.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
-#include <boost/beast/websocket/error.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/http.hpp>
 
+#include <memory>
+#include <string>
 #include <vector>
 
 namespace chat::transport {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace websocket = beast::websocket;
+namespace http = boost::beast::http;
+namespace ws = protocol::ws;
+using boost::system::error_code;
 
 namespace {
-// A read buffer that grew past this for a large message is released after
-// the message is handled, so an idle connection holds only a few KiB.
-constexpr std::size_t kKeepReadCapacity = 16 * 1024;
+// Each worker reads every connection into one buffer of this size; frames are
+// parsed in place. Only a frame cut by the end of a read is kept per
+// connection (by the Reader).
+constexpr std::size_t kReadChunk = 64 * 1024;
+
+char* worker_read_buffer() {
+  thread_local std::unique_ptr<char[]> buf(new char[kReadChunk]);
+  return buf.get();
+}
 }  // namespace
 
 WsConnection::WsConnection(ServerImpl& server, unsigned worker, asio::ip::tcp::socket socket,
-                           HttpConnection::Request req, std::shared_ptr<EngineSession> session,
-                           bool raw_echo, Handshake handshake)
+                           std::shared_ptr<EngineSession> session, bool raw_echo,
+                           Handshake handshake)
     : server_(server),
       worker_(worker),
-      ws_(std::move(socket)),
-      close_timer_(ws_.get_executor()),
-      req_(std::move(req)),
+      out_(std::move(socket)),
+      reader_(server.options().max_payload),
+      close_timer_(out_.get_executor()),
       session_(std::move(session)),
-      upgrade_(session_ != nullptr),
       raw_echo_(raw_echo),
-      handshake_(std::move(handshake)) {}
+      handshake_(std::move(handshake)),
+      upgrade_(session_ != nullptr) {}
 
-void WsConnection::run() {
-  ws_.next_layer().set_owner(weak_from_this(),
-                             [this](const beast::error_code& ec) { on_written(ec); });
+void WsConnection::run(const HttpConnection::Request& req) {
+  out_.set_owner(weak_from_this(), [this](const error_code& ec) { on_written(ec); });
   const auto& o = server_.options();
-  // Beast's frames (pongs, the close frame) fit only while they, the frames
+  // Control frames (pongs, the close frame) fit only while they, the frames
   // in the stream and the session queue stay within the send bound.
-  ws_.next_layer().set_limits(
+  out_.set_limits(
       [this, max = o.max_send_queue_bytes](std::size_t n) {
         const std::size_t queued = session_ ? session_->queued_bytes_for(this) : 0;
-        return queued + ws_.next_layer().buffered_bytes() + n <= max;
+        return queued + out_.buffered_bytes() + n <= max;
       },
       o.write_timeout);
-  beast::get_lowest_layer(ws_).expires_never();
-  ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
-  ws_.read_message_max(server_.options().max_payload);
-  ws_.async_accept(req_,
-                   [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
+  error_code ec;
+  out_.next_layer().non_blocking(true, ec);  // reads are tried when the socket is readable
+  if (ec) return;
+  // HttpConnection checked the upgrade itself (GET, HTTP/1.1, Connection and
+  // Upgrade headers); what is left is the WebSocket part (RFC 6455 4.2.1).
+  if (req[http::field::sec_websocket_version] != "13")
+    return refuse(426, "Unsupported WebSocket version", "Sec-WebSocket-Version: 13\r\n");
+  const auto key = req[http::field::sec_websocket_key];
+  if (!ws::valid_client_key(std::string_view(key.data(), key.size())))
+    return refuse(400, "Bad Sec-WebSocket-Key", "");
+  std::string res =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: ";
+  res += ws::accept_key(std::string_view(key.data(), key.size()));
+  res += "\r\n\r\n";
+  out_.write_control(res);
+  on_accept();
 }
 
-void WsConnection::on_accept(beast::error_code ec) {
-  req_ = {};
-  if (ec) return;
+void WsConnection::refuse(int status, std::string_view reason, std::string_view extra_header) {
+  // No WebSocket: an HTTP answer, then the connection ends.
+  session_.reset();
+  closed_ = true;
+  std::string res = "HTTP/1.1 " + std::to_string(status) +
+                    (status == 426 ? " Upgrade Required\r\n" : " Bad Request\r\n");
+  res += extra_header;
+  res += "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: ";
+  res += std::to_string(reason.size());
+  res += "\r\n\r\n";
+  res += reason;
+  out_.write_control(res);
+  close_sent_ = true;
+  linger();
+}
+
+void WsConnection::on_accept() {
   accepted_ = true;
   auto self = shared_from_this();
   if (upgrade_) {
     if (!session_->attach_probe(self)) {
       session_.reset();
-      return close();
+      close();
+      wait_read();
+      return;
     }
   } else if (server_.shutting_down()) {
-    return close();  // accepted while the server began to drain: no new session
+    close();  // accepted while the server began to drain: no new session
+    wait_read();
+    return;
   } else {
     session_ = server_.create_session(worker_, true, raw_echo_, std::move(handshake_));
     session_->attach_websocket(self);
     send_direct(OutPacket{std::make_shared<const std::string>(session_->open()), false});
   }
-  read();
+  wait_read();
 }
 
-void WsConnection::read() {
-  ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-    self->on_read(ec);
-  });
+void WsConnection::wait_read() {
+  if (reading_) return;
+  auto& sock = out_.next_layer();
+  if (!sock.is_open()) return;
+  reading_ = true;
+  sock.async_wait(asio::ip::tcp::socket::wait_read,
+                  [self = shared_from_this()](const error_code& ec) {
+                    self->reading_ = false;
+                    self->on_readable(ec);
+                  });
 }
 
-void WsConnection::on_read(beast::error_code ec) {
+void WsConnection::on_readable(const error_code& wait_ec) {
+  auto& sock = out_.next_layer();
+  if (wait_ec || !sock.is_open()) {
+    if (lingering_) finish();
+    return;
+  }
+  if (closed_ && !lingering_) return;  // the session is gone and nothing waits for the peer
+  char* buf = worker_read_buffer();
+  error_code ec;
+  const std::size_t n = sock.read_some(asio::buffer(buf, kReadChunk), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_read();
   if (ec) {
-    auto& st = server_.worker_stats(worker_);
-    if (ec == websocket::error::message_too_big) WorkerStats::add(st.payload_too_large_total, 1);
-    if (ws_.next_layer().overflowed()) {
-      // Beast could not queue a pong (or close frame): the peer does not read.
-      WorkerStats::add(st.slow_reader_closes_total, 1);
-      spdlog::info("websocket closed: slow reader (control frames over the send bound)");
-      return fail("slow reader");
+    // The peer ended the connection (or reset it).
+    if (lingering_) {
+      drop_socket();
+      return finish();
     }
-    if (ws_.next_layer().timed_out()) return fail("write timeout");
-    return fail(ec == websocket::error::closed ? "transport close" : "transport error");
+    return fail("transport error");
   }
-  auto data = beast::buffers_to_string(buffer_.data());
-  buffer_.consume(buffer_.size());
-  if (buffer_.capacity() > kKeepReadCapacity) buffer_.shrink_to_fit();
-  const bool binary = !ws_.got_text();
-  if (session_) {
-    auto s = session_;  // the frame may end the session
-    s->on_ws_frame(this, std::move(data), binary);
+  if (close_sent_) return wait_read();  // after our close frame: read and drop
+  const bool ok = reader_.feed(buf, n, [this](const ws::Event& e) { return on_event(e); });
+  if (!ok) {
+    const auto& err = reader_.error();
+    if (err.code == ws::kCloseTooBig)
+      WorkerStats::add(server_.worker_stats(worker_).payload_too_large_total, 1);
+    spdlog::debug("websocket closed: {}", err.what);
+    send_close(err.code);
+    return fail("transport error");
   }
-  if (!closed_) read();
+  if (!closed_ || lingering_) wait_read();
+}
+
+bool WsConnection::on_event(const ws::Event& e) {
+  switch (e.op) {
+    case ws::Opcode::text:
+    case ws::Opcode::binary:
+      if (closed_ || close_sent_) return false;
+      if (session_) {
+        auto s = session_;  // the frame may end the session
+        s->on_ws_frame(this, std::string(e.payload), e.op == ws::Opcode::binary);
+      }
+      return !closed_;
+    case ws::Opcode::ping:
+      if (close_sent_) return true;
+      if (!out_.write_control(ws::frame(ws::Opcode::pong, e.payload))) {
+        // The pong does not fit in the send bound: the peer does not read.
+        WorkerStats::add(server_.worker_stats(worker_).slow_reader_closes_total, 1);
+        spdlog::info("websocket closed: slow reader (control frames over the send bound)");
+        fail("slow reader");
+        return false;
+      }
+      return true;
+    case ws::Opcode::pong:
+      return true;
+    case ws::Opcode::close:
+      // Answered with the same code (RFC 6455 5.5.1), after what is queued.
+      send_close(e.code == ws::kCloseNoStatus ? 0 : e.code);
+      fail("transport close");
+      return false;
+    case ws::Opcode::continuation:
+      break;
+  }
+  return false;
 }
 
 void WsConnection::fail(const char* reason) {
   const bool was_closed = closed_;
   closed_ = true;
-  close_timer_.cancel();
-  auto& out = ws_.next_layer();
-  if (out.timed_out() && !was_closed) {
+  if (!lingering_) close_timer_.cancel();
+  if (out_.timed_out() && !was_closed) {
     WorkerStats::add(server_.worker_stats(worker_).write_timeouts_total, 1);
     spdlog::info("websocket closed: a write took over {} ms",
                  server_.options().write_timeout.count());
   }
   // Nothing more goes out: a peer that does not read must not keep the
   // descriptor (and the frames in flight) until the kernel gives up.
-  if (out.overflowed() || out.timed_out()) drop_socket();
+  if (out_.overflowed() || out_.timed_out()) {
+    drop_socket();
+    finish();
+  }
   if (auto s = std::move(session_)) s->on_ws_closed(this, reason);
+}
+
+void WsConnection::send_close(std::uint16_t code) {
+  if (close_sent_) return;
+  close_sent_ = true;
+  own_.clear();
+  const auto f = code != 0 ? ws::close_frame(code) : ws::frame(ws::Opcode::close, {});
+  if (!out_.write_control(f)) {
+    // Over the send bound (or the socket failed): nothing to wait for.
+    drop_socket();
+    return finish();
+  }
+  linger();
+}
+
+void WsConnection::linger() {
+  if (lingering_) return;
+  lingering_ = true;
+  if (!io_held_) {
+    io_held_ = true;
+    server_.io_begin();  // the server's shutdown waits for the close
+  }
+  if (!close_armed_) arm_close_timer();
+  out_.when_drained([self = shared_from_this()] {
+    auto& sock = self->out_.next_layer();
+    if (!sock.is_open()) return self->finish();
+    if (self->out_.failed()) {
+      self->drop_socket();
+      return self->finish();
+    }
+    error_code ignored;
+    sock.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    self->wait_read();  // until the peer's end
+  });
+  wait_read();
+}
+
+void WsConnection::finish() {
+  close_timer_.cancel();
+  session_.reset();
+  if (io_held_) {
+    io_held_ = false;
+    server_.io_end();
+  }
 }
 
 void WsConnection::drop_socket() {
   own_.clear();
-  beast::error_code ignored;
-  beast::get_lowest_layer(ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  beast::get_lowest_layer(ws_).socket().close(ignored);
+  error_code ignored;
+  auto& sock = out_.next_layer();
+  sock.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  sock.close(ignored);
 }
 
 void WsConnection::arm_close_timer() {
@@ -133,15 +265,15 @@ void WsConnection::arm_close_timer() {
   if (timeout.count() <= 0) return;
   close_armed_ = true;
   close_timer_.expires_after(timeout);
-  close_timer_.async_wait([self = shared_from_this()](const beast::error_code& ec) {
+  close_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
     if (ec) return;
     // The peer did not take the queued frames and the close frame in time.
     WorkerStats::add(self->server_.worker_stats(self->worker_).close_timeouts_total, 1);
     spdlog::debug("websocket aborted: close took over {} ms",
                   self->server_.options().close_timeout.count());
     self->closed_ = true;
-    self->session_.reset();
     self->drop_socket();
+    self->finish();
   });
 }
 
@@ -167,7 +299,7 @@ void DelayedFlushes::add(std::shared_ptr<WsConnection> c, Clock::time_point due)
 void DelayedFlushes::arm() {
   armed_ = true;
   timer_.expires_at(due_.front().second);
-  timer_.async_wait([this](const beast::error_code&) {
+  timer_.async_wait([this](const error_code&) {
     armed_ = false;
     const auto now = Clock::now();
     while (!due_.empty() && due_.front().second <= now) {
@@ -197,7 +329,7 @@ void WsConnection::kick() {
     }
   }
   if (t_dirty.empty()) {
-    asio::post(ws_.get_executor(), [] {
+    asio::post(out_.get_executor(), [] {
       t_flushing.swap(t_dirty);  // a flush may mark others dirty: for the next turn
       for (auto& c : t_flushing) {
         c->flush_scheduled_ = false;
@@ -211,10 +343,9 @@ void WsConnection::kick() {
 
 void WsConnection::flush() {
   if (closed_ || !accepted_) return;
-  auto& out = ws_.next_layer();
+  auto& out = out_;
   if (out.failed()) return;
-  // Beast got a close frame from the peer and answered it: nothing may follow.
-  if (!ws_.is_open()) return;
+  if (close_sent_) return;  // nothing may follow a close frame
   const auto writes_before = out.socket_writes();
   bool drained = false;
   for (;;) {
@@ -240,22 +371,15 @@ void WsConnection::flush() {
     last_write_ = std::chrono::steady_clock::now();
   if (drained && closing_) {
     closed_ = true;
-    server_.io_begin();
-    // The close frame queues behind the data frames in the same stream.
-    ws_.async_close(websocket::close_code::normal,
-                    [self = shared_from_this()](beast::error_code ec) {
-                      self->server_.io_end();
-                      self->close_timer_.cancel();
-                      self->session_.reset();
-                      // A close that failed (the close frame over the send
-                      // bound, say) leaves nothing to wait for.
-                      if (ec) self->drop_socket();
-                    });
+    send_close(ws::kCloseNormal);  // behind the data frames in the same stream
   }
 }
 
-void WsConnection::on_written(const beast::error_code& ec) {
-  if (ec) return fail(ws_.next_layer().timed_out() ? "write timeout" : "transport error");
+void WsConnection::on_written(const error_code& ec) {
+  if (ec) {
+    if (closed_) return;
+    return fail(out_.timed_out() ? "write timeout" : "transport error");
+  }
   flush();
 }
 
@@ -268,11 +392,10 @@ void WsConnection::close() {
 }
 
 void WsConnection::abort() {
-  if (closed_) return;
+  if (closed_ && !lingering_) return;
   closed_ = true;
-  close_timer_.cancel();
-  session_.reset();
   drop_socket();
+  finish();
 }
 
 }  // namespace chat::transport

@@ -1,23 +1,35 @@
 // WsConnection: one WebSocket carrying an Engine.IO session (fresh, or the
-// upgrade of a polling session). Beast does the handshake, reading and close;
-// outgoing data frames go straight into the CorkedStream under it, so a burst
-// of queued packets leaves in one socket write. One write in flight; frames
-// come from the session's bounded queue, probe answers from a small queue of
-// its own, and at most kCorkBytes wait behind the write in flight.
+// upgrade of a polling session). It answers the handshake, reads frames with
+// protocol::ws::Reader and writes through the CorkedStream, so a burst of
+// queued packets leaves in one socket write. One write in flight; frames come
+// from the session's bounded queue, probe answers from a small queue of its
+// own, and at most kCorkBytes wait behind the write in flight.
 //
-// Bounds: Beast's own frames (pongs, close) and the session queue share one
-// byte limit (Options::max_send_queue_bytes): a peer that sends pings and
-// never reads is closed as a slow reader. Every socket write has a deadline
-// (Options::write_timeout), a graceful close too (Options::close_timeout),
-// and the read buffer is released after a large message.
+// An idle connection holds no read buffer and no read operation with one: it
+// waits for readiness only, and reads into its worker's buffer; only a frame
+// cut by the end of a read, or a fragmented message, is kept per connection
+// (at most the message bound, Options::max_payload).
+//
+// Bounds: control frames (pongs, close) and the session queue share one byte
+// limit (Options::max_send_queue_bytes): a peer that sends pings and never
+// reads is closed as a slow reader. Every socket write has a deadline
+// (Options::write_timeout), a graceful close too (Options::close_timeout).
+//
+// Closing: a close frame (ours after the queue drains, or the answer to the
+// peer's), then, once it is written, the sending side of the socket is shut
+// and what the peer still sends is read and dropped until it closes too (or
+// the close timeout): closing at once with unread bytes would reset the
+// connection and could destroy the close frame before the peer reads it.
 #pragma once
 
 #include "transport/corked_stream.hpp"
 #include "transport/engine_session.hpp"
 #include "transport/http_connection.hpp"
 
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/websocket/stream.hpp>
+#include "protocol/websocket.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <deque>
@@ -53,45 +65,56 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
 
   // session is the polling session to upgrade, or null for a new WebSocket session.
   WsConnection(ServerImpl& server, unsigned worker, boost::asio::ip::tcp::socket socket,
-               HttpConnection::Request req, std::shared_ptr<EngineSession> session, bool raw_echo,
-               Handshake handshake);
-  void run();
+               std::shared_ptr<EngineSession> session, bool raw_echo, Handshake handshake);
+  // Answers the upgrade request (101, or an error and a close) and starts.
+  void run(const HttpConnection::Request& req);
 
   void kick() override;
   void send_direct(OutPacket p) override;
   void close() override;
   void abort() override;
-  std::size_t buffered_bytes() const override { return ws_.next_layer().buffered_bytes(); }
+  std::size_t buffered_bytes() const override { return out_.buffered_bytes(); }
   // A held-back flush is due (DelayedFlushes).
   void flush_delayed();
 
  private:
   void flush();  // move queued packets into the stream (now)
-  void on_accept(boost::beast::error_code ec);
-  void read();
-  void on_read(boost::beast::error_code ec);
-  void on_written(const boost::beast::error_code& ec);
+  void on_accept();
+  void wait_read();
+  void on_readable(const boost::system::error_code& ec);
+  bool on_event(const protocol::ws::Event& e);
+  void on_written(const boost::system::error_code& ec);
   void fail(const char* reason);
+  // Queue a close frame (nothing may follow it), then linger (below).
+  void send_close(std::uint16_t code);
+  // Once everything queued is written: shut the sending side and read until
+  // the peer closes (bounded by the close timer), then close the socket.
+  void linger();
+  void refuse(int status, std::string_view reason, std::string_view extra_header);
   void drop_socket();
+  void finish();  // the socket is gone: release what the close held
   void arm_close_timer();
 
   ServerImpl& server_;
   unsigned worker_;
-  boost::beast::websocket::stream<CorkedStream> ws_;
-  boost::beast::flat_buffer buffer_;
+  CorkedStream out_;
+  protocol::ws::Reader reader_;
   boost::asio::steady_timer close_timer_;
-  HttpConnection::Request req_;
   std::shared_ptr<EngineSession> session_;
-  bool upgrade_;
   bool raw_echo_;
   Handshake handshake_;
   PacketFifo own_;
+  std::chrono::steady_clock::time_point last_write_{};  // with a write delay only
+  bool upgrade_;
   bool accepted_ = false;
   bool flush_scheduled_ = false;
-  std::chrono::steady_clock::time_point last_write_{};  // with a write delay only
-  bool closing_ = false;
-  bool close_armed_ = false;
-  bool closed_ = false;
+  bool reading_ = false;      // a readiness wait is pending
+  bool closing_ = false;      // close() asked: the queue drains, then our close frame
+  bool close_armed_ = false;  // the close timer runs
+  bool close_sent_ = false;   // a close frame is queued: nothing more is written
+  bool lingering_ = false;    // waiting for the close frame's write, then the peer's end
+  bool io_held_ = false;      // the server's shutdown waits for this close
+  bool closed_ = false;       // the session is told (or never had this link)
 };
 
 }  // namespace chat::transport

@@ -97,7 +97,7 @@ class CorkedStreamTest : public ::testing::Test {
     // Cancel what is pending and let the handlers run while the streams exist.
     beast::error_code ignored;
     if (client) client->next_layer().socket().close(ignored);
-    if (server) server->next_layer().next_layer().socket().close(ignored);
+    if (server) server->next_layer().next_layer().close(ignored);
     ioc.restart();
     ioc.run_for(std::chrono::milliseconds(500));
   }
@@ -453,7 +453,7 @@ TEST_F(CorkedStreamTest, CloseFollowsQueuedData) {
   EXPECT_FALSE(o.writing());
   EXPECT_EQ(o.waiting_bytes(), 0u);
   // The teardown closed the socket.
-  EXPECT_FALSE(o.next_layer().socket().is_open());
+  EXPECT_FALSE(o.next_layer().is_open());
 }
 
 // The client closes while the server has a large write in flight: Beast's
@@ -477,7 +477,7 @@ TEST_F(CorkedStreamTest, PeerCloseIsAnsweredAfterQueuedData) {
   EXPECT_EQ(server->reason().code, websocket::close_code::going_away);
   EXPECT_FALSE(o.failed());
   EXPECT_FALSE(o.writing());
-  ASSERT_TRUE(run_until([&] { return !o.next_layer().socket().is_open(); }));
+  ASSERT_TRUE(run_until([&] { return !o.next_layer().is_open(); }));
 }
 
 // (5a) The peer resets the connection: the next write fails (reported from
