@@ -1,11 +1,14 @@
-// libFuzzer target: every decoder of the codec must survive any input
-// without crashing, throwing or looping, and what decodes must re-encode.
+// libFuzzer target: every decoder of the codec (Engine.IO, Socket.IO,
+// WebSocket frames) must survive any input without crashing, throwing or
+// looping, and what decodes must re-encode.
 #include "protocol/engineio.hpp"
 #include "protocol/socketio.hpp"
+#include "protocol/websocket.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 #include <variant>
 
@@ -33,6 +36,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   // WebSocket text frame.
   (void)eio::decode_text(input, false);
+  // WebSocket client frames, cut in two where the first byte says: whatever
+  // the bytes, the reader never holds more than one frame over its bound, and
+  // a payload it hands out is within the bound.
+  {
+    constexpr std::size_t kMax = 4096;
+    chat::protocol::ws::Reader reader(kMax);
+    std::string bytes(input);
+    const std::size_t cut =
+        bytes.empty() ? 0 : static_cast<unsigned char>(bytes[0]) % (bytes.size() + 1);
+    auto check = [&](const chat::protocol::ws::Event& e) {
+      if (e.payload.size() > kMax) std::abort();
+      return true;
+    };
+    if (reader.feed(bytes.data(), cut, check))
+      (void)reader.feed(bytes.data() + cut, bytes.size() - cut, check);
+    if (reader.held_bytes() > 2 * kMax + 14) std::abort();
+  }
   // Base64 must round-trip what it decodes.
   if (auto bytes = eio::base64_decode(input)) {
     if (eio::base64_decode(eio::base64_encode(*bytes)) != *bytes) std::abort();

@@ -18,7 +18,9 @@ constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 // between reads; above it the buffer is released once empty.
 constexpr std::size_t kKeepCapacity = 1024;
 
-bool is_control(Opcode op) { return (static_cast<unsigned>(op) & 0x8) != 0; }
+bool is_control(Opcode op) {
+  return (static_cast<unsigned>(op) & 0x8) != 0;
+}
 
 bool known_opcode(unsigned op) {
   return op == 0x0 || op == 0x1 || op == 0x2 || op == 0x8 || op == 0x9 || op == 0xA;
@@ -31,7 +33,9 @@ bool valid_close_code(std::uint16_t c) {
   return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014);
 }
 
-bool valid_utf8(std::string_view s) { return simdjson::validate_utf8(s.data(), s.size()); }
+bool valid_utf8(std::string_view s) {
+  return simdjson::validate_utf8(s.data(), s.size());
+}
 
 void unmask(char* p, std::size_t n, const unsigned char (&key)[4]) {
   // The key repeated over a word in memory order, so byte order does not matter.

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace chat::protocol::ws {
 
@@ -70,10 +71,11 @@ class Reader {
   // more after that.
   template <class OnEvent>
   bool feed(char* data, std::size_t n, OnEvent&& on_event) {
+    using F = std::remove_reference_t<OnEvent>;
     struct Thunk {
-      static bool call(void* f, const Event& e) { return (*static_cast<OnEvent*>(f))(e); }
+      static bool call(void* f, const Event& e) { return (*static_cast<F*>(f))(e); }
     };
-    return feed(data, n, &Thunk::call, &on_event);
+    return feed(data, n, &Thunk::call, const_cast<void*>(static_cast<const void*>(&on_event)));
   }
 
   bool failed() const noexcept { return error_.code != 0; }
@@ -91,8 +93,8 @@ class Reader {
   bool fail(std::uint16_t code, const char* what);
 
   std::size_t max_message_;
-  std::string keep_;     // a frame cut by the end of the previous read
-  std::string message_;  // fragments of a message not finished yet
+  std::string keep_;                          // a frame cut by the end of the previous read
+  std::string message_;                       // fragments of a message not finished yet
   Opcode message_op_ = Opcode::continuation;  // text or binary while fragmented
   bool in_message_ = false;
   Error error_;
