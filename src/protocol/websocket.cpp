@@ -14,9 +14,6 @@ namespace chat::protocol::ws {
 namespace {
 
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-// What a cut frame or a finished fragmented message may keep allocated
-// between reads; above it the buffer is released once empty.
-constexpr std::size_t kKeepCapacity = 1024;
 
 bool is_control(Opcode op) {
   return (static_cast<unsigned>(op) & 0x8) != 0;
@@ -51,10 +48,6 @@ void unmask(char* p, std::size_t n, const unsigned char (&key)[4]) {
     std::memcpy(p + i, &w, 8);
   }
   for (; i < n; ++i) p[i] = static_cast<char>(p[i] ^ static_cast<char>(key[i & 3]));
-}
-
-void release_if_large(std::string& s) {
-  if (s.empty() && s.capacity() > kKeepCapacity) std::string().swap(s);
 }
 
 }  // namespace
@@ -110,36 +103,47 @@ std::string close_frame(std::uint16_t code, std::string_view reason) {
   return frame(Opcode::close, payload);
 }
 
+Reader::Partial& Reader::partial() {
+  if (!partial_) partial_ = std::make_unique<Partial>();
+  return *partial_;
+}
+
+void Reader::release_if_empty() {
+  if (partial_ && partial_->keep.empty() && partial_->message.empty()) partial_.reset();
+}
+
 bool Reader::fail(std::uint16_t code, const char* what) {
   error_ = Error{code, what};
-  keep_.clear();
-  message_.clear();
-  release_if_large(keep_);
-  release_if_large(message_);
+  partial_.reset();
   return false;
 }
 
 bool Reader::feed(char* data, std::size_t n, Callback cb, void* ctx) {
   if (failed()) return false;
   bool stop = false;
-  if (keep_.empty()) {
+  if (!partial_ || partial_->keep.empty()) {
     const auto used = parse(data, n, cb, ctx, stop);
-    if (used == std::string::npos) return !failed();
-    keep_.assign(data + used, n - used);
+    if (used == std::string::npos) {
+      release_if_empty();
+      return !failed();
+    }
+    if (used < n) partial().keep.assign(data + used, n - used);
+    release_if_empty();
     return true;
   }
   // A frame was cut by the previous read: parse it with what came now.
-  keep_.append(data, n);
-  const auto used = parse(keep_.data(), keep_.size(), cb, ctx, stop);
+  auto& keep = partial_->keep;
+  keep.append(data, n);
+  const auto used = parse(keep.data(), keep.size(), cb, ctx, stop);
   if (used == std::string::npos) {
     if (!failed()) {
-      keep_.clear();
-      release_if_large(keep_);
+      partial_->keep.clear();
+      release_if_empty();
     }
     return !failed();
   }
-  keep_.erase(0, used);
-  release_if_large(keep_);
+  partial_->keep.erase(0, used);
+  release_if_empty();
   return true;
 }
 
@@ -178,7 +182,8 @@ std::size_t Reader::parse(char* buf, std::size_t n, Callback cb, void* ctx, bool
       if (op != Opcode::continuation && in_message_)
         return fail(kCloseProtocolError, "new message inside a fragmented one"), npos;
       // Refused on the header alone: nothing over the bound is ever read in.
-      if (len > max_message_ || message_.size() + len > max_message_)
+      const std::size_t have = partial_ ? partial_->message.size() : 0;
+      if (len > max_message_ || have + len > max_message_)
         return fail(kCloseTooBig, "message too big"), npos;
     }
     if (avail - h < 4) return pos;
@@ -217,13 +222,14 @@ std::size_t Reader::parse(char* buf, std::size_t n, Callback cb, void* ctx, bool
         in_message_ = true;
         message_op_ = op;
       }
-      message_.append(payload, size);
+      partial().message.append(payload, size);
       continue;
     }
     if (in_message_) {
-      message_.append(payload, size);
+      auto& message = partial().message;
+      message.append(payload, size);
       ev.op = message_op_;
-      ev.payload = message_;
+      ev.payload = message;
     } else {
       ev.op = op;
       ev.payload = std::string_view(payload, size);
@@ -233,8 +239,9 @@ std::size_t Reader::parse(char* buf, std::size_t n, Callback cb, void* ctx, bool
     const bool go_on = cb(ctx, ev);
     if (in_message_) {
       in_message_ = false;
-      message_.clear();
-      release_if_large(message_);
+      // The message's buffer is not kept for the next one (released at the
+      // end of feed() unless a cut frame is kept as well).
+      std::string().swap(partial_->message);
     }
     if (!go_on) return stop = true, npos;
   }

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -81,8 +82,13 @@ class Reader {
   bool failed() const noexcept { return error_.code != 0; }
   const Error& error() const noexcept { return error_; }
   // Bytes kept between calls: a cut frame and the fragments of a message.
-  std::size_t held_bytes() const noexcept { return keep_.size() + message_.size(); }
-  std::size_t held_capacity() const noexcept { return keep_.capacity() + message_.capacity(); }
+  std::size_t held_bytes() const noexcept {
+    return partial_ ? partial_->keep.size() + partial_->message.size() : 0;
+  }
+  std::size_t held_capacity() const noexcept {
+    return partial_ ? sizeof(Partial) + partial_->keep.capacity() + partial_->message.capacity()
+                    : 0;
+  }
 
  private:
   using Callback = bool (*)(void*, const Event&);
@@ -92,12 +98,20 @@ class Reader {
   std::size_t parse(char* buf, std::size_t n, Callback cb, void* ctx, bool& stop);
   bool fail(std::uint16_t code, const char* what);
 
+  // Made only while something is kept: an idle reader is a pointer and a few
+  // fields.
+  struct Partial {
+    std::string keep;     // a frame cut by the end of the previous read
+    std::string message;  // fragments of a message not finished yet
+  };
+  Partial& partial();
+  void release_if_empty();
+
   std::size_t max_message_;
-  std::string keep_;                          // a frame cut by the end of the previous read
-  std::string message_;                       // fragments of a message not finished yet
+  std::unique_ptr<Partial> partial_;
+  Error error_;
   Opcode message_op_ = Opcode::continuation;  // text or binary while fragmented
   bool in_message_ = false;
-  Error error_;
 };
 
 }  // namespace chat::protocol::ws

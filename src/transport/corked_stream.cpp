@@ -28,9 +28,43 @@ void CorkedStream::Batch::clear() {
   size = 0;
 }
 
+namespace {
+// The buffers of the batch being filled come from here and go back here
+// once written, so a connection that is not writing holds no batch memory:
+// one set per worker thread, not one per connection. A connection keeps its
+// own only while a write of its is in flight (then what arrives meanwhile
+// fills a second batch).
+struct Spare {
+  std::string bytes;
+  std::vector<boost::asio::const_buffer> iov;
+};
+thread_local Spare t_spare;
+template <class Chunks>
+Chunks& spare_chunks() {
+  thread_local Chunks chunks;
+  return chunks;
+}
+}  // namespace
+
+void CorkedStream::borrow(Batch& b) {
+  if (b.size != 0 || !b.chunks.empty()) return;
+  std::swap(b.bytes, t_spare.bytes);
+  std::swap(b.chunks, spare_chunks<std::vector<Chunk>>());
+}
+
+void CorkedStream::give_back(Batch& b) {
+  b.clear();
+  auto& chunks = spare_chunks<std::vector<Chunk>>();
+  if (b.bytes.capacity() > t_spare.bytes.capacity()) std::swap(b.bytes, t_spare.bytes);
+  if (b.chunks.capacity() > chunks.capacity()) std::swap(b.chunks, chunks);
+  std::string().swap(b.bytes);
+  std::vector<Chunk>().swap(b.chunks);
+}
+
 void CorkedStream::append_copy(const char* data, std::size_t n) {
   if (n == 0) return;
   auto& b = filling_;
+  borrow(b);
   if (b.chunks.empty() || b.chunks.back().ref)
     b.chunks.push_back(Chunk{nullptr, b.bytes.size(), 0});
   b.bytes.append(data, n);
@@ -66,6 +100,7 @@ void CorkedStream::write_frame(bool binary, std::shared_ptr<const std::string> p
   if (len <= kCopyLimit) {
     append_copy(payload ? payload->data() : nullptr, len);
   } else {
+    borrow(filling_);
     filling_.chunks.push_back(Chunk{std::move(payload), 0, len});
     filling_.size += len;
   }
@@ -82,10 +117,11 @@ void CorkedStream::start() {
   auto owner = owner_.lock();
   if (!owner) return;  // the connection is going away
   std::swap(filling_, sending_);
-  iov_.clear();
+  auto& iov = t_spare.iov;
+  iov.clear();
   for (const auto& c : sending_.chunks) {
     const char* base = c.ref ? c.ref->data() : sending_.bytes.data();
-    iov_.emplace_back(base + c.offset, c.size);
+    iov.emplace_back(base + c.offset, c.size);
   }
   ++socket_writes_;
   // Write now if the socket takes it: the usual case, and it costs no
@@ -99,9 +135,9 @@ void CorkedStream::start() {
   }
   std::size_t written = 0;
   if (non_blocking_) {
-    written = sock.write_some(iov_, ec);
+    written = sock.write_some(iov, ec);
     if (!ec && written == sending_.size) {
-      sending_.clear();
+      give_back(sending_);
       notify_drained();
       return;
     }
@@ -114,6 +150,7 @@ void CorkedStream::start() {
   }
   // Skip what was written.
   std::size_t skip = written;
+  iov_.assign(iov.begin(), iov.end());  // kept while the write is in flight
   auto it = iov_.begin();
   while (skip > 0 && skip >= it->size()) {
     skip -= it->size();
@@ -130,8 +167,9 @@ void CorkedStream::start() {
 
 void CorkedStream::arm_write_timer() {
   if (write_timeout_.count() <= 0) return;
-  timer_.expires_after(write_timeout_);
-  timer_.async_wait(
+  if (!timer_) timer_ = std::make_unique<boost::asio::steady_timer>(get_executor());
+  timer_->expires_after(write_timeout_);
+  timer_->async_wait(
       [this, owner = owner_, gen = socket_writes_](const boost::system::error_code& ec) {
         if (ec || !owner.lock() || !writing_ || gen != socket_writes_) return;
         // The peer did not take this write within write_timeout: give up on it. Closing the
@@ -153,8 +191,9 @@ void CorkedStream::notify_drained() {
 
 void CorkedStream::on_write(const boost::system::error_code& ec) {
   writing_ = false;
-  if (write_timeout_.count() > 0) timer_.cancel();
-  sending_.clear();
+  if (timer_) timer_->cancel();
+  give_back(sending_);
+  std::vector<boost::asio::const_buffer>().swap(iov_);
   if (ec && !error_) error_ = ec;
   if (error_) filling_.clear();      // never to be written: release the payloads now
   if (on_written_) on_written_(ec);  // may queue more frames (and start writing them)

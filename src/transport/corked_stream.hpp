@@ -56,8 +56,7 @@ class CorkedStream {
   // Answers whether n more control bytes may be queued.
   using ControlLimit = std::function<bool(std::size_t n)>;
 
-  explicit CorkedStream(boost::asio::ip::tcp::socket socket)
-      : next_(std::move(socket)), timer_(next_.get_executor()) {}
+  explicit CorkedStream(boost::asio::ip::tcp::socket socket) : next_(std::move(socket)) {}
 
   executor_type get_executor() noexcept { return next_.get_executor(); }
   next_layer_type& next_layer() noexcept { return next_; }
@@ -141,6 +140,8 @@ class CorkedStream {
   };
 
   void append_copy(const char* data, std::size_t n);
+  static void borrow(Batch& b);     // an empty batch takes the worker's spare buffers
+  static void give_back(Batch& b);  // a written batch returns them (and keeps none)
   bool admit_control(std::size_t n);
   void start();
   void on_write(const boost::system::error_code& ec);
@@ -148,7 +149,9 @@ class CorkedStream {
   void arm_write_timer();
 
   next_layer_type next_;
-  boost::asio::steady_timer timer_;
+  // The write deadline: made by the first write the kernel does not take at
+  // once (most connections never have one).
+  std::unique_ptr<boost::asio::steady_timer> timer_;
   ControlLimit control_limit_;
   std::chrono::milliseconds write_timeout_{0};
   std::weak_ptr<void> owner_;

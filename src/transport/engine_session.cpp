@@ -36,8 +36,7 @@ EngineSession::EngineSession(ServerImpl& server, unsigned worker, std::string si
       handshake_(std::make_shared<const Handshake>(std::move(handshake))),
       tokens_(server.options().session_burst),
       tokens_at_(std::chrono::steady_clock::now()),
-      ping_timer_(server.workers().at(worker)),
-      upgrade_timer_(server.workers().at(worker)) {
+      ping_timer_(server.workers().at(worker)) {
   auto& s = stats();
   WorkerStats::add(s.connections_open, 1);
   WorkerStats::add(s.connections_total, 1);
@@ -295,8 +294,10 @@ bool EngineSession::attach_probe(std::shared_ptr<WsLink> link) {
   if (closed_ || kind_ != Kind::polling || probe_ || !server_.options().allow_websocket)
     return false;
   probe_ = std::move(link);
-  upgrade_timer_.expires_after(server_.options().upgrade_timeout);
-  upgrade_timer_.async_wait([self = weak_from_this()](const boost::system::error_code& ec) {
+  // Only a session that upgrades needs this timer: made then, not for every session.
+  if (!upgrade_timer_) upgrade_timer_ = std::make_unique<boost::asio::steady_timer>(context());
+  upgrade_timer_->expires_after(server_.options().upgrade_timeout);
+  upgrade_timer_->async_wait([self = weak_from_this()](const boost::system::error_code& ec) {
     auto s = self.lock();
     if (!s || ec || !s->probe_) return;
     s->upgrading_ = false;
@@ -320,7 +321,7 @@ void EngineSession::on_ws_frame(WsLink* link, std::string data, bool binary) {
       return;
     }
     if (!binary && data == "5" && upgrading_) {
-      upgrade_timer_.cancel();
+      if (upgrade_timer_) upgrade_timer_->cancel();
       if (pending_get_) {
         auto respond = std::move(pending_get_);
         pending_get_ = nullptr;
@@ -338,7 +339,7 @@ void EngineSession::on_ws_frame(WsLink* link, std::string data, bool binary) {
     }
     // Anything else aborts the upgrade; the polling transport goes on.
     upgrading_ = false;
-    upgrade_timer_.cancel();
+    if (upgrade_timer_) upgrade_timer_->cancel();
     auto probe = std::move(probe_);
     probe->close();
     return;
@@ -357,7 +358,7 @@ void EngineSession::on_ws_closed(WsLink* link, const char* reason) {
   if (probe_ && link == probe_.get()) {
     probe_.reset();
     upgrading_ = false;
-    upgrade_timer_.cancel();
+    if (upgrade_timer_) upgrade_timer_->cancel();
     return;
   }
   if (link == ws_.get()) {
@@ -403,7 +404,7 @@ void EngineSession::close(const std::string& reason, bool client_initiated) {
   if (closed_) return;
   closed_ = true;
   ping_timer_.cancel();
-  upgrade_timer_.cancel();
+  if (upgrade_timer_) upgrade_timer_->cancel();
   auto self = shared_from_this();  // keep alive through the callbacks below
   if (pending_get_) {
     auto respond = std::move(pending_get_);

@@ -187,7 +187,7 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   bool upgrading_ = false;  // probe answered, waiting for "5"
 
   boost::asio::steady_timer ping_timer_;
-  boost::asio::steady_timer upgrade_timer_;
+  std::unique_ptr<boost::asio::steady_timer> upgrade_timer_;  // while a probe waits
   bool awaiting_pong_ = false;
   bool closing_ = false;  // graceful close requested: close when the queue is empty
   bool closed_ = false;

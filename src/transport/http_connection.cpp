@@ -378,9 +378,9 @@ void HttpConnection::handle_websocket(Request req, const std::map<std::string, s
   closed_ = true;  // the socket now belongs to the WebSocket
   stream_.expires_never();
   if (target == worker_) {
-    std::make_shared<WsConnection>(server_, target, std::move(stream_.socket()),
-                                   std::move(session), raw_echo, std::move(handshake))
-        ->run(req);
+    std::make_shared<WsConnection>(server_, target, std::move(stream_.socket()), std::move(session),
+                                   raw_echo)
+        ->run(req, std::move(handshake));
     return;
   }
   // The WebSocket must live on the session's worker: move the descriptor there.
@@ -389,17 +389,16 @@ void HttpConnection::handle_websocket(Request req, const std::map<std::string, s
   const auto fd = stream_.socket().release(ec);
   if (ec) return;
   auto& server = server_;
-  asio::post(server_.workers().at(target),
-             [&server, target, fd, protocol, req = std::move(req), session = std::move(session),
-              raw_echo, handshake = std::move(handshake)]() mutable {
-               tcp::socket sock(server.workers().at(target));
-               beast::error_code e;
-               sock.assign(protocol, fd, e);
-               if (e) return;
-               std::make_shared<WsConnection>(server, target, std::move(sock), std::move(session),
-                                              raw_echo, std::move(handshake))
-                   ->run(req);
-             });
+  asio::post(server_.workers().at(target), [&server, target, fd, protocol, req = std::move(req),
+                                            session = std::move(session), raw_echo,
+                                            handshake = std::move(handshake)]() mutable {
+    tcp::socket sock(server.workers().at(target));
+    beast::error_code e;
+    sock.assign(protocol, fd, e);
+    if (e) return;
+    std::make_shared<WsConnection>(server, target, std::move(sock), std::move(session), raw_echo)
+        ->run(req, std::move(handshake));
+  });
 }
 
 void HttpConnection::handle_app(Request& req, const std::string& path) {

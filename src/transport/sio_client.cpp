@@ -15,16 +15,14 @@ using protocol::sio::Packet;
 using protocol::sio::Type;
 
 SioClient::SioClient(EngineSession& session)
-    : session_(session),
-      connect_timer_(session.context()),
-      binary_timer_(session.context()),
-      window_start_(std::chrono::steady_clock::now()) {}
+    : session_(session), window_start_(std::chrono::steady_clock::now()) {}
 
 SioClient::~SioClient() = default;
 
 void SioClient::start() {
-  connect_timer_.expires_after(session_.server().options().connect_timeout);
-  connect_timer_.async_wait(
+  connect_timer_ = std::make_unique<boost::asio::steady_timer>(session_.context());
+  connect_timer_->expires_after(session_.server().options().connect_timeout);
+  connect_timer_->async_wait(
       [self = session_.weak_from_this(), this](const boost::system::error_code& ec) {
         auto s = self.lock();
         if (!s || ec || ever_connected_ || s->closed()) return;
@@ -41,7 +39,7 @@ void SioClient::abort_binary(const char* why) {
   WorkerStats::add(session_.server().worker_stats(session_.worker()).binary_packet_aborts_total, 1);
   partial_.reset();
   attachments_.clear();
-  binary_timer_.cancel();
+  if (binary_timer_) binary_timer_->cancel();
   session_.protocol_error(why);
 }
 
@@ -55,7 +53,7 @@ void SioClient::on_message(std::string data, bool binary) {
     if (partial_bytes_ > o.max_binary_packet) return abort_binary("binary packet over its budget");
     attachments_.push_back(std::move(data));
     if (attachments_.size() < partial_expected_) return;
-    binary_timer_.cancel();
+    if (binary_timer_) binary_timer_->cancel();
     auto text = std::move(*partial_);
     partial_.reset();
     auto attachments = std::move(attachments_);
@@ -82,8 +80,10 @@ void SioClient::on_message(std::string data, bool binary) {
     partial_expected_ = p.attachments;
     partial_bytes_ = data.size();
     partial_ = std::move(data);
-    binary_timer_.expires_after(o.binary_timeout);
-    binary_timer_.async_wait(
+    if (!binary_timer_)
+      binary_timer_ = std::make_unique<boost::asio::steady_timer>(session_.context());
+    binary_timer_->expires_after(o.binary_timeout);
+    binary_timer_->async_wait(
         [self = session_.weak_from_this(), this](const boost::system::error_code& ec) {
           auto s = self.lock();
           if (!s || ec || s->closed() || !partial_) return;
@@ -148,7 +148,7 @@ void SioClient::on_connect(const Packet& p) {
     return;
   }
   ever_connected_ = true;
-  connect_timer_.cancel();
+  connect_timer_.reset();  // cancels the wait; a connected session keeps no timer here
   // Connection state recovery: the same id and pid back, or new ones (a pid
   // only where the namespace recovers).
   std::optional<std::string> sid = nsp->recover(session_.handshake(), auth);
@@ -194,8 +194,8 @@ void SioClient::forget(const std::string& nsp) {
 }
 
 void SioClient::on_close(const std::string& reason) {
-  connect_timer_.cancel();
-  binary_timer_.cancel();
+  connect_timer_.reset();
+  if (binary_timer_) binary_timer_->cancel();
   partial_.reset();
   attachments_.clear();
   auto sockets = std::move(sockets_);

@@ -46,7 +46,7 @@ class SioClient {
 
   EngineSession& session_;
   std::map<std::string, std::shared_ptr<SioSocket>> sockets_;
-  boost::asio::steady_timer connect_timer_;
+  std::unique_ptr<boost::asio::steady_timer> connect_timer_;  // until the first CONNECT
   bool ever_connected_ = false;
   // Binary packet waiting for its attachments: its header text (validated),
   // how many attachments it announced, and the bytes held.
@@ -54,7 +54,7 @@ class SioClient {
   std::size_t partial_expected_ = 0;
   std::size_t partial_bytes_ = 0;
   std::vector<std::string> attachments_;
-  boost::asio::steady_timer binary_timer_;
+  std::unique_ptr<boost::asio::steady_timer> binary_timer_;  // made by the first binary packet
   // CONNECT budget: connects in the current window, refusals since.
   std::chrono::steady_clock::time_point window_start_;
   std::size_t window_connects_ = 0;

@@ -33,19 +33,16 @@ char* worker_read_buffer() {
 }  // namespace
 
 WsConnection::WsConnection(ServerImpl& server, unsigned worker, asio::ip::tcp::socket socket,
-                           std::shared_ptr<EngineSession> session, bool raw_echo,
-                           Handshake handshake)
+                           std::shared_ptr<EngineSession> session, bool raw_echo)
     : server_(server),
       worker_(worker),
       out_(std::move(socket)),
       reader_(server.options().max_payload),
-      close_timer_(out_.get_executor()),
       session_(std::move(session)),
       raw_echo_(raw_echo),
-      handshake_(std::move(handshake)),
       upgrade_(session_ != nullptr) {}
 
-void WsConnection::run(const HttpConnection::Request& req) {
+void WsConnection::run(const HttpConnection::Request& req, Handshake handshake) {
   out_.set_owner(weak_from_this(), [this](const error_code& ec) { on_written(ec); });
   const auto& o = server_.options();
   // Control frames (pongs, the close frame) fit only while they, the frames
@@ -72,7 +69,7 @@ void WsConnection::run(const HttpConnection::Request& req) {
   res += ws::accept_key(std::string_view(key.data(), key.size()));
   res += "\r\n\r\n";
   out_.write_control(res);
-  on_accept();
+  on_accept(std::move(handshake));
 }
 
 void WsConnection::refuse(int status, std::string_view reason, std::string_view extra_header) {
@@ -91,7 +88,7 @@ void WsConnection::refuse(int status, std::string_view reason, std::string_view 
   linger();
 }
 
-void WsConnection::on_accept() {
+void WsConnection::on_accept(Handshake handshake) {
   accepted_ = true;
   auto self = shared_from_this();
   if (upgrade_) {
@@ -106,7 +103,7 @@ void WsConnection::on_accept() {
     wait_read();
     return;
   } else {
-    session_ = server_.create_session(worker_, true, raw_echo_, std::move(handshake_));
+    session_ = server_.create_session(worker_, true, raw_echo_, std::move(handshake));
     session_->attach_websocket(self);
     send_direct(OutPacket{std::make_shared<const std::string>(session_->open()), false});
   }
@@ -193,7 +190,7 @@ bool WsConnection::on_event(const ws::Event& e) {
 void WsConnection::fail(const char* reason) {
   const bool was_closed = closed_;
   closed_ = true;
-  if (!lingering_) close_timer_.cancel();
+  if (!lingering_ && close_timer_) close_timer_->cancel();
   if (out_.timed_out() && !was_closed) {
     WorkerStats::add(server_.worker_stats(worker_).write_timeouts_total, 1);
     spdlog::info("websocket closed: a write took over {} ms",
@@ -244,7 +241,7 @@ void WsConnection::linger() {
 }
 
 void WsConnection::finish() {
-  close_timer_.cancel();
+  if (close_timer_) close_timer_->cancel();
   session_.reset();
   if (io_held_) {
     io_held_ = false;
@@ -264,8 +261,10 @@ void WsConnection::arm_close_timer() {
   const auto timeout = server_.options().close_timeout;
   if (timeout.count() <= 0) return;
   close_armed_ = true;
-  close_timer_.expires_after(timeout);
-  close_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+  if (!close_timer_)
+    close_timer_ = std::make_unique<boost::asio::steady_timer>(out_.get_executor());
+  close_timer_->expires_after(timeout);
+  close_timer_->async_wait([self = shared_from_this()](const error_code& ec) {
     if (ec) return;
     // The peer did not take the queued frames and the close frame in time.
     WorkerStats::add(self->server_.worker_stats(self->worker_).close_timeouts_total, 1);

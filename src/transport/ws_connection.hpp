@@ -65,9 +65,10 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
 
   // session is the polling session to upgrade, or null for a new WebSocket session.
   WsConnection(ServerImpl& server, unsigned worker, boost::asio::ip::tcp::socket socket,
-               std::shared_ptr<EngineSession> session, bool raw_echo, Handshake handshake);
-  // Answers the upgrade request (101, or an error and a close) and starts.
-  void run(const HttpConnection::Request& req);
+               std::shared_ptr<EngineSession> session, bool raw_echo);
+  // Answers the upgrade request (101, or an error and a close) and starts;
+  // handshake is the new session's (unused for an upgrade).
+  void run(const HttpConnection::Request& req, Handshake handshake);
 
   void kick() override;
   void send_direct(OutPacket p) override;
@@ -79,7 +80,7 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
 
  private:
   void flush();  // move queued packets into the stream (now)
-  void on_accept();
+  void on_accept(Handshake handshake);
   void wait_read();
   void on_readable(const boost::system::error_code& ec);
   bool on_event(const protocol::ws::Event& e);
@@ -99,10 +100,9 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
   unsigned worker_;
   CorkedStream out_;
   protocol::ws::Reader reader_;
-  boost::asio::steady_timer close_timer_;
+  std::unique_ptr<boost::asio::steady_timer> close_timer_;  // made when a close begins
   std::shared_ptr<EngineSession> session_;
   bool raw_echo_;
-  Handshake handshake_;
   PacketFifo own_;
   std::chrono::steady_clock::time_point last_write_{};  // with a write delay only
   bool upgrade_;
