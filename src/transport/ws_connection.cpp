@@ -25,6 +25,8 @@ namespace {
 // parsed in place. Only a frame cut by the end of a read is kept per
 // connection (by the Reader).
 constexpr std::size_t kReadChunk = 64 * 1024;
+// Reads of one connection in a row before the worker's other work goes on.
+constexpr int kReadsPerTurn = 4;
 
 char* worker_read_buffer() {
   thread_local std::unique_ptr<char[]> buf(new char[kReadChunk]);
@@ -128,30 +130,43 @@ void WsConnection::on_readable(const error_code& wait_ec) {
     if (lingering_) finish();
     return;
   }
-  if (closed_ && !lingering_) return;  // the session is gone and nothing waits for the peer
   char* buf = worker_read_buffer();
-  error_code ec;
-  const std::size_t n = sock.read_some(asio::buffer(buf, kReadChunk), ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_read();
-  if (ec) {
-    // The peer ended the connection (or reset it).
-    if (lingering_) {
-      drop_socket();
-      return finish();
+  // Read until the socket has nothing more (only then does a readiness wait
+  // see the next bytes), at most kReadsPerTurn times before the other
+  // connections of this worker get their turn.
+  for (int reads = 0;; ++reads) {
+    if (closed_ && !lingering_) return;  // the session is gone and nothing waits for the peer
+    if (reads == kReadsPerTurn) {
+      reading_ = true;
+      asio::post(out_.get_executor(), [self = shared_from_this()] {
+        self->reading_ = false;
+        self->on_readable({});
+      });
+      return;
     }
-    return fail("transport error");
+    error_code ec;
+    const std::size_t n = sock.read_some(asio::buffer(buf, kReadChunk), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_read();
+    if (ec) {
+      // The peer ended the connection (or reset it).
+      if (lingering_) {
+        drop_socket();
+        return finish();
+      }
+      return fail("transport error");
+    }
+    if (close_sent_) continue;  // after our close frame: read and drop
+    const bool ok = reader_.feed(buf, n, [this](const ws::Event& e) { return on_event(e); });
+    if (!ok) {
+      const auto& err = reader_.error();
+      if (err.code == ws::kCloseTooBig)
+        WorkerStats::add(server_.worker_stats(worker_).payload_too_large_total, 1);
+      spdlog::debug("websocket closed: {}", err.what);
+      send_close(err.code);
+      return fail("transport error");
+    }
+    if (!sock.is_open()) return;
   }
-  if (close_sent_) return wait_read();  // after our close frame: read and drop
-  const bool ok = reader_.feed(buf, n, [this](const ws::Event& e) { return on_event(e); });
-  if (!ok) {
-    const auto& err = reader_.error();
-    if (err.code == ws::kCloseTooBig)
-      WorkerStats::add(server_.worker_stats(worker_).payload_too_large_total, 1);
-    spdlog::debug("websocket closed: {}", err.what);
-    send_close(err.code);
-    return fail("transport error");
-  }
-  if (!closed_ || lingering_) wait_read();
 }
 
 bool WsConnection::on_event(const ws::Event& e) {
