@@ -1,6 +1,7 @@
 // EngineSession: Engine.IO v4 session state machine; see engine_session.hpp.
 #include "transport/engine_session.hpp"
 
+#include "transport/heartbeats.hpp"
 #include "transport/server_impl.hpp"
 #include "transport/sio_client.hpp"
 #include "transport/worker_stats.hpp"
@@ -35,8 +36,7 @@ EngineSession::EngineSession(ServerImpl& server, unsigned worker, std::string si
       raw_echo_(raw_echo),
       handshake_(std::make_shared<const Handshake>(std::move(handshake))),
       tokens_(server.options().session_burst),
-      tokens_at_(std::chrono::steady_clock::now()),
-      ping_timer_(server.workers().at(worker)) {
+      tokens_at_(std::chrono::steady_clock::now()) {
   auto& s = stats();
   WorkerStats::add(s.connections_open, 1);
   WorkerStats::add(s.connections_total, 1);
@@ -176,13 +176,12 @@ bool EngineSession::charge_invalid(const char* what) {
 
 void EngineSession::schedule_ping() {
   awaiting_pong_ = false;
-  ping_timer_.expires_after(server_.options().ping_interval);
-  ping_timer_.async_wait([self = weak_from_this()](const boost::system::error_code& ec) {
-    if (auto s = self.lock(); s && !ec) s->on_ping_timer();
-  });
+  auto& hb = server_.heartbeats(worker_);
+  if (heartbeat_slot_ == Heartbeats::kNoSlot) heartbeat_slot_ = hb.acquire(weak_from_this());
+  hb.wait(Heartbeats::Kind::interval, heartbeat_slot_);
 }
 
-void EngineSession::on_ping_timer() {
+void EngineSession::on_heartbeat() {
   if (closed_) return;
   if (awaiting_pong_) {
     WorkerStats::add(stats().ping_timeouts_total, 1);
@@ -192,10 +191,7 @@ void EngineSession::on_ping_timer() {
   awaiting_pong_ = true;
   send(OutPacket{text_packet('2'), false}, false);
   if (closed_) return;
-  ping_timer_.expires_after(server_.options().ping_timeout);
-  ping_timer_.async_wait([self = weak_from_this()](const boost::system::error_code& ec) {
-    if (auto s = self.lock(); s && !ec) s->on_ping_timer();
-  });
+  server_.heartbeats(worker_).wait(Heartbeats::Kind::timeout, heartbeat_slot_);
 }
 
 // ------------------------------------------------------------------ incoming
@@ -382,8 +378,9 @@ void EngineSession::close_gracefully(const std::string& reason) {
   // close before the Socket.IO packets it defers, and report "transport close".
   if (queue_.empty() && pending_get_) return close(reason);  // answers "1"
   // Give the client one polling round trip, then close anyway.
-  ping_timer_.expires_after(std::chrono::seconds(2));
-  ping_timer_.async_wait([self = weak_from_this(), reason](const boost::system::error_code& ec) {
+  if (!linger_timer_) linger_timer_ = std::make_unique<boost::asio::steady_timer>(context());
+  linger_timer_->expires_after(std::chrono::seconds(2));
+  linger_timer_->async_wait([self = weak_from_this(), reason](const boost::system::error_code& ec) {
     if (auto s = self.lock(); s && !ec) s->close(reason);
   });
 }
@@ -403,7 +400,11 @@ void EngineSession::shutdown(const std::string& reason) {
 void EngineSession::close(const std::string& reason, bool client_initiated) {
   if (closed_) return;
   closed_ = true;
-  ping_timer_.cancel();
+  if (heartbeat_slot_ != Heartbeats::kNoSlot) {
+    server_.heartbeats(worker_).release(heartbeat_slot_);  // its waits no longer count
+    heartbeat_slot_ = Heartbeats::kNoSlot;
+  }
+  if (linger_timer_) linger_timer_->cancel();
   if (upgrade_timer_) upgrade_timer_->cancel();
   auto self = shared_from_this();  // keep alive through the callbacks below
   if (pending_get_) {

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -144,6 +145,9 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   // session as a protocol error. Returns false when it did.
   bool charge_invalid(const char* what);
 
+  // ---- heartbeat (Heartbeats calls this when a wait of this session is due)
+  void on_heartbeat();
+
   // ---- closing
   // Close now. Pending polling GET gets "1" (or "6" when the client asked).
   void close(const std::string& reason, bool client_initiated = false);
@@ -163,7 +167,6 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   void schedule_flush();
   std::string take_polling_body();
   void schedule_ping();
-  void on_ping_timer();
   WorkerStats& stats();
 
   ServerImpl& server_;
@@ -186,7 +189,8 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   std::shared_ptr<WsLink> probe_;
   bool upgrading_ = false;  // probe answered, waiting for "5"
 
-  boost::asio::steady_timer ping_timer_;
+  std::uint32_t heartbeat_slot_ = UINT32_MAX;  // in the worker's Heartbeats, until closed
+  std::unique_ptr<boost::asio::steady_timer> linger_timer_;   // a graceful polling close
   std::unique_ptr<boost::asio::steady_timer> upgrade_timer_;  // while a probe waits
   bool awaiting_pong_ = false;
   bool closing_ = false;  // graceful close requested: close when the queue is empty

@@ -2,6 +2,7 @@
 #include "transport/server_impl.hpp"
 
 #include "transport/engine_session.hpp"
+#include "transport/heartbeats.hpp"
 #include "transport/ids.hpp"
 #include "transport/listener.hpp"
 #include "transport/sio_socket.hpp"
@@ -72,8 +73,11 @@ ServerImpl::ServerImpl(core::Workers& workers, Options options)
       trusted_(TrustedProxies::parse(options_.trusted_proxies)),
       stats_(new WorkerStats[workers.size()]) {
   namespaces_["/"] = std::make_unique<NamespaceImpl>(*this, "/");
-  for (unsigned w = 0; w < workers.size(); ++w)
+  for (unsigned w = 0; w < workers.size(); ++w) {
     delayed_.push_back(std::make_unique<DelayedFlushes>(workers.at(w)));
+    heartbeats_.push_back(
+        std::make_unique<Heartbeats>(workers.at(w), options_.ping_interval, options_.ping_timeout));
+  }
 }
 
 ServerImpl::~ServerImpl() = default;

@@ -26,6 +26,7 @@ namespace chat::transport {
 class EngineSession;
 class Listener;
 class DelayedFlushes;
+class Heartbeats;
 
 class ServerImpl;
 
@@ -82,6 +83,7 @@ class ServerImpl final : public Server {
   const Options& options() const { return options_; }
   WorkerStats& worker_stats(unsigned w) { return stats_[w]; }
   DelayedFlushes& delayed_flushes(unsigned w) { return *delayed_[w]; }
+  Heartbeats& heartbeats(unsigned w) { return *heartbeats_[w]; }
   const HttpHandler& http_handler() const { return http_handler_; }
   const HttpHandler& admin_handler() const { return admin_handler_; }
   NamespaceImpl* find_namespace(const std::string& name);
@@ -154,6 +156,7 @@ class ServerImpl final : public Server {
   std::shared_ptr<Listener> admin_listener_;
   std::unique_ptr<WorkerStats[]> stats_;
   std::vector<std::unique_ptr<DelayedFlushes>> delayed_;  // per worker
+  std::vector<std::unique_ptr<Heartbeats>> heartbeats_;   // per worker
   std::array<Shard, 16> shards_;
   std::atomic<std::size_t> session_count_{0};
   std::shared_ptr<Listener> listener_;
