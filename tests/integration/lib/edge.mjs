@@ -22,7 +22,8 @@ export const SANITIZER_SLACK = SANITIZED ? 256 * 2 ** 20 : 0;
 // One HTTP/1.1 keep-alive connection from localAddress that sends request
 // (a full request text) again as soon as each answer is complete, for ms.
 // Resolves with the status counts and the first body seen per status.
-export function keepAliveLoop(port, request, { localAddress = "127.0.0.1", ms = 2000 } = {}) {
+// until: a status that ends the loop early (the flood reached what it was for).
+export function keepAliveLoop(port, request, { localAddress = "127.0.0.1", ms = 2000, until = 0 } = {}) {
   return new Promise((resolve) => {
     const counts = {};
     const bodies = {};
@@ -48,7 +49,7 @@ export function keepAliveLoop(port, request, { localAddress = "127.0.0.1", ms = 
         counts[status] = (counts[status] ?? 0) + 1;
         bodies[status] ??= buf.subarray(head + 4, head + 4 + len).toString();
         buf = buf.subarray(head + 4 + len);
-        if (Date.now() >= end) return finish();
+        if (Date.now() >= end || status === until) return finish();
         sock.write(request);
       }
     });
