@@ -36,12 +36,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   // WebSocket text frame.
   (void)eio::decode_text(input, false);
-  // WebSocket client frames, cut in two where the first byte says: whatever
-  // the bytes, the reader never holds more than one frame over its bound, and
-  // a payload it hands out is within the bound.
-  {
+  // WebSocket frames, cut in two where the first byte says, read as a server
+  // reads client frames and as a client (the load generator) reads server
+  // frames: whatever the bytes, the reader never holds more than one frame
+  // over its bound, and a payload it hands out is within the bound.
+  for (const auto from : {chat::protocol::ws::From::client, chat::protocol::ws::From::server}) {
     constexpr std::size_t kMax = 4096;
-    chat::protocol::ws::Reader reader(kMax);
+    chat::protocol::ws::Reader reader(kMax, from);
     std::string bytes(input);
     const std::size_t cut =
         bytes.empty() ? 0 : static_cast<unsigned char>(bytes[0]) % (bytes.size() + 1);

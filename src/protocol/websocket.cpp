@@ -103,6 +103,18 @@ std::string close_frame(std::uint16_t code, std::string_view reason) {
   return frame(Opcode::close, payload);
 }
 
+void append_client_frame(std::string& out, Opcode op, std::string_view payload,
+                         const unsigned char (&key)[4]) {
+  unsigned char header[10];
+  const auto h = frame_header(op, payload.size(), header);
+  header[1] |= 0x80;  // masked
+  out.append(reinterpret_cast<const char*>(header), h);
+  out.append(reinterpret_cast<const char*>(key), 4);
+  const auto at = out.size();
+  out.append(payload);
+  unmask(out.data() + at, payload.size(), key);  // masking and unmasking are one XOR
+}
+
 Reader::Partial& Reader::partial() {
   if (!partial_) partial_ = std::make_unique<Partial>();
   return *partial_;
@@ -159,7 +171,11 @@ std::size_t Reader::parse(char* buf, std::size_t n, Callback cb, void* ctx, bool
     if ((p[0] & 0x70) != 0) return fail(kCloseProtocolError, "reserved bits set"), npos;
     if (!known_opcode(opbits)) return fail(kCloseProtocolError, "unknown opcode"), npos;
     const auto op = static_cast<Opcode>(opbits);
-    if ((p[1] & 0x80) == 0) return fail(kCloseProtocolError, "client frame not masked"), npos;
+    const bool masked = (p[1] & 0x80) != 0;
+    if (from_ == From::client && !masked)
+      return fail(kCloseProtocolError, "client frame not masked"), npos;
+    if (from_ == From::server && masked)
+      return fail(kCloseProtocolError, "server frame masked"), npos;
     std::uint64_t len = p[1] & 0x7F;
     std::size_t h = 2;
     if (len == 126) {
@@ -186,14 +202,16 @@ std::size_t Reader::parse(char* buf, std::size_t n, Callback cb, void* ctx, bool
       if (len > max_message_ || have + len > max_message_)
         return fail(kCloseTooBig, "message too big"), npos;
     }
-    if (avail - h < 4) return pos;
     unsigned char key[4];
-    std::memcpy(key, p + h, 4);
-    h += 4;
+    if (masked) {
+      if (avail - h < 4) return pos;
+      std::memcpy(key, p + h, 4);
+      h += 4;
+    }
     if (avail - h < len) return pos;
     char* payload = buf + pos + h;
     const auto size = static_cast<std::size_t>(len);
-    unmask(payload, size, key);
+    if (masked) unmask(payload, size, key);
     pos += h + size;
 
     Event ev;

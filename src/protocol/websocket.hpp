@@ -1,5 +1,6 @@
-// WebSocket framing (RFC 6455), server side: the reader of client frames, the
-// encoders of server frames and the handshake's accept key. Pure: no I/O.
+// WebSocket framing (RFC 6455): the reader of frames (a server's of client
+// frames, or a client's of server frames), the encoders of server and client
+// frames and the handshake's accept key. Pure: no I/O.
 //
 // The reader keeps nothing between calls unless a frame is cut by the end of
 // a read or a message is fragmented: an idle connection holds no buffer. A
@@ -46,6 +47,13 @@ std::size_t frame_header(Opcode op, std::size_t len, unsigned char (&out)[10]);
 std::string frame(Opcode op, std::string_view payload);
 // A close frame with a code (and a reason, cut to fit a control frame).
 std::string close_frame(std::uint16_t code, std::string_view reason = {});
+// A whole client frame (FIN set), masked with key, appended to out.
+void append_client_frame(std::string& out, Opcode op, std::string_view payload,
+                         const unsigned char (&key)[4]);
+
+// Whose frames a reader reads: a server reads masked client frames, a client
+// reads server frames, which are never masked (RFC 6455 5.1).
+enum class From : std::uint8_t { client, server };
 
 // One complete message or control frame from the client. The payload is a
 // view valid only during the callback.
@@ -62,7 +70,8 @@ struct Error {
 
 class Reader {
  public:
-  explicit Reader(std::size_t max_message) : max_message_(max_message) {}
+  explicit Reader(std::size_t max_message, From from = From::client)
+      : max_message_(max_message), from_(from) {}
 
   // Reads the frames in data[0..n) (after what was kept from the previous
   // call), calling on_event(const Event&) for each complete message and
@@ -108,6 +117,7 @@ class Reader {
   void release_if_empty();
 
   std::size_t max_message_;
+  From from_;
   std::unique_ptr<Partial> partial_;
   Error error_;
   Opcode message_op_ = Opcode::continuation;  // text or binary while fragmented

@@ -1,5 +1,6 @@
-// WebSocket framing, server side: the reader of client frames, the server
-// frame encoders and the handshake's accept key.
+// WebSocket framing: the reader of client frames (and, for a client such as
+// the load generator, of server frames), the frame encoders and the
+// handshake's accept key.
 #include "protocol/websocket.hpp"
 
 #include <gtest/gtest.h>
@@ -45,7 +46,8 @@ struct Got {
 };
 
 struct Feeder {
-  explicit Feeder(std::size_t max = 1 << 20) : reader(max) {}
+  explicit Feeder(std::size_t max = 1 << 20, ws::From from = ws::From::client)
+      : reader(max, from) {}
   ws::Reader reader;
   std::vector<Got> got;
   bool stop_after_first = false;
@@ -241,4 +243,44 @@ TEST(WebSocketReader, StoppingDropsTheRestAndAnIdleReaderHoldsNothing) {
   ASSERT_TRUE(g.feed(big.substr(20000)));
   EXPECT_EQ(g.got.size(), 1u);
   EXPECT_LT(g.reader.held_capacity(), 100u);  // no more than two empty strings
+}
+
+TEST(WebSocketReader, ClientSideReadsUnmaskedServerFramesAndRefusesMaskedOnes) {
+  // What a client (the load generator) reads: server frames, never masked.
+  std::string bytes;
+  for (std::size_t n : {0u, 5u, 125u, 126u, 65536u})
+    bytes += ws::frame(ws::Opcode::text, std::string(n, 'q'));
+  bytes += ws::close_frame(ws::kCloseGoingAway, "bye");
+  for (std::size_t step : {std::size_t{1}, std::size_t{3}, std::size_t{1000}, SIZE_MAX}) {
+    Feeder f(1 << 20, ws::From::server);
+    ASSERT_TRUE(f.feed(bytes, step)) << step;
+    ASSERT_EQ(f.got.size(), 6u) << step;
+    EXPECT_EQ(f.got[4].payload, std::string(65536, 'q'));
+    EXPECT_EQ(f.got[5].op, ws::Opcode::close);
+    EXPECT_EQ(f.got[5].code, ws::kCloseGoingAway);
+    EXPECT_EQ(f.got[5].payload, "bye");
+  }
+  Feeder masked(1 << 20, ws::From::server);
+  EXPECT_FALSE(masked.feed(client_frame(kFin | 0x1, "40")));
+  EXPECT_EQ(masked.reader.error().code, ws::kCloseProtocolError);
+  // And a server's reader still refuses an unmasked frame.
+  Feeder server;
+  EXPECT_FALSE(server.feed(ws::frame(ws::Opcode::text, "40")));
+}
+
+TEST(WebSocketFrames, ClientFramesAreMaskedAndReadBackByAServer) {
+  const unsigned char key[4] = {0x01, 0x80, 0xfe, 0x7f};
+  std::string bytes;
+  ws::append_client_frame(bytes, ws::Opcode::text, "42[\"new message\",\"hi\"]", key);
+  ws::append_client_frame(bytes, ws::Opcode::binary, std::string(70000, 'b'), key);
+  ws::append_client_frame(bytes, ws::Opcode::pong, "", key);
+  EXPECT_EQ(static_cast<unsigned char>(bytes[1]), 0x80u | 22u);  // mask bit and the length
+  EXPECT_EQ(bytes.find("new message"), std::string::npos);       // not sent in the clear
+  Feeder f;
+  ASSERT_TRUE(f.feed(bytes, 7));
+  ASSERT_EQ(f.got.size(), 3u);
+  EXPECT_EQ(f.got[0].payload, "42[\"new message\",\"hi\"]");
+  EXPECT_EQ(f.got[1].op, ws::Opcode::binary);
+  EXPECT_EQ(f.got[1].payload, std::string(70000, 'b'));
+  EXPECT_EQ(f.got[2].op, ws::Opcode::pong);
 }

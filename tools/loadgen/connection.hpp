@@ -1,8 +1,8 @@
 // Connection: one Socket.IO v5 client over Engine.IO v4 WebSocket transport.
 //
 // Only the part of the protocol a load generator needs: open, CONNECT to "/",
-// answer pings, send text packets, hand received packets to the host. All of
-// Beast lives behind create() in connection.cpp to keep compile times down.
+// answer pings, send text packets, hand received packets to the host. The
+// sockets and the framing live behind create() in connection.cpp.
 // Every method must be called on the thread running the io_context.
 #pragma once
 

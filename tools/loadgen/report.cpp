@@ -46,6 +46,13 @@ nlohmann::json Report::derived() const {
   d["server_kb_per_connection"] =
       c.ready ? static_cast<double>(peak - std::min(peak, base)) / static_cast<double>(c.ready) : 0;
   d["server_cpu_pct"] = win > 0 ? 100.0 * cpu_s / win : 0;  // sum over replicas, 100 = one core
+  const double span = window_s + drain_s;
+  d["loadgen_cpu_pct"] = span > 0 ? 100.0 * (self_user_s + self_sys_s) / span : 0;
+  const auto per_delivery = [&](double s) {
+    return c.delivered ? 1e6 * s / static_cast<double>(c.delivered) : 0.0;
+  };
+  d["loadgen_user_us_per_delivery"] = per_delivery(self_user_s);
+  d["loadgen_sys_us_per_delivery"] = per_delivery(self_sys_s);
   return d;
 }
 
@@ -62,6 +69,7 @@ nlohmann::json Report::to_json() const {
           {"send_lag", send_lag.to_json()},
           {"connect_time", connect_time.to_json()},
           {"server", server},
+          {"self", {{"user_s", self_user_s}, {"sys_s", self_sys_s}}},
           {"derived", derived()}};
 }
 
@@ -81,6 +89,9 @@ Report Report::from_json(const nlohmann::json& j) {
   r.send_lag = Histogram::from_json(j.at("send_lag"));
   r.connect_time = Histogram::from_json(j.at("connect_time"));
   r.server = j.value("server", nlohmann::json::array());
+  const auto self = j.value("self", nlohmann::json::object());
+  r.self_user_s = self.value("user_s", 0.0);
+  r.self_sys_s = self.value("sys_s", 0.0);
   return r;
 }
 
@@ -103,6 +114,8 @@ Report Report::merge(const std::vector<Report>& parts) {
     r.send_lag.merge(p.send_lag);
     r.connect_time.merge(p.connect_time);
     for (const auto& s : p.server) r.server.push_back(s);
+    r.self_user_s += p.self_user_s;
+    r.self_sys_s += p.self_sys_s;
   }
   return r;
 }
@@ -140,6 +153,10 @@ void Report::print(std::ostream& os) const {
         c.expected, c.lost, c.duplicates, c.reordered, c.foreign, c.self_echo);
     line("latency", d["latency"]);
     line("send lag", d["send_lag"]);
+    os << fmt::format(
+        "  load gen      CPU {:.1f}% of one core, {:.2f} us user + {:.2f} us sys per delivery\n",
+        d["loadgen_cpu_pct"].get<double>(), d["loadgen_user_us_per_delivery"].get<double>(),
+        d["loadgen_sys_us_per_delivery"].get<double>());
   }
   os << fmt::format("  errors        {} (chat {}, protocol {})\n", c.errors(), c.chat_errors,
                     c.protocol_errors);

@@ -27,6 +27,9 @@ class Report {
   double drain_s = 0;
   Histogram latency, send_lag, connect_time;
   nlohmann::json server = nlohmann::json::array();  // ProcessSampler::to_json() entries
+  // The load generator's own CPU over the send phase and the drain (or the
+  // idle hold, or the churn), summed over its processes.
+  double self_user_s = 0, self_sys_s = 0;
 
   nlohmann::json to_json() const;
   static Report from_json(const nlohmann::json& j);

@@ -8,9 +8,12 @@
 
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <memory>
 #include <thread>
+#include <utility>
 
 namespace loadgen {
 
@@ -21,6 +24,15 @@ void sleep_until_ns(std::int64_t t) {
 }
 double seconds(std::int64_t ns) {
   return static_cast<double>(ns) / 1e9;
+}
+// This process's CPU time so far: user and system seconds.
+std::pair<double, double> own_cpu() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const auto s = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return {s(ru.ru_utime), s(ru.ru_stime)};
 }
 }  // namespace
 
@@ -60,16 +72,19 @@ Report Runner::run() {
                    {"drain", o.drain},
                    {"concurrency", o.concurrency}};
 
+  std::pair<double, double> self_from{}, self_to{};
   const std::int64_t t_start = now_ns();
   if (o.scenario == "churn") {
     const std::int64_t end = t_start + static_cast<std::int64_t>(o.duration * 1e9);
     sampler.mark_window_start();
+    self_from = own_cpu();
     for (auto& w : workers) w->start_churn(end);
     while (now_ns() < end) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       say(fmt::format("churn: {} handshakes", progress.handshakes.load()));
     }
     sampler.mark_window_end();
+    self_to = own_cpu();
     report.window_s = seconds(now_ns() - t_start);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let in-flight ones finish
   } else {
@@ -91,8 +106,10 @@ Report Runner::run() {
     if (o.scenario == "idle") {
       const std::int64_t a = now_ns();
       sampler.mark_window_start();
+      self_from = own_cpu();
       sleep_until_ns(a + static_cast<std::int64_t>(o.duration * 1e9));
       sampler.mark_window_end();
+      self_to = own_cpu();
       report.window_s = seconds(now_ns() - a);
     } else {
       // Joins may still be travelling to the other replicas' brokers bindings.
@@ -103,11 +120,13 @@ Report Runner::run() {
       for (auto& w : workers) w->start_sending(t0, end);
       sleep_until_ns(t0);
       sampler.mark_window_start();
+      self_from = own_cpu();
       say(fmt::format("sending {:.0f} msg/s for {:.1f} s", o.rate, o.duration));
       sleep_until_ns(end);
       sampler.mark_window_end();
       report.window_s = seconds(end - t0);
       sleep_until_ns(end + static_cast<std::int64_t>(o.drain * 1e9));
+      self_to = own_cpu();
       report.drain_s = o.drain;
     }
   }
@@ -134,6 +153,8 @@ Report Runner::run() {
       report.counters.protocol_errors += not_ready - report.counters.errors();
   }
   report.server = sampler.to_json();
+  report.self_user_s = self_to.first - self_from.first;
+  report.self_sys_s = self_to.second - self_from.second;
   return report;
 }
 
