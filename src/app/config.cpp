@@ -45,7 +45,7 @@ Config parse_config(int argc, char** argv) {
   std::uint64_t ping_interval = 25000, ping_timeout = 20000, upgrade_timeout = 10000,
                 connect_timeout = 10000;
   std::uint64_t write_timeout = 30000, close_timeout = 5000, binary_timeout = 10000,
-                connect_window = 10000, write_delay = 0;
+                connect_window = 10000, write_delay = 20000;
 
   cli.add_option("--host", c.host, "Address to listen on")->envname("HOST")->capture_default_str();
   cli.add_option("--port", c.port, "TCP port (0 picks a free one)")
@@ -228,6 +228,13 @@ Config parse_config(int argc, char** argv) {
                  "under load; an idle connection writes at once); 0: off")
       ->envname("WRITE_DELAY_US")
       ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  cli.add_option("--write-delay-min-rate", c.transport.write_delay_min_rate,
+                 "The write delay applies only while an I/O thread sends at least this many "
+                 "frames per second (judged every 100 ms); below, every frame is written at "
+                 "once. 0: always")
+      ->envname("WRITE_DELAY_MIN_RATE")
+      ->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();
   cli.add_option("--close-timeout-ms", close_timeout,
                  "Longest graceful WebSocket close before the socket is dropped, ms")

@@ -50,7 +50,10 @@ struct Options {
   // A WebSocket that wrote within this window holds what comes next until the
   // window ends, so frames that arrive meanwhile share one write; an idle one
   // writes at once. 0: every turn of the event loop writes what it queued.
-  std::chrono::microseconds write_delay{0};
+  // Only while the worker sends at least write_delay_min_rate frames per
+  // second (0: always): a lightly loaded worker writes at once.
+  std::chrono::microseconds write_delay{20000};
+  double write_delay_min_rate = 20000;
   std::chrono::milliseconds close_timeout{5000};  // graceful WebSocket close, then abort
   std::size_t max_binary_packet = 1'000'000;  // header + attachments of one pending binary packet
   std::chrono::milliseconds binary_timeout{10000};  // header to last attachment

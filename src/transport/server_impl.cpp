@@ -74,7 +74,8 @@ ServerImpl::ServerImpl(core::Workers& workers, Options options)
       stats_(new WorkerStats[workers.size()]) {
   namespaces_["/"] = std::make_unique<NamespaceImpl>(*this, "/");
   for (unsigned w = 0; w < workers.size(); ++w) {
-    delayed_.push_back(std::make_unique<DelayedFlushes>(workers.at(w)));
+    delayed_.push_back(
+        std::make_unique<DelayedFlushes>(workers.at(w), options_.write_delay_min_rate));
     heartbeats_.push_back(
         std::make_unique<Heartbeats>(workers.at(w), options_.ping_interval, options_.ping_timeout));
   }

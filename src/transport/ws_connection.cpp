@@ -305,6 +305,18 @@ thread_local std::vector<std::shared_ptr<WsConnection>> t_dirty;
 thread_local std::vector<std::shared_ptr<WsConnection>> t_flushing;
 }  // namespace
 
+bool DelayedFlushes::holds(Clock::time_point now, std::uint64_t frames_sent) {
+  if (min_rate_ <= 0) return true;
+  constexpr auto kPeriod = std::chrono::milliseconds(100);
+  if (const auto dt = now - since_; dt >= kPeriod) {
+    const double seconds = std::chrono::duration<double>(dt).count();
+    busy_ = static_cast<double>(frames_sent - frames_at_since_) >= min_rate_ * seconds;
+    since_ = now;
+    frames_at_since_ = frames_sent;
+  }
+  return busy_;
+}
+
 void DelayedFlushes::add(std::shared_ptr<WsConnection> c, Clock::time_point due) {
   due_.emplace_back(std::move(c), due);
   if (!armed_) arm();
@@ -337,8 +349,11 @@ void WsConnection::kick() {
   // window's end and goes with what arrives meanwhile. Idle: at once.
   if (const auto delay = server_.options().write_delay; delay.count() > 0) {
     const auto now = std::chrono::steady_clock::now();
-    if (now - last_write_ < delay) {
-      server_.delayed_flushes(worker_).add(shared_from_this(), last_write_ + delay);
+    auto& delayed = server_.delayed_flushes(worker_);
+    if (now - last_write_ < delay &&
+        delayed.holds(
+            now, server_.worker_stats(worker_).packets_out_total.load(std::memory_order_relaxed))) {
+      delayed.add(shared_from_this(), last_write_ + delay);
       return;
     }
   }

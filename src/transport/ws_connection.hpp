@@ -44,10 +44,20 @@ class WsConnection;
 // write delay (Options::write_delay) so that what arrives for them meanwhile
 // leaves in the same socket write. One delay for all, so due times grow in
 // the order connections are added: a FIFO and one timer per worker.
+//
+// The delay applies only while the worker sends many frames
+// (Options::write_delay_min_rate per second, judged over the last 100 ms):
+// a lightly loaded worker writes every frame at once, whatever a connection
+// receives. The gate counts frames, not writes, so holding (fewer writes)
+// does not switch it off again.
 class DelayedFlushes {
  public:
   using Clock = std::chrono::steady_clock;
-  explicit DelayedFlushes(boost::asio::io_context& ctx) : timer_(ctx) {}
+  DelayedFlushes(boost::asio::io_context& ctx, double min_rate)
+      : timer_(ctx), min_rate_(min_rate) {}
+  // Whether a busy connection's flush is held now; frames_sent: the worker's
+  // frames so far (packets_out_total).
+  bool holds(Clock::time_point now, std::uint64_t frames_sent);
   void add(std::shared_ptr<WsConnection> c, Clock::time_point due);
 
  private:
@@ -55,6 +65,11 @@ class DelayedFlushes {
   boost::asio::steady_timer timer_;
   std::deque<std::pair<std::shared_ptr<WsConnection>, Clock::time_point>> due_;
   bool armed_ = false;
+  // The load gate.
+  double min_rate_;
+  Clock::time_point since_{};
+  std::uint64_t frames_at_since_ = 0;
+  bool busy_ = false;
 };
 
 class WsConnection final : public WsLink, public std::enable_shared_from_this<WsConnection> {

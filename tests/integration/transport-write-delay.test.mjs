@@ -1,6 +1,8 @@
 // The write delay (--write-delay-us): a WebSocket that wrote within the
 // window holds its next frames until the window ends, so a burst leaves in
-// one write; a connection that has been quiet gets its frame at once.
+// one write; a connection that has been quiet gets its frame at once. Only
+// while the worker sends at least --write-delay-min-rate frames per second:
+// on a lightly loaded server a burst is not held.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer } from "./lib/server.mjs";
@@ -17,7 +19,13 @@ async function until(pred, ms) {
 describe("write delay", () => {
   let server;
   before(async () => {
-    server = await startServer(["--write-delay-us", String(DELAY_MS * 1000)]);
+    // Min rate 0: the delay applies whatever the load.
+    server = await startServer([
+      "--write-delay-us",
+      String(DELAY_MS * 1000),
+      "--write-delay-min-rate",
+      "0",
+    ]);
   });
   after(() => server.stop());
 
@@ -47,6 +55,38 @@ describe("write delay", () => {
     const spread = got[5].at - got[1].at;
     assert.ok(held >= DELAY_MS * 0.6, `the burst after a write was held ${held} ms`);
     assert.ok(spread < 100, `the burst came together (${spread} ms apart)`);
+
+    closeAll(a.socket, b.socket);
+  });
+});
+
+describe("write delay on a lightly loaded server", () => {
+  let server;
+  before(async () => {
+    // The default gate (20,000 frames/s per thread): a few messages are far below it.
+    server = await startServer(["--write-delay-us", String(DELAY_MS * 1000)]);
+  });
+  after(() => server.stop());
+
+  test("a burst right after a write is not held", async () => {
+    const a = await login(server.url, "Ann", TRANSPORTS.websocket);
+    const b = await login(server.url, "Bob", TRANSPORTS.websocket);
+    const got = [];
+    b.socket.on("new message", (m) => got.push({ text: m.message, at: Date.now() }));
+    await wait(DELAY_MS + 300);
+
+    await request(a.socket, "new message", "first");
+    await until(() => got.length >= 1, 3000);
+    const burst = [0, 1, 2, 3, 4].map((i) => `burst ${i}`);
+    const acks = await Promise.all(burst.map((text) => request(a.socket, "new message", text)));
+    for (const ack of acks) assert.equal(ack.ok, true, JSON.stringify(ack));
+    await until(() => got.length >= 6, 5000);
+    assert.deepEqual(
+      got.map((g) => g.text),
+      ["first", ...burst],
+    );
+    const held = got[5].at - got[0].at;
+    assert.ok(held < DELAY_MS / 2, `the burst came ${held} ms after the first message`);
 
     closeAll(a.socket, b.socket);
   });
