@@ -168,6 +168,9 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
           c->recovered_messages_total);
     w.put("chat_users_cluster", G, "Logged-in users on all live replicas", c->users_cluster);
     w.put("chat_rooms_local", G, "Rooms with members on this replica", c->rooms_local);
+    w.put("chat_delivery_posts_total", C,
+          "Batches of room messages handed to I/O threads (only to threads with a member there)",
+          c->delivery_posts_total);
     w.put("chat_replicas", G, "Live replicas known (this one included)", c->replicas);
     w.put("chat_messages_in_total", C, "Chat messages accepted", c->messages_in_total);
     w.put("chat_messages_acked_total", C, "Message acks sent after the bus confirmed",

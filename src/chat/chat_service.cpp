@@ -509,26 +509,38 @@ json ChatService::membership_json(const std::string& user_id, const std::string&
 
 void ChatService::join_local(LocalUser& u, const std::string& room) {
   if (!u.rooms.insert(room).second) return;
-  states_[u.socket->worker()]->rooms[room].push_back(&u);
+  const unsigned w = u.socket->worker();
+  states_[w]->rooms[room].push_back(&u);
   std::lock_guard lk(bind_mu_);
-  if (++bound_[room] == 1) bus_.bind_room(room);
+  auto& b = bound_[room];
+  if (b.on.empty()) b.on.resize(workers_.size());
+  b.on[w] = true;
+  if (++b.members == 1) bus_.bind_room(room);
 }
 
 void ChatService::leave_local(LocalUser& u, const std::string& room) {
   if (u.rooms.erase(room) == 0) return;
-  auto& rooms = states_[u.socket->worker()]->rooms;
+  const unsigned w = u.socket->worker();
+  auto& rooms = states_[w]->rooms;
+  bool worker_left = false;  // the worker's last member of the room
   if (auto it = rooms.find(room); it != rooms.end()) {
     auto& v = it->second;
     if (auto pos = std::find(v.begin(), v.end(), &u); pos != v.end()) {
       *pos = v.back();
       v.pop_back();
     }
-    if (v.empty()) rooms.erase(it);
+    if (v.empty()) {
+      rooms.erase(it);
+      worker_left = true;
+    }
   }
   std::lock_guard lk(bind_mu_);
-  if (auto it = bound_.find(room); it != bound_.end() && --it->second == 0) {
-    bound_.erase(it);
-    bus_.unbind_room(room);
+  if (auto it = bound_.find(room); it != bound_.end()) {
+    if (worker_left && w < it->second.on.size()) it->second.on[w] = false;
+    if (--it->second.members == 0) {
+      bound_.erase(it);
+      bus_.unbind_room(room);
+    }
   }
 }
 
@@ -774,12 +786,20 @@ void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
   }
   // One lock per batch; the history is complete before any member sees the batch.
   history_.add(kept);
-  // Only rooms with a member here go on: a room nobody here is in costs no
-  // encode and no post (one lock per batch). A member who joins after this
-  // check finds the message in the history its join reads, which is later.
+  // Only rooms with a member here go on, and only to the workers that have
+  // one: a room nobody here is in costs no encode and no post (one lock per
+  // batch). A member who joins after this check, on any worker, finds the
+  // message in the history its join reads, which is later.
+  std::vector<bool> to(workers_.size(), false);
   {
     std::lock_guard lk(bind_mu_);
-    std::erase_if(*prepared, [this](const Prepared& p) { return !bound_.count(p.env->room); });
+    std::erase_if(*prepared, [&](const Prepared& p) {
+      const auto it = bound_.find(p.env->room);
+      if (it == bound_.end()) return true;
+      for (std::size_t w = 0; w < it->second.on.size() && w < to.size(); ++w)
+        if (it->second.on[w]) to[w] = true;
+      return false;
+    });
   }
   if (prepared->empty()) return;
   // One encode per envelope; the buffer is shared by every receiver on every worker.
@@ -792,7 +812,12 @@ void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
     }
   }
   std::erase_if(*prepared, [](const Prepared& p) { return !p.packet; });
-  workers_.post_all([this, prepared](unsigned w) { deliver_batch(w, *prepared); });
+  if (prepared->empty()) return;
+  for (unsigned w = 0; w < to.size(); ++w) {
+    if (!to[w]) continue;
+    delivery_posts_.fetch_add(1, std::memory_order_relaxed);
+    boost::asio::post(workers_.at(w), [this, prepared, w] { deliver_batch(w, *prepared); });
+  }
 }
 
 void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepared>& prepared,
@@ -908,6 +933,7 @@ ChatStats ChatService::stats() {
   {
     std::lock_guard lk(bind_mu_);
     s.rooms_local = bound_.size();
+    s.delivery_posts_total = delivery_posts_.load(std::memory_order_relaxed);
   }
   const auto reps = presence_.replicas();
   s.replicas = reps.size();

@@ -68,6 +68,7 @@ struct ChatStats {
   std::uint64_t deliveries_dropped_total = 0;  // droppable packets skipped (slow socket)
   std::uint64_t deliveries_closed_total = 0;   // target socket closed or overflowed
   std::uint64_t envelopes_in_total = 0;        // room envelopes handed over by the bus
+  std::uint64_t delivery_posts_total = 0;      // batches posted to workers with a member there
   std::uint64_t errors_total = 0;              // error replies sent to clients
   std::uint64_t rate_limited_total = 0;
   std::array<std::uint64_t, kInboundKinds> bad_payloads{};  // bus input dropped, by InboundKind
@@ -208,8 +209,15 @@ class ChatService {
   std::atomic<std::uint64_t> recoveries_{0}, recoveries_refused_{0}, recovered_messages_{0};
   std::vector<std::unique_ptr<WorkerState>> states_;
 
+  // Rooms with a local member: their members over all workers, and which
+  // workers have one (a delivery is posted only to those).
+  struct Bound {
+    std::size_t members = 0;
+    std::vector<bool> on;  // per worker
+  };
   std::mutex bind_mu_;
-  std::unordered_map<std::string, std::size_t> bound_;  // room -> local members over all workers
+  std::unordered_map<std::string, Bound> bound_;
+  std::atomic<std::uint64_t> delivery_posts_{0};  // batches posted to workers
 
   SharedLimiter ip_limiter_;    // per client address
   SharedLimiter room_limiter_;  // per room, messages on this replica
