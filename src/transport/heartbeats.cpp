@@ -7,6 +7,19 @@
 
 namespace chat::transport {
 
+Heartbeats::Clock::duration Heartbeats::tick_for(Clock::duration interval,
+                                                 Clock::duration timeout) {
+  const Clock::duration shortest = std::min(interval, timeout) / 10;
+  return std::clamp<Clock::duration>(shortest, std::chrono::milliseconds(1),
+                                     std::chrono::milliseconds(50));
+}
+
+Heartbeats::Clock::time_point Heartbeats::tick_at_or_after(Clock::time_point t) const {
+  const auto since = t.time_since_epoch();
+  const auto ticks = (since + tick_ - Clock::duration(1)) / tick_;
+  return Clock::time_point(ticks * tick_);
+}
+
 std::uint32_t Heartbeats::acquire(std::weak_ptr<EngineSession> s) {
   std::uint32_t slot;
   if (!free_.empty()) {
@@ -33,8 +46,8 @@ void Heartbeats::wait(Kind kind, std::uint32_t slot) {
   const auto generation = ++slots_[slot].generation;  // the wait before no longer counts
   const auto due = Clock::now() + (kind == Kind::interval ? interval_ : timeout_);
   due_[static_cast<int>(kind)].push_back(Entry{due, slot, generation});
-  // A timeout added now may be due before the interval the timer waits for.
-  if (!armed_ || due < armed_for_) arm();
+  // A timeout added now may be due before the tick the timer waits for.
+  if (!armed_ || tick_at_or_after(due) < armed_for_) arm();
 }
 
 void Heartbeats::arm() {
@@ -44,9 +57,9 @@ void Heartbeats::arm() {
     armed_ = false;
     return;
   }
-  const auto next = a.empty()   ? b.front().due
-                    : b.empty() ? a.front().due
-                                : std::min(a.front().due, b.front().due);
+  const auto next = tick_at_or_after(a.empty()   ? b.front().due
+                                     : b.empty() ? a.front().due
+                                                 : std::min(a.front().due, b.front().due));
   armed_ = true;
   armed_for_ = next;
   timer_.expires_at(next);  // cancels the wait armed before, if any
@@ -58,7 +71,8 @@ void Heartbeats::arm() {
 }
 
 void Heartbeats::on_timer() {
-  const auto now = Clock::now();
+  // Everything due by this tick (the timer may fire a little after it).
+  const auto now = std::max(Clock::now(), armed_for_);
   for (auto& q : due_) {
     // Popped before the call: a session's on_heartbeat adds its next wait.
     while (!q.empty() && q.front().due <= now) {

@@ -11,6 +11,13 @@
 // wait, or the slot's release, bumps the slot's generation, so an entry that
 // is no longer the session's wait is skipped when due. Nothing a closed
 // session leaves behind pins its memory. Runs on its worker's thread only.
+//
+// The timer fires on a tick (50 ms, or a tenth of the shorter of interval
+// and timeout when that is less) and handles every wait due by then: waits
+// end up to a tick late, never early, and a worker with 20,000 sessions
+// wakes 20 times a second for their pings instead of 800 (the pongs come
+// back together too). On a virtual machine a wake-up costs more than the
+// ping it sends.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -33,7 +40,12 @@ class Heartbeats {
   static constexpr std::uint32_t kNoSlot = UINT32_MAX;
 
   Heartbeats(boost::asio::io_context& ctx, Clock::duration interval, Clock::duration timeout)
-      : timer_(ctx), interval_(interval), timeout_(timeout) {}
+      : timer_(ctx), interval_(interval), timeout_(timeout), tick_(tick_for(interval, timeout)) {}
+
+  // The timer's granularity for these durations (at least 1 ms).
+  static Clock::duration tick_for(Clock::duration interval, Clock::duration timeout);
+  // The first tick at or after t.
+  Clock::time_point tick_at_or_after(Clock::time_point t) const;
 
   std::uint32_t acquire(std::weak_ptr<EngineSession> s);
   void release(std::uint32_t slot);
@@ -59,6 +71,7 @@ class Heartbeats {
   boost::asio::steady_timer timer_;
   Clock::duration interval_;
   Clock::duration timeout_;
+  Clock::duration tick_;
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_;
   std::deque<Entry> due_[2];  // by Kind
