@@ -14,10 +14,8 @@ Heartbeats::Clock::duration Heartbeats::tick_for(Clock::duration interval,
                                      std::chrono::milliseconds(50));
 }
 
-Heartbeats::Clock::time_point Heartbeats::tick_at_or_after(Clock::time_point t) const {
-  const auto since = t.time_since_epoch();
-  const auto ticks = (since + tick_ - Clock::duration(1)) / tick_;
-  return Clock::time_point(ticks * tick_);
+Heartbeats::Clock::time_point Heartbeats::tick_of(Clock::time_point t) const {
+  return Clock::time_point((t.time_since_epoch() / tick_) * tick_);
 }
 
 std::uint32_t Heartbeats::acquire(std::weak_ptr<EngineSession> s) {
@@ -47,7 +45,7 @@ void Heartbeats::wait(Kind kind, std::uint32_t slot) {
   const auto due = Clock::now() + (kind == Kind::interval ? interval_ : timeout_);
   due_[static_cast<int>(kind)].push_back(Entry{due, slot, generation});
   // A timeout added now may be due before the tick the timer waits for.
-  if (!armed_ || tick_at_or_after(due) < armed_for_) arm();
+  if (!armed_ || tick_of(due) < armed_for_) arm();
 }
 
 void Heartbeats::arm() {
@@ -57,9 +55,9 @@ void Heartbeats::arm() {
     armed_ = false;
     return;
   }
-  const auto next = tick_at_or_after(a.empty()   ? b.front().due
-                                     : b.empty() ? a.front().due
-                                                 : std::min(a.front().due, b.front().due));
+  const auto next = tick_of(a.empty()   ? b.front().due
+                            : b.empty() ? a.front().due
+                                        : std::min(a.front().due, b.front().due));
   armed_ = true;
   armed_for_ = next;
   timer_.expires_at(next);  // cancels the wait armed before, if any
@@ -71,11 +69,12 @@ void Heartbeats::arm() {
 }
 
 void Heartbeats::on_timer() {
-  // Everything due by this tick (the timer may fire a little after it).
-  const auto now = std::max(Clock::now(), armed_for_);
+  // Everything due before the next tick (the timer may fire a little late).
+  const auto end = std::max(tick_of(Clock::now()), armed_for_) + tick_;
   for (auto& q : due_) {
-    // Popped before the call: a session's on_heartbeat adds its next wait.
-    while (!q.empty() && q.front().due <= now) {
+    // Popped before the call: a session's on_heartbeat adds its next wait
+    // (due an interval or a timeout from now: ten ticks or more later).
+    while (!q.empty() && q.front().due < end) {
       const auto e = q.front();
       q.pop_front();
       if (slots_[e.slot].generation != e.generation) continue;  // given up since

@@ -12,12 +12,13 @@
 // is no longer the session's wait is skipped when due. Nothing a closed
 // session leaves behind pins its memory. Runs on its worker's thread only.
 //
-// The timer fires on a tick (50 ms, or a tenth of the shorter of interval
-// and timeout when that is less) and handles every wait due by then: waits
-// end up to a tick late, never early, and a worker with 20,000 sessions
-// wakes 20 times a second for their pings instead of 800 (the pongs come
-// back together too). On a virtual machine a wake-up costs more than the
-// ping it sends.
+// The timer fires on ticks (50 ms apart, or a tenth of the shorter of
+// interval and timeout when that is less) and handles every wait due before
+// the next tick: waits end up to a tick early, never late (a ping a little
+// early is harmless, and a timeout of 20 s ends at 19.95 s at worst), and a
+// worker with 20,000 sessions wakes 20 times a second for their pings
+// instead of 800 (the pongs come back together too). On a virtual machine a
+// wake-up costs more than the ping it sends.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -44,8 +45,8 @@ class Heartbeats {
 
   // The timer's granularity for these durations (at least 1 ms).
   static Clock::duration tick_for(Clock::duration interval, Clock::duration timeout);
-  // The first tick at or after t.
-  Clock::time_point tick_at_or_after(Clock::time_point t) const;
+  // The last tick at or before t: a wait due at t ends then.
+  Clock::time_point tick_of(Clock::time_point t) const;
 
   std::uint32_t acquire(std::weak_ptr<EngineSession> s);
   void release(std::uint32_t slot);

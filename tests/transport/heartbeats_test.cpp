@@ -1,6 +1,6 @@
-// Heartbeats' tick: waits end on a tick (at most 50 ms, a tenth of the
-// shorter of interval and timeout when that is less), late by less than a
-// tick and never early.
+// Heartbeats' tick: waits end on a tick (at most 50 ms apart, a tenth of
+// the shorter of interval and timeout when that is less), early by less
+// than a tick and never late.
 #include "transport/heartbeats.hpp"
 
 #include <gtest/gtest.h>
@@ -16,19 +16,20 @@ TEST(HeartbeatTick, FiftyMillisecondsOrATenthOfTheShorterWait) {
   EXPECT_EQ(Heartbeats::tick_for(5ms, 5ms), 1ms);  // never below a millisecond
 }
 
-TEST(HeartbeatTick, ADueTimeMovesToTheFirstTickAtOrAfterIt) {
+TEST(HeartbeatTick, ADueTimeMovesToTheLastTickAtOrBeforeIt) {
   boost::asio::io_context ctx;
   Heartbeats h(ctx, 25s, 20s);
   const auto t = Heartbeats::Clock::now();
   for (auto d : {0ms, 1ms, 17ms, 49ms, 50ms, 51ms, 1234ms}) {
     const auto due = t + d;
-    const auto at = h.tick_at_or_after(due);
-    EXPECT_GE(at, due);
-    EXPECT_LT(at - due, 50ms);
+    const auto at = h.tick_of(due);
+    EXPECT_LE(at, due);
+    EXPECT_LT(due - at, 50ms);
     EXPECT_EQ(at.time_since_epoch() % 50ms, Heartbeats::Clock::duration::zero());
   }
-  // Two due times within one tick share it.
-  const auto base = h.tick_at_or_after(t);
-  EXPECT_EQ(h.tick_at_or_after(base + 1ms), h.tick_at_or_after(base + 49ms));
-  EXPECT_EQ(h.tick_at_or_after(base), base);
+  // Due times within one tick share it.
+  const auto base = h.tick_of(t);
+  EXPECT_EQ(h.tick_of(base + 1ms), base);
+  EXPECT_EQ(h.tick_of(base + 49ms), base);
+  EXPECT_EQ(h.tick_of(base + 50ms), base + 50ms);
 }
