@@ -40,7 +40,9 @@ ProcessSampler::Sample ProcessSampler::read(int pid) {
     if (i == 14) utime = std::stoull(field);
     if (i == 15) stime = std::stoull(field);
   }
-  s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  const auto tck = static_cast<double>(sysconf(_SC_CLK_TCK));
+  s.cpu_s = static_cast<double>(utime + stime) / tck;
+  s.user_s = static_cast<double>(utime) / tck;
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   while (std::getline(status, line)) {
     if (line.rfind("VmRSS:", 0) == 0) {
@@ -101,11 +103,14 @@ nlohmann::json ProcessSampler::to_json() const {
     const Sample& b = p.window_end.ok ? p.window_end : p.last;
     const double window = b.t - a.t;
     const double cpu = b.cpu_s - a.cpu_s;
+    const double user = b.user_s - a.user_s;
     out.push_back({{"pid", p.pid},
                    {"rss_base_kb", p.base.rss_kb},
                    {"rss_peak_kb", p.peak.rss_kb},
                    {"rss_end_kb", p.last.rss_kb},
                    {"cpu_s", cpu},
+                   {"user_s", user},
+                   {"sys_s", cpu - user},
                    {"window_s", window},
                    {"cpu_pct", window > 0 ? 100.0 * cpu / window : 0.0}});
   }

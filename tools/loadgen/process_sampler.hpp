@@ -28,15 +28,16 @@ class ProcessSampler {
   void mark_window_start();
   void mark_window_end();
 
-  // [{pid, rss_base_kb, rss_peak_kb, rss_end_kb, cpu_s, cpu_pct, window_s}]
+  // [{pid, rss_base_kb, rss_peak_kb, rss_end_kb, cpu_s, user_s, sys_s, cpu_pct, window_s}]
   nlohmann::json to_json() const;
 
  private:
   struct Sample {
     bool ok = false;
     std::uint64_t rss_kb = 0;
-    double cpu_s = 0;  // utime + stime
-    double t = 0;      // steady seconds
+    double cpu_s = 0;   // utime + stime
+    double user_s = 0;  // utime
+    double t = 0;       // steady seconds
   };
   struct PerPid {
     int pid = 0;

@@ -34,11 +34,12 @@ nlohmann::json Report::derived() const {
   d["send_lag"] = percentiles(send_lag);
   d["connect_time"] = percentiles(connect_time);
   std::uint64_t base = 0, peak = 0;
-  double cpu_s = 0, win = 0;
+  double cpu_s = 0, user_s = 0, win = 0;
   for (const auto& s : server) {
     base += s.value("rss_base_kb", std::uint64_t{0});
     peak += s.value("rss_peak_kb", std::uint64_t{0});
     cpu_s += s.value("cpu_s", 0.0);
+    user_s += s.value("user_s", 0.0);
     win = std::max(win, s.value("window_s", 0.0));
   }
   d["server_rss_base_mb"] = static_cast<double>(base) / 1024;
@@ -46,6 +47,14 @@ nlohmann::json Report::derived() const {
   d["server_kb_per_connection"] =
       c.ready ? static_cast<double>(peak - std::min(peak, base)) / static_cast<double>(c.ready) : 0;
   d["server_cpu_pct"] = win > 0 ? 100.0 * cpu_s / win : 0;  // sum over replicas, 100 = one core
+  // The servers' CPU over the window per delivery at the window's rate.
+  const double delivered_in_window =
+      window_s > 0 && win > 0 ? static_cast<double>(c.delivered) * win / window_s : 0.0;
+  const auto server_per_delivery = [&](double s) {
+    return delivered_in_window > 0 ? 1e6 * s / delivered_in_window : 0.0;
+  };
+  d["server_user_us_per_delivery"] = server_per_delivery(user_s);
+  d["server_sys_us_per_delivery"] = server_per_delivery(cpu_s - user_s);
   const double span = window_s + drain_s;
   d["loadgen_cpu_pct"] = span > 0 ? 100.0 * (self_user_s + self_sys_s) / span : 0;
   const auto per_delivery = [&](double s) {
@@ -168,6 +177,10 @@ void Report::print(std::ostream& os) const {
         "CPU {:.1f}% of one core\n",
         d["server_rss_base_mb"].get<double>(), d["server_rss_peak_mb"].get<double>(),
         d["server_kb_per_connection"].get<double>(), d["server_cpu_pct"].get<double>());
+    if (c.delivered > 0)
+      os << fmt::format("  server CPU    {:.2f} us user + {:.2f} us sys per delivery\n",
+                        d["server_user_us_per_delivery"].get<double>(),
+                        d["server_sys_us_per_delivery"].get<double>());
   }
 }
 
