@@ -513,7 +513,7 @@ void ChatService::join_local(LocalUser& u, const std::string& room) {
   states_[w]->rooms[room].push_back(&u);
   std::lock_guard lk(bind_mu_);
   auto& b = bound_[room];
-  if (b.on.empty()) b.on.resize(workers_.size());
+  if (b.on.empty()) b.on.resize(workers_.size());  // sized once: every index below is a worker
   b.on[w] = true;
   if (++b.members == 1) bus_.bind_room(room);
 }
@@ -536,7 +536,7 @@ void ChatService::leave_local(LocalUser& u, const std::string& room) {
   }
   std::lock_guard lk(bind_mu_);
   if (auto it = bound_.find(room); it != bound_.end()) {
-    if (worker_left && w < it->second.on.size()) it->second.on[w] = false;
+    if (worker_left) it->second.on[w] = false;
     if (--it->second.members == 0) {
       bound_.erase(it);
       bus_.unbind_room(room);
@@ -796,7 +796,7 @@ void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
     std::erase_if(*prepared, [&](const Prepared& p) {
       const auto it = bound_.find(p.env->room);
       if (it == bound_.end()) return true;
-      for (std::size_t w = 0; w < it->second.on.size() && w < to.size(); ++w)
+      for (std::size_t w = 0; w < to.size(); ++w)
         if (it->second.on[w]) to[w] = true;
       return false;
     });
@@ -933,8 +933,8 @@ ChatStats ChatService::stats() {
   {
     std::lock_guard lk(bind_mu_);
     s.rooms_local = bound_.size();
-    s.delivery_posts_total = delivery_posts_.load(std::memory_order_relaxed);
   }
+  s.delivery_posts_total = delivery_posts_.load(std::memory_order_relaxed);
   const auto reps = presence_.replicas();
   s.replicas = reps.size();
   for (const auto& r : reps)

@@ -16,6 +16,29 @@ async function until(pred, ms) {
   while (!pred() && Date.now() < end) await wait(5);
 }
 
+// Ann and Bob over WebSocket, Bob recording what reaches him, after Bob's
+// last write (Ann's "user joined") is older than the window.
+async function quietPair(server) {
+  const a = await login(server.url, "Ann", TRANSPORTS.websocket);
+  const b = await login(server.url, "Bob", TRANSPORTS.websocket);
+  const got = [];
+  b.socket.on("new message", (m) => got.push({ text: m.message, at: Date.now() }));
+  await wait(DELAY_MS + 300);
+  return { a, b, got };
+}
+
+// Five messages from Ann at once, acknowledged, then all six messages at Bob in order.
+async function burstAfterFirst(a, got) {
+  const burst = [0, 1, 2, 3, 4].map((i) => `burst ${i}`);
+  const acks = await Promise.all(burst.map((text) => request(a.socket, "new message", text)));
+  for (const ack of acks) assert.equal(ack.ok, true, JSON.stringify(ack));
+  await until(() => got.length >= 6, 5000);
+  assert.deepEqual(
+    got.map((g) => g.text),
+    ["first", ...burst],
+  );
+}
+
 describe("write delay", () => {
   let server;
   before(async () => {
@@ -30,11 +53,7 @@ describe("write delay", () => {
   after(() => server.stop());
 
   test("a quiet connection writes at once; a burst right after waits for the window and comes in one piece, in order", async () => {
-    const a = await login(server.url, "Ann", TRANSPORTS.websocket);
-    const b = await login(server.url, "Bob", TRANSPORTS.websocket);
-    const got = [];
-    b.socket.on("new message", (m) => got.push({ text: m.message, at: Date.now() }));
-    await wait(DELAY_MS + 300); // Bob's last write (Ann's "user joined") is older than the window
+    const { a, b, got } = await quietPair(server);
 
     const t0 = Date.now();
     await request(a.socket, "new message", "first");
@@ -43,14 +62,7 @@ describe("write delay", () => {
     const first = got[0].at - t0;
     assert.ok(first < DELAY_MS / 2, `a quiet connection got its frame after ${first} ms`);
 
-    const burst = [0, 1, 2, 3, 4].map((i) => `burst ${i}`);
-    const acks = await Promise.all(burst.map((text) => request(a.socket, "new message", text)));
-    for (const ack of acks) assert.equal(ack.ok, true, JSON.stringify(ack));
-    await until(() => got.length >= 6, 5000);
-    assert.deepEqual(
-      got.map((g) => g.text),
-      ["first", ...burst],
-    );
+    await burstAfterFirst(a, got);
     const held = got[1].at - got[0].at;
     const spread = got[5].at - got[1].at;
     assert.ok(held >= DELAY_MS * 0.6, `the burst after a write was held ${held} ms`);
@@ -69,22 +81,11 @@ describe("write delay on a lightly loaded server", () => {
   after(() => server.stop());
 
   test("a burst right after a write is not held", async () => {
-    const a = await login(server.url, "Ann", TRANSPORTS.websocket);
-    const b = await login(server.url, "Bob", TRANSPORTS.websocket);
-    const got = [];
-    b.socket.on("new message", (m) => got.push({ text: m.message, at: Date.now() }));
-    await wait(DELAY_MS + 300);
+    const { a, b, got } = await quietPair(server);
 
     await request(a.socket, "new message", "first");
     await until(() => got.length >= 1, 3000);
-    const burst = [0, 1, 2, 3, 4].map((i) => `burst ${i}`);
-    const acks = await Promise.all(burst.map((text) => request(a.socket, "new message", text)));
-    for (const ack of acks) assert.equal(ack.ok, true, JSON.stringify(ack));
-    await until(() => got.length >= 6, 5000);
-    assert.deepEqual(
-      got.map((g) => g.text),
-      ["first", ...burst],
-    );
+    await burstAfterFirst(a, got);
     const held = got[5].at - got[0].at;
     assert.ok(held < DELAY_MS / 2, `the burst came ${held} ms after the first message`);
 
