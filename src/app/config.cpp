@@ -104,6 +104,12 @@ Config parse_config(int argc, char** argv) {
       ->envname("HISTORY_BACKFILL")
       ->check(CLI::Range(0u, 31u * 24 * 3600))
       ->capture_default_str();
+  cli.add_option("--history-partitions", c.history_partitions,
+                 "Streams the history is split into by room hash; a replica reads only those of "
+                 "its rooms (1: one stream read by all; the same on every replica)")
+      ->envname("HISTORY_PARTITIONS")
+      ->check(CLI::Range(1u, 256u))
+      ->capture_default_str();
   cli.add_option("--history", c.history,
                  "Last messages of a room sent with `join room` and `add user` replies (0: none)")
       ->envname("HISTORY")

@@ -27,7 +27,8 @@ struct Config {
   std::string history_max_age = "7D";
   std::uint64_t history_max_bytes = 1ULL << 30;
   unsigned history_backfill_s = 3600;
-  std::size_t history = 50;  // messages per room in join replies
+  unsigned history_partitions = 1;  // streams by room hash (docs/cluster.md, "Partitions")
+  std::size_t history = 50;         // messages per room in join replies
   std::size_t history_rooms = 10000;
   unsigned recovery_window_ms = 120000;  // connection state recovery; 0: off
   unsigned leave_grace_ms = 5000;        // a dropped, recoverable user is announced gone after this

@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
     bus_cfg.stream_max_age = cfg.history_max_age;
     bus_cfg.stream_max_bytes = cfg.history_max_bytes;
     bus_cfg.history_backfill_s = static_cast<int>(cfg.history_backfill_s);
+    bus_cfg.history_partitions = cfg.history_partitions;
     auto bus = bus::make_bus(bus_cfg);
 
     std::unique_ptr<app::ChatService> chat;

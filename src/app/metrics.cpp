@@ -143,6 +143,11 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
         "Confirmed envelopes not checked against the stream (the check window was full)",
         b.unchecked);
   w.put("chat_bus_probes_total", C, "Read-back probes sent to the history stream", b.probes);
+  w.put("chat_bus_history_partitions", G, "Partitions of the history (streams by room hash)",
+        b.partitions);
+  w.put("chat_bus_history_streams_read", G,
+        "History streams this replica reads now (its rooms' partitions and the reserved one)",
+        b.partitions_read);
   w.put("chat_bus_checking", G, "Published envelopes not yet read back from the history stream",
         b.checking);
 

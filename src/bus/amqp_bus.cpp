@@ -105,9 +105,30 @@ int poll_budget_ms(int heartbeat_s) {
 AmqpBus::AmqpBus(BusConfig config)
     : config_(std::move(config)),
       stream_(config_.stream.empty() ? config_.exchange + ".history" : config_.stream),
+      nparts_(config_.history ? std::clamp<std::uint32_t>(config_.history_partitions, 1, 1024) : 1),
       urls_(parse_amqp_urls(config_.amqp_url)),
       dedupe_(dedupe_window_for(config_)) {
   publisher_node_ = consumer_node_ = std::hash<std::string>{}(config_.instance_id) % urls_.size();
+  if (nparts_ == 1) {
+    Part p;
+    p.stream = stream_;
+    p.binding = "room.#";
+    p.always = true;
+    parts_.push_back(std::move(p));
+  } else {
+    for (std::uint32_t i = 0; i <= nparts_; ++i) {
+      Part p;
+      p.stream = stream_ + "." + (i == nparts_ ? std::string("reserved") : std::to_string(i));
+      p.binding = "part." + std::to_string(i) + ".#";
+      p.always = i == nparts_;
+      parts_.push_back(std::move(p));
+    }
+  }
+}
+
+std::string AmqpBus::key_for(const std::string& room, std::uint32_t part) const {
+  if (room.empty() || !config_.history || nparts_ == 1) return routing_key(room);
+  return "part." + std::to_string(part) + "." + routing_key(room);
 }
 
 AmqpBus::~AmqpBus() {
@@ -187,7 +208,7 @@ void AmqpBus::publish(EnvelopePtr envelope, ConfirmHandler confirm) {
   }
   if (on_delivery_ && (!from_stream || !broker_up))
     on_delivery_(std::vector<EnvelopePtr>{envelope});
-  Pending p = Pending::of(*envelope);
+  Pending p = pending_of(*envelope);
   p.confirm = std::move(confirm);
   p.bytes = p.body.size();
   PublishStatus refused = PublishStatus::ok;
@@ -323,10 +344,11 @@ void AmqpBus::publisher_main() {
     outbox_dropped_.fetch_add(finish(p, PublishStatus::unavailable), std::memory_order_relaxed);
 }
 
-AmqpBus::Pending AmqpBus::Pending::of(const Envelope& e) {
+AmqpBus::Pending AmqpBus::pending_of(const Envelope& e) const {
   Pending p;
   p.body = serialize(e);
-  p.key = routing_key(e.room);
+  p.part = e.room.empty() ? 0 : partition_of(e.room, nparts_);
+  p.key = key_for(e.room, p.part);
   p.origin = e.origin;
   p.id = e.id;
   p.control = e.room.empty();
@@ -411,24 +433,27 @@ bool AmqpBus::setup_publisher(AmqpConnection& c, std::string& error) {
   if (config_.history) {
     // The stream is bound before anything is published: a confirm then
     // means the stream has the message.
-    if (!declare_stream(conn, 1, true, error)) return false;
-    const std::string all_rooms = "room.#";
-    amqp_queue_bind(conn, 1, as_bytes(stream_), amqp_cstring_bytes(config_.exchange.c_str()),
-                    as_bytes(all_rooms), amqp_empty_table);
-    r = amqp_get_rpc_reply(conn);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-      error = "queue.bind " + stream_ + ": " + AmqpConnection::describe(r);
-      return false;
+    for (const auto& part : parts_) {
+      if (!declare_stream(conn, 1, part.stream, true, error)) return false;
+      amqp_queue_bind(conn, 1, as_bytes(part.stream), amqp_cstring_bytes(config_.exchange.c_str()),
+                      as_bytes(part.binding), amqp_empty_table);
+      r = amqp_get_rpc_reply(conn);
+      if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        error = "queue.bind " + part.stream + ": " + AmqpConnection::describe(r);
+        return false;
+      }
     }
   }
   return true;
 }
 
-bool AmqpBus::declare_stream(amqp_connection_state_t conn, amqp_channel_t ch, bool confirm_mode,
-                             std::string& error) {
+bool AmqpBus::declare_stream(amqp_connection_state_t conn, amqp_channel_t ch,
+                             const std::string& stream, bool confirm_mode, std::string& error) {
   const std::string type = "stream";
   const auto max_bytes =
-      static_cast<std::int64_t>(std::max<std::uint64_t>(config_.stream_max_bytes, 1 << 20));
+      // The bound is the history's: shared evenly by its partitions' streams.
+      static_cast<std::int64_t>(
+          std::max<std::uint64_t>(config_.stream_max_bytes / parts_.size(), 1 << 20));
   // Retention drops whole segments: several per stream keep the bound close.
   const std::int64_t segment = std::clamp<std::int64_t>(max_bytes / 8, 1 << 20, 100 << 20);
   amqp_table_entry_t entries[] = {
@@ -438,19 +463,19 @@ bool AmqpBus::declare_stream(amqp_connection_state_t conn, amqp_channel_t ch, bo
       i64_entry("x-stream-max-segment-size-bytes", segment),
   };
   amqp_table_t args{static_cast<int>(std::size(entries)), entries};
-  amqp_queue_declare(conn, ch, as_bytes(stream_), 0, 1, 0, 0, args);
+  amqp_queue_declare(conn, ch, as_bytes(stream), 0, 1, 0, 0, args);
   auto r = amqp_get_rpc_reply(conn);
   if (r.reply_type == AMQP_RESPONSE_NORMAL) return true;
   const bool other_settings =
       r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
       static_cast<const amqp_channel_close_t*>(r.reply.decoded)->reply_code == 406;
   if (!other_settings) {
-    error = "queue.declare " + stream_ + ": " + AmqpConnection::describe(r);
+    error = "queue.declare " + stream + ": " + AmqpConnection::describe(r);
     return false;
   }
   // The stream exists with other retention settings (set by an operator, a
   // policy or an older replica): keep them, and say so.
-  spdlog::warn("bus: history stream {} exists with other settings ({}); using it as it is", stream_,
+  spdlog::warn("bus: history stream {} exists with other settings ({}); using it as it is", stream,
                AmqpConnection::describe(r));
   amqp_channel_close_ok_t ok{};
   amqp_send_method(conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
@@ -469,10 +494,10 @@ bool AmqpBus::declare_stream(amqp_connection_state_t conn, amqp_channel_t ch, bo
       return false;
     }
   }
-  amqp_queue_declare(conn, ch, as_bytes(stream_), 1, 1, 0, 0, amqp_empty_table);
+  amqp_queue_declare(conn, ch, as_bytes(stream), 1, 1, 0, 0, amqp_empty_table);
   r = amqp_get_rpc_reply(conn);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-    error = "queue.declare (passive) " + stream_ + ": " + AmqpConnection::describe(r);
+    error = "queue.declare (passive) " + stream + ": " + AmqpConnection::describe(r);
     return false;
   }
   return true;
@@ -750,6 +775,7 @@ void AmqpBus::check_sent(Pending& p) {
   p.seq = ++send_seq_;
   Check c;
   c.id = p.id;
+  c.part = p.part;
   checks_.emplace(p.seq, std::move(c));
   check_seq_[p.id] = p.seq;
 }
@@ -822,20 +848,26 @@ void AmqpBus::check_read_back() {
     std::lock_guard lock(seen_mu_);
     seen.swap(seen_ids_);
   }
-  std::uint64_t newest = 0;
+  // Per partition: each stream keeps one channel's order, not the streams together.
+  std::vector<std::uint64_t> newest(parts_.size(), 0);
+  std::uint64_t newest_any = 0;
   for (const auto& id : seen) {
     auto s = check_seq_.find(id);
     if (s == check_seq_.end()) continue;
     if (auto it = checks_.find(s->second); it != checks_.end()) {
       it->second.seen = true;
-      newest = std::max(newest, it->first);
+      auto& n = newest[std::min<std::size_t>(it->second.part, parts_.size() - 1)];
+      n = std::max(n, it->first);
+      newest_any = std::max(newest_any, it->first);
     }
   }
-  // Everything sent before the newest message read back was read back too,
-  // or the stream lost it.
-  for (auto it = checks_.begin(); it != checks_.end() && it->first <= newest;) {
+  // Everything sent to a stream before the newest message read back from it
+  // was read back too, or the stream lost it.
+  for (auto it = checks_.begin(); it != checks_.end() && it->first <= newest_any;) {
     auto& c = it->second;
-    if (c.seen) {
+    if (it->first > newest[std::min<std::size_t>(c.part, parts_.size() - 1)]) {
+      ++it;
+    } else if (c.seen) {
       check_erase(it++);
     } else if (!c.confirmed) {
       c.lost = true;  // sent again when its confirm comes
@@ -862,7 +894,9 @@ void AmqpBus::check_read_back() {
     e.event = "probe";
     e.payload = nlohmann::json::object();
     e.ts = wall_ms();
-    Pending p = Pending::of(e);
+    Pending p = pending_of(e);
+    p.part = c.part;  // behind the message it looks for, in its stream
+    p.key = key_for(e.room, p.part);
     p.probe = true;
     probes_.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lock(outbox_mu_);
@@ -890,6 +924,15 @@ void AmqpBus::unbind_room(const std::string& room) {
     std::lock_guard lock(rooms_mu_);
     if (rooms_.erase(room) == 0) return;
     room_ops_.emplace_back(false, room);
+  }
+  wake(consumer_wake_fd_);
+}
+
+void AmqpBus::attach(std::uint32_t partition) {
+  if (nparts_ == 1 || partition >= parts_.size()) return;
+  {
+    std::lock_guard lock(rooms_mu_);
+    attach_ops_.push_back(partition);
   }
   wake(consumer_wake_fd_);
 }
@@ -999,46 +1042,191 @@ bool AmqpBus::setup_consumer(AmqpConnection& c, std::string& queue, std::string&
     error = "basic.consume: " + AmqpConnection::describe(r);
     return false;
   }
-  return !config_.history || consume_stream(c, error);
+  if (!config_.history) return true;
+  // The rooms wanted now say which partitions to read; those read before
+  // the connection was lost are read on from where they stopped.
+  for (auto& part : parts_) {
+    part.rooms = 0;
+    part.attached = false;
+    part.unacked_tag = 0;
+  }
+  {
+    std::lock_guard lock(rooms_mu_);
+    for (const auto& room : rooms_) ++parts_[partition_of(room, nparts_)].rooms;
+  }
+  const auto now = Clock::now();
+  for (std::size_t i = 0; i < parts_.size(); ++i) {
+    auto& part = parts_[i];
+    if (!(part.always || part.rooms > 0 || part.catching_up || now < part.wanted_until)) continue;
+    if (!consume_stream(c, i, error)) return false;
+    if (part.catching_up) send_sync_probe(i);
+  }
+  parts_read_.store(reading_count(), std::memory_order_relaxed);
+  return true;
 }
 
-bool AmqpBus::consume_stream(AmqpConnection& c, std::string& error) {
+bool AmqpBus::consume_stream(AmqpConnection& c, std::size_t index, std::string& error) {
   auto* conn = c.get();
-  amqp_channel_open(conn, 2);
+  auto& part = parts_[index];
+  const auto ch = channel_of(index);
+  amqp_channel_open(conn, ch);
   auto r = amqp_get_rpc_reply(conn);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-    error = "channel.open 2: " + AmqpConnection::describe(r);
+    error = "channel.open " + std::to_string(ch) + ": " + AmqpConnection::describe(r);
     return false;
   }
-  if (!declare_stream(conn, 2, false, error)) return false;
+  if (!declare_stream(conn, ch, part.stream, false, error)) return false;
   // Streams need acknowledgements and a prefetch bound on their consumers.
-  amqp_basic_qos(conn, 2, 0, std::max<std::uint16_t>(1, config_.stream_prefetch), 0);
+  amqp_basic_qos(conn, ch, 0, std::max<std::uint16_t>(1, config_.stream_prefetch), 0);
   r = amqp_get_rpc_reply(conn);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     error = "basic.qos: " + AmqpConnection::describe(r);
     return false;
   }
+  if (attach_ms_ == 0) attach_ms_ = wall_ms();
+  const auto backfill_ms = 1000LL * std::max(0, config_.history_backfill_s);
   amqp_table_entry_t from{};
   from.key = amqp_cstring_bytes("x-stream-offset");
-  if (stream_next_ >= 0) {
-    // Resume exactly where the last connection stopped: nothing missed,
-    // whatever happened meanwhile (a retention trim starts at the first kept).
+  // Resume exactly where the last read stopped: nothing missed, whatever
+  // happened meanwhile (a retention trim starts at the first kept). A
+  // partition put down longer ago than the backfill starts afresh.
+  if (part.next >= 0 && (part.detached_ms == 0 || wall_ms() - part.detached_ms < backfill_ms)) {
     from.value.kind = AMQP_FIELD_KIND_I64;
-    from.value.value.i64 = stream_next_;
+    from.value.value.i64 = part.next;
   } else {
-    if (attach_ms_ == 0) attach_ms_ = wall_ms();
+    // The first time: history_backfill_s back from the bus's first attach
+    // (or from now, for a partition read on demand later).
+    const auto base = part.detached_ms == 0 && !part.catching_up ? attach_ms_ : wall_ms();
+    part.read_since_ms = std::max<std::int64_t>(0, base - backfill_ms);
     from.value.kind = AMQP_FIELD_KIND_TIMESTAMP;
-    from.value.value.u64 = static_cast<std::uint64_t>(
-        std::max<std::int64_t>(0, attach_ms_ / 1000 - std::max(0, config_.history_backfill_s)));
+    from.value.value.u64 =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, (base - backfill_ms) / 1000));
   }
   amqp_table_t args{1, &from};
-  amqp_basic_consume(conn, 2, as_bytes(stream_), amqp_empty_bytes, 0, 0, 0, args);
+  amqp_basic_consume(conn, ch, as_bytes(part.stream), amqp_empty_bytes, 0, 0, 0, args);
   r = amqp_get_rpc_reply(conn);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-    error = "basic.consume " + stream_ + ": " + AmqpConnection::describe(r);
+    error = "basic.consume " + part.stream + ": " + AmqpConnection::describe(r);
     return false;
   }
-  stream_unacked_tag_ = 0;
+  part.unacked_tag = 0;
+  part.attached = true;
+  part.detached_ms = 0;
+  return true;
+}
+
+std::uint32_t AmqpBus::reading_count() const {
+  std::uint32_t n = 0;
+  for (const auto& part : parts_) n += part.attached ? 1 : 0;
+  return n;
+}
+
+namespace {
+// How long a partition asked for by attach() stays read with no bound room in it.
+constexpr auto kPartitionLinger = std::chrono::seconds(60);
+// A catch-up whose probe has not come back after this gets another one.
+constexpr auto kSyncRetry = milliseconds(1000);
+}  // namespace
+
+void AmqpBus::send_sync_probe(std::size_t index) {
+  auto& part = parts_[index];
+  Envelope e;
+  e.origin = config_.instance_id;
+  e.id = "sync-" + std::to_string(index) + "-" + std::to_string(++sync_count_);
+  e.room = kProbeRoom;
+  e.event = "probe";
+  e.payload = nlohmann::json::object();
+  e.ts = wall_ms();
+  Pending p = pending_of(e);
+  p.part = static_cast<std::uint32_t>(index);
+  p.key = key_for(e.room, p.part);
+  p.probe = true;
+  part.sync_id = e.id;
+  part.sync_sent = Clock::now();
+  probes_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(outbox_mu_);
+  outbox_.push_front(std::move(p));
+  outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+  if (publisher_idle_) {
+    publisher_idle_ = false;
+    wake(publisher_wake_fd_);
+  }
+}
+
+std::string AmqpBus::cut_after(std::size_t index, std::int64_t position) const {
+  std::string cut;
+  for (std::size_t i = 0; i < nparts_; ++i) {
+    const auto& part = parts_[i];
+    const auto pos = i == index ? position : part.last_pos;
+    if (pos < 0 || (i != index && (!part.attached || part.catching_up))) continue;
+    if (!cut.empty()) cut += ',';
+    cut += std::to_string(i);
+    cut += ':';
+    cut += std::to_string(pos);
+  }
+  return cut;
+}
+
+EnvelopePtr AmqpBus::synced_notice(std::size_t index) const {
+  auto e = std::make_shared<Envelope>();
+  e->origin = config_.instance_id;
+  e->id = "synced-" + std::to_string(index);
+  e->room = kPartitionRoom;
+  e->event = kSyncedEvent;
+  // since: every message of the partition published after it has been read here.
+  e->payload = nlohmann::json{{"since", parts_[index].read_since_ms}};
+  e->ts = wall_ms();
+  e->partition = static_cast<std::uint32_t>(index);
+  e->position = parts_[index].last_pos;
+  e->cut = cut_after(index, parts_[index].last_pos);
+  return e;
+}
+
+bool AmqpBus::apply_partitions(AmqpConnection& c, std::vector<EnvelopePtr>& notices) {
+  if (nparts_ == 1) return true;
+  std::vector<std::uint32_t> asked;
+  {
+    std::lock_guard lock(rooms_mu_);
+    asked.swap(attach_ops_);
+  }
+  const auto now = Clock::now();
+  std::string error;
+  for (std::size_t i = 0; i < parts_.size(); ++i)
+    if (!parts_[i].attached && parts_[i].rooms > 0) asked.push_back(static_cast<std::uint32_t>(i));
+  for (const auto i : asked) {
+    auto& part = parts_[i];
+    part.wanted_until = std::max(part.wanted_until, now + kPartitionLinger);
+    if (part.attached && !part.catching_up) {
+      notices.push_back(synced_notice(i));
+      continue;
+    }
+    if (part.attached) continue;  // its notice comes when the catch-up ends
+    part.catching_up = true;
+    if (!consume_stream(c, i, error)) {
+      set_error("consumer: " + error);
+      return false;
+    }
+    send_sync_probe(i);
+  }
+  for (std::size_t i = 0; i < parts_.size(); ++i) {
+    auto& part = parts_[i];
+    if (!part.attached) continue;
+    if (part.catching_up && now - part.sync_sent >= kSyncRetry) send_sync_probe(i);
+    // Put down what no room here needs any more: its traffic costs nothing then.
+    if (part.always || part.rooms > 0 || part.catching_up || now < part.wanted_until) continue;
+    auto* conn = c.get();
+    if (part.unacked_tag != 0) amqp_basic_ack(conn, channel_of(i), part.unacked_tag, 1);
+    amqp_channel_close(conn, channel_of(i), AMQP_REPLY_SUCCESS);
+    const auto r = amqp_get_rpc_reply(conn);
+    part.attached = false;
+    part.unacked_tag = 0;
+    part.detached_ms = wall_ms();
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+      set_error("consumer: channel.close: " + AmqpConnection::describe(r));
+      return false;
+    }
+  }
+  parts_read_.store(reading_count(), std::memory_order_relaxed);
   return true;
 }
 
@@ -1050,7 +1238,12 @@ bool AmqpBus::apply_room_ops(AmqpConnection& c, const std::string& queue, bool& 
     ops.swap(room_ops_);
   }
   if (config_.history) {
-    // The stream brings every room: nothing to bind, only the count to keep.
+    // The streams bring the rooms: nothing to bind, only the counts to keep
+    // (a partition is read while a bound room hashes to it).
+    for (const auto& [bind, room] : ops) {
+      auto& n = parts_[partition_of(room, nparts_)].rooms;
+      n = bind ? n + 1 : (n > 0 ? n - 1 : 0);
+    }
     std::lock_guard lock(rooms_mu_);
     bound_rooms_ = rooms_.size();
     return true;
@@ -1095,7 +1288,9 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
       batch = {};
     }
     // Stream deliveries are acknowledged once handed over, one ack per batch.
-    if (stream_unacked_tag_ != 0) amqp_basic_ack(conn, 2, std::exchange(stream_unacked_tag_, 0), 1);
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+      if (parts_[i].unacked_tag != 0)
+        amqp_basic_ack(conn, channel_of(i), std::exchange(parts_[i].unacked_tag, 0), 1);
     if (!seen_local_.empty()) {
       std::lock_guard lock(seen_mu_);
       // Bounded: a publisher thread that is gone must not make this grow.
@@ -1113,14 +1308,34 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
   // After an RPC (setup, bind, unbind) complete deliveries may sit in the
   // library's buffer where poll() cannot see them: read before waiting.
   bool read_first = true;
+  // The bus's notices (a partition synced) go alone, after what came before them.
+  std::vector<EnvelopePtr> notices;
+  auto notify = [&] {
+    if (notices.empty()) return;
+    flush();
+    for (auto& n : notices) {
+      try {
+        if (on_delivery_) on_delivery_(std::vector<EnvelopePtr>{std::move(n)});
+      } catch (...) {
+        last_resort_.caught();
+      }
+    }
+    notices.clear();
+  };
   while (!stopping_) {
     bool did_ops = false;
     if (!apply_room_ops(c, queue, did_ops)) return;
+    if (!apply_partitions(c, notices)) return;
+    if (!notices.empty()) did_ops = true;
+    notify();
     // Otherwise only a partial frame can be buffered (the read loop below
     // takes every complete one), so waiting for the socket is right.
     if (!read_first && !did_ops && !amqp_frames_enqueued(conn)) {
       pollfd fds[2] = {{c.fd(), POLLIN, 0}, {consumer_wake_fd_, POLLIN, 0}};
-      if (::poll(fds, 2, budget) > 0 && fds[0].revents != 0) c.note_rx();
+      // A partition catching up, or one to put down later, is looked at again soon.
+      const bool partitioned = nparts_ > 1 && parts_read_.load(std::memory_order_relaxed) > 1;
+      if (::poll(fds, 2, partitioned ? std::min(budget, 200) : budget) > 0 && fds[0].revents != 0)
+        c.note_rx();
       drain_wake(consumer_wake_fd_);
     }
     read_first = false;
@@ -1138,28 +1353,32 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
         c.note_rx();
         consumed_.fetch_add(1, std::memory_order_relaxed);
         const auto& props = env.message.properties;
-        const bool from_stream = env.channel == 2;
+        const bool from_stream = env.channel >= 2 && env.channel < 2 + parts_.size();
+        const int part = from_stream ? env.channel - 2 : -1;
+        // What a partition put down still had on its way is not read.
+        const bool gone = from_stream && !parts_[part].attached;
         const bool own = !from_stream && (props._flags & AMQP_BASIC_APP_ID_FLAG) &&
                          to_string(props.app_id) == config_.instance_id;
         std::int64_t offset = -1;
-        if (from_stream) {
-          stream_unacked_tag_ = env.delivery_tag;
+        if (from_stream && !gone) {
+          parts_[part].unacked_tag = env.delivery_tag;
           offset = stream_offset_of(props);
           if (offset >= 0) {
-            stream_next_ = offset + 1;
+            parts_[part].next = offset + 1;
             stream_offset_.store(offset, std::memory_order_relaxed);
           }
         }
-        if (!own) {
+        if (!own && !gone && env.channel != 0) {
           try {
             take_delivery(std::string_view(static_cast<const char*>(env.message.body.bytes),
                                            env.message.body.len),
-                          batch, from_stream, offset);
+                          batch, from_stream, offset, part, &notices);
           } catch (...) {
             last_resort_.caught();
           }
         }
         amqp_destroy_envelope(&env);
+        if (!notices.empty()) notify();
         if (batch.size() >= max_batch) flush();
         continue;
       }
@@ -1200,7 +1419,8 @@ void AmqpBus::run_consumer(AmqpConnection& c, const std::string& queue) {
 }
 
 void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch,
-                            bool from_stream, std::int64_t offset) {
+                            bool from_stream, std::int64_t offset, int part,
+                            std::vector<EnvelopePtr>* notices) {
   std::size_t bad = 0;
   auto got = parse_batch(body, bad, config_.max_message_bytes);
   if (bad) bad_envelopes_.fetch_add(bad, std::memory_order_relaxed);
@@ -1209,9 +1429,20 @@ void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& bat
     if (from_stream) {
       // Not shared with anyone yet: the position is filled in before it is.
       auto& m = const_cast<Envelope&>(*e);
+      Part* p = part >= 0 ? &parts_[part] : nullptr;
       if (offset >= 0) m.position = offset * kPositionScale + index;
       ++index;
-      if (e->ts < attach_ms_) {
+      if (p) {
+        m.partition = static_cast<std::uint32_t>(part);
+        if (m.position >= 0) p->last_pos = m.position;
+        if (nparts_ > 1 && static_cast<std::uint32_t>(part) < nparts_)
+          m.cut = cut_after(part, m.position);
+      }
+      if (p && p->catching_up) {
+        // Read on demand, not yet up to the present: history, not news.
+        m.replay = true;
+        replayed_.fetch_add(1, std::memory_order_relaxed);
+      } else if (e->ts < attach_ms_) {
         m.replay = true;
         replayed_.fetch_add(1, std::memory_order_relaxed);
       } else if (e->origin == config_.instance_id &&
@@ -1226,7 +1457,15 @@ void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& bat
       // Our own, read back: the publisher's check hears of it (all of them,
       // replays too: they may be what it waits for).
       if (e->origin == config_.instance_id) seen_local_.push_back(e->id);
-      if (e->room == kProbeRoom) continue;  // the check's own traffic
+      if (e->room == kProbeRoom) {  // the check's own traffic
+        if (p && p->catching_up && e->origin == config_.instance_id && e->id == p->sync_id) {
+          // Our probe sent after the attach is back: the partition is read
+          // up to the present, and what follows is news.
+          p->catching_up = false;
+          if (notices) notices->push_back(synced_notice(part));
+        }
+        continue;
+      }
     } else if (e->origin == config_.instance_id) {
       continue;
     }
@@ -1332,6 +1571,8 @@ BusStatus AmqpBus::status() const {
   s.unchecked = unchecked_.load(std::memory_order_relaxed);
   s.probes = probes_.load(std::memory_order_relaxed);
   s.checking = checking_.load(std::memory_order_relaxed);
+  s.partitions = nparts_;
+  s.partitions_read = parts_read_.load(std::memory_order_relaxed);
   std::lock_guard lock(error_mu_);
   s.last_error = last_error_;
   return s;

@@ -52,9 +52,12 @@ class AmqpBus final : public Bus {
   void publish(EnvelopePtr envelope, ConfirmHandler confirm) override;
   void bind_room(const std::string& room) override;
   void unbind_room(const std::string& room) override;
+  std::uint32_t partitions() const override { return nparts_; }
+  void attach(std::uint32_t partition) override;
   BusStatus status() const override;
 
  private:
+  using Clock = std::chrono::steady_clock;
   // One publish waiting for the broker or for its confirm.
   // One broker message to publish: one envelope, or several of one room
   // joined by the publisher (count > 1, their confirms in `more`).
@@ -70,15 +73,16 @@ class AmqpBus final : public Bus {
     bool control = false;  // control key: its own queue, sent first
     // In flight when the broker refused a message: sent again alone.
     bool suspect = false;
-    int failures = 0;       // refusals while it was the only message in flight
-    std::uint64_t seq = 0;  // read-back check: its place in send order (0: none)
-    bool probe = false;     // a read-back probe, not chat traffic
-    // One envelope, serialized and routed (no confirm handler, not held).
-    static Pending of(const Envelope& e);
+    int failures = 0;        // refusals while it was the only message in flight
+    std::uint64_t seq = 0;   // read-back check: its place in send order (0: none)
+    bool probe = false;      // a read-back probe, not chat traffic
+    std::uint32_t part = 0;  // history partition (stream) it goes to
     // Run every confirm handler once; returns how many envelopes it covered.
     // A handler that throws is counted in lr and does not stop the others.
     std::size_t settle(PublishStatus status, core::LastResort& lr);
   };
+  // One envelope, serialized and routed (no confirm handler, not held).
+  Pending pending_of(const Envelope& e) const;
   // Settle p and release what it held.
   std::size_t finish(Pending& p, PublishStatus status);
   void inflight_add(std::map<std::uint64_t, Pending>& inflight, std::uint64_t tag, Pending p);
@@ -97,15 +101,48 @@ class AmqpBus final : public Bus {
   // Parse one delivery body, count what is bad, drop duplicates, append the rest.
   // from_stream: a message of the history stream at offset (own envelopes
   // kept, positions set, -1: offset unknown); else the own queue (own skipped).
+  // part: the partition of a stream delivery (-1: the own queue); notices:
+  // where a synced partition's notice goes (it must follow the batch).
   void take_delivery(std::string_view body, std::vector<EnvelopePtr>& batch,
-                     bool from_stream = false, std::int64_t offset = -1);
+                     bool from_stream = false, std::int64_t offset = -1, int part = -1,
+                     std::vector<EnvelopePtr>* notices = nullptr);
   // Declare the history stream (idempotent) on channel ch; history mode only.
   // A stream that exists with other settings is used as it is (a warning).
-  bool declare_stream(amqp_connection_state_t conn, amqp_channel_t ch, bool confirm_mode,
-                      std::string& error);
-  // Open channel 2 and consume the history stream from where the last
-  // connection stopped (or, the first time, history_backfill_s back).
-  bool consume_stream(AmqpConnection& c, std::string& error);
+  bool declare_stream(amqp_connection_state_t conn, amqp_channel_t ch, const std::string& stream,
+                      bool confirm_mode, std::string& error);
+  // History partitions. One stream per partition; with several, rooms hash
+  // over them and the reserved rooms have one more (the last). Consumer
+  // thread only, except the constant fields.
+  struct Part {
+    std::string stream;   // constant
+    std::string binding;  // constant: its binding key on the exchange
+    bool always = false;  // constant: read whatever the rooms (one partition, or the reserved one)
+    bool attached = false;
+    bool catching_up = false;    // attached on demand: what it reads is history until synced
+    std::int64_t next = -1;      // next offset to read (-1: never attached)
+    std::int64_t last_pos = -1;  // position of the last envelope read
+    std::int64_t detached_ms = 0;
+    std::int64_t read_since_ms = -1;  // attached by timestamp: everything since then is read
+    std::uint64_t unacked_tag = 0;
+    std::size_t rooms = 0;             // bound rooms that hash here
+    Clock::time_point wanted_until{};  // attach() asked for it until then
+    std::string sync_id;               // the probe whose read-back ends the catch-up
+    Clock::time_point sync_sent{};
+  };
+  amqp_channel_t channel_of(std::size_t part) const {
+    return static_cast<amqp_channel_t>(2 + part);
+  }
+  std::string key_for(const std::string& room, std::uint32_t part) const;
+  // Open the partition's channel and consume its stream from where the
+  // last connection stopped (or, the first time, history_backfill_s back).
+  bool consume_stream(AmqpConnection& c, std::size_t part, std::string& error);
+  // Partitions: read those wanted, stop those no longer wanted, send the
+  // notices owed; false when the connection failed.
+  bool apply_partitions(AmqpConnection& c, std::vector<EnvelopePtr>& notices);
+  void send_sync_probe(std::size_t part);
+  EnvelopePtr synced_notice(std::size_t part) const;
+  std::string cut_after(std::size_t part, std::int64_t position) const;
+  std::uint32_t reading_count() const;
   bool setup_publisher(AmqpConnection& c, std::string& error);
   // The broker closed the publisher's channel (it refused a message): find
   // the refused one among what was in flight, drop it when it was refused
@@ -136,7 +173,8 @@ class AmqpBus final : public Bus {
     Pending p;              // once confirmed: what to publish again (confirms settled)
     bool confirmed = false;
     bool seen = false;
-    bool lost = false;  // found missing before its confirm came
+    bool lost = false;       // found missing before its confirm came
+    std::uint32_t part = 0;  // order holds per stream: checked against its partition only
     std::chrono::steady_clock::time_point confirmed_at;
   };
   void check_sent(Pending& p);
@@ -164,7 +202,12 @@ class AmqpBus final : public Bus {
   void drain_wake(int fd);
 
   const BusConfig config_;
-  const std::string stream_;  // history stream name (history mode)
+  const std::string stream_;               // history stream name (history mode)
+  const std::uint32_t nparts_;             // room partitions (1: one stream for everything)
+  std::vector<Part> parts_;                // nparts_, plus the reserved rooms' one when nparts_ > 1
+  std::vector<std::uint32_t> attach_ops_;  // attach() requests, under rooms_mu_
+  std::uint64_t sync_count_ = 0;           // consumer thread
+  std::atomic<std::uint32_t> parts_read_{0};
   // The broker's nodes. Each thread starts at a node picked by the instance id
   // (so replicas spread over a RabbitMQ cluster) and moves to the next one
   // whenever a connection fails or is lost. Each index is touched by its thread only.
@@ -191,12 +234,9 @@ class AmqpBus final : public Bus {
   std::vector<std::pair<bool, std::string>> room_ops_;  // (bind?, room)
   int consumer_wake_fd_ = -1;                           // eventfd
   DedupeWindow dedupe_;  // consumer thread only; survives reconnects on purpose
-  // History stream, consumer thread only: the next offset to read (-1: not
-  // attached yet), and the wall clock of the first attach (older envelopes
-  // are replays: history, not news).
-  std::int64_t stream_next_ = -1;
+  // History stream, consumer thread only: the wall clock of the first
+  // attach (older envelopes are replays: history, not news).
   std::int64_t attach_ms_ = 0;
-  std::uint64_t stream_unacked_tag_ = 0;  // last stream delivery tag not yet acked
   // History mode, broker unreachable: own room envelopes are delivered to
   // local members at publish (local rooms keep working); their copies from
   // the stream then go to the history only. Bounded by outbox_max ids.

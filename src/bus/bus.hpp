@@ -32,6 +32,13 @@ struct Envelope {
   // plus its index in a joined broker message; the in-process bus counts),
   // the same on every replica; -1 when the bus keeps no history.
   std::int64_t position = -1;
+  // Set by the receiving bus: the history partition the envelope was read
+  // from (0 without partitions), and, with several partitions, this
+  // replica's position in each partition it reads once this envelope is
+  // delivered ("p:position,..."; docs/cluster.md, "Partitions"): the offset
+  // a client resumes from. Empty with one partition (position is enough).
+  std::uint32_t partition = 0;
+  std::string cut;
   // For the history, not for delivery to users: read back when the replica
   // started (published before it attached), or an own envelope its members
   // already got at publish while the broker was unreachable.
@@ -52,6 +59,14 @@ inline constexpr std::int64_t kPositionScale = 1024;
 // The reserved room of the bus's read-back probes (not a valid room name for
 // users, '#'): in the history stream, delivered to nobody.
 inline constexpr const char* kProbeRoom = "#probe";
+// The reserved room of the bus's own notices to the application, delivered
+// in order with the traffic: event kSyncedEvent says that the partition in
+// `partition` is read up to the present (after Bus::attach), with position
+// the last position read there, cut the replica's positions then, and
+// payload {"since": ms}: every message of the partition published after that
+// wall-clock time has been read here (-1: unknown).
+inline constexpr const char* kPartitionRoom = "#partition";
+inline constexpr const char* kSyncedEvent = "synced";
 using EnvelopePtr = std::shared_ptr<const Envelope>;
 
 // Bounds on what a consumer accepts from the broker; anything beyond them is
@@ -113,17 +128,19 @@ struct BusStatus {
   std::uint64_t refused = 0;          // refused at publish: outbox full (count or bytes)
   std::uint64_t held_bytes = 0;       // bytes of publishes in the outbox or in flight
   std::uint64_t reconnects = 0;
-  std::uint64_t bound_rooms = 0;    // room bindings currently in place
-  std::uint64_t duplicates = 0;     // re-published copies dropped by the consumer
-  std::uint64_t bad_envelopes = 0;  // deliveries that did not parse (dropped)
-  std::uint64_t exceptions = 0;     // caught by a bus thread's last-resort handler
-  bool history = false;             // room traffic read from the history stream
-  std::uint64_t replayed = 0;       // envelopes read back from history at start
-  std::int64_t stream_offset = -1;  // last history stream offset read
-  std::uint64_t republished = 0;    // confirmed but not read back from the stream: sent again
-  std::uint64_t unchecked = 0;      // confirmed, not checked against the stream (window full)
-  std::uint64_t probes = 0;         // read-back probes sent
-  std::uint64_t checking = 0;       // confirmed or in flight, not read back yet
+  std::uint64_t bound_rooms = 0;      // room bindings currently in place
+  std::uint64_t duplicates = 0;       // re-published copies dropped by the consumer
+  std::uint64_t bad_envelopes = 0;    // deliveries that did not parse (dropped)
+  std::uint64_t exceptions = 0;       // caught by a bus thread's last-resort handler
+  bool history = false;               // room traffic read from the history stream
+  std::uint64_t replayed = 0;         // envelopes read back from history at start
+  std::int64_t stream_offset = -1;    // last history stream offset read
+  std::uint64_t republished = 0;      // confirmed but not read back from the stream: sent again
+  std::uint64_t unchecked = 0;        // confirmed, not checked against the stream (window full)
+  std::uint64_t probes = 0;           // read-back probes sent
+  std::uint64_t checking = 0;         // confirmed or in flight, not read back yet
+  std::uint32_t partitions = 1;       // history partitions of the cluster (rooms hash over them)
+  std::uint32_t partitions_read = 0;  // of them (and the sessions stream) read now
   std::string last_error;
 };
 
@@ -157,7 +174,22 @@ class Bus {
   virtual void bind_room(const std::string& room) = 0;
   virtual void unbind_room(const std::string& room) = 0;
 
+  // History partitions (docs/cluster.md, "Partitions"): rooms hash over
+  // partitions() streams and a replica reads only those of its rooms (and
+  // the reserved rooms' stream). attach(p) asks to read partition p (kept
+  // while a bound room is in it, or for a minute); a kPartitionRoom
+  // envelope (kSyncedEvent) follows in the delivery order once p is read up
+  // to the present, at once when it is already. Thread-safe. With one
+  // partition (and the in-process bus) everything is always read and
+  // attach() is never needed.
+  virtual std::uint32_t partitions() const { return 1; }
+  virtual void attach(std::uint32_t /*partition*/) {}
+
   virtual BusStatus status() const = 0;
 };
+
+// The partition of a room among n: reserved rooms ('#') have a stream of
+// their own (index n) when n > 1; every other room hashes (FNV-1a) to [0, n).
+std::uint32_t partition_of(std::string_view room, std::uint32_t n);
 
 }  // namespace chat::bus

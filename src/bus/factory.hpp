@@ -52,6 +52,11 @@ struct BusConfig {
   // A replica that starts reads this far back, to fill its history.
   int history_backfill_s = 3600;
   std::uint16_t stream_prefetch = 2000;  // unacknowledged stream deliveries per consumer
+  // History partitions (docs/cluster.md, "Partitions"): 1 keeps one stream
+  // read by every replica; n > 1 gives streams <stream>.0 .. <stream>.<n-1>
+  // (rooms by hash) and <stream>.reserved (session records), and a replica
+  // reads only the partitions of its rooms. The same on every replica.
+  std::uint32_t history_partitions = 1;
 };
 
 // Control traffic (routing key "cluster") has its own queue and in-flight

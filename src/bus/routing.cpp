@@ -1,6 +1,8 @@
 // Routing keys: percent-encoding of room names.
 #include "bus/routing.hpp"
 
+#include "bus/bus.hpp"
+
 namespace chat::bus {
 
 std::string routing_key(std::string_view room) {
@@ -20,6 +22,17 @@ std::string routing_key(std::string_view room) {
     }
   }
   return key;
+}
+
+std::uint32_t partition_of(std::string_view room, std::uint32_t n) {
+  if (n <= 1) return 0;
+  if (!room.empty() && room.front() == '#') return n;
+  std::uint32_t h = 2166136261u;
+  for (const unsigned char c : room) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h % n;
 }
 
 }  // namespace chat::bus

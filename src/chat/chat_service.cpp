@@ -52,9 +52,30 @@ struct ChatService::LocalUser {
   std::set<std::string> rooms;
   bool logged_in = false;
   // Recovered: live deliveries at or below this position were sent with the
-  // missed messages (or seen before), so they are not sent again.
+  // missed messages (or seen before), so they are not sent again. With
+  // history partitions one per partition (empty: none).
   std::int64_t replayed_upto = -1;
+  std::vector<std::int64_t> replayed_parts;
+  // With history partitions: where each room was joined (session records).
+  std::vector<std::pair<std::string, std::int64_t>> joined_at;
+  std::int64_t replayed(std::uint32_t part) const {
+    if (part < replayed_parts.size()) return replayed_parts[part];
+    return replayed_parts.empty() && part == 0 ? replayed_upto : -1;
+  }
   explicit LocalUser(transport::SocketPtr s) : socket(std::move(s)) {}
+};
+
+// Work that needs the partitions of some rooms read up to the present
+// (history partitions): it runs on the user's worker once the bus's
+// notices for all of them came, or fails at its deadline.
+struct ChatService::Waiter {
+  std::weak_ptr<LocalUser> user;
+  unsigned worker = 0;
+  std::set<std::uint32_t> parts;  // still to come
+  Synced synced;                  // the notices that came
+  std::function<void(LocalUser&, const Synced&)> done;
+  std::function<void(LocalUser&)> failed;
+  std::int64_t deadline_ms = 0;
 };
 
 struct ChatService::Prepared {
@@ -70,8 +91,9 @@ ChatService::ChatService(core::Workers& workers, transport::Server& server, bus:
       bus_(bus),
       options_(std::move(options)),
       presence_(options_.instance_id, options_.replica_id),
+      parts_(bus.partitions()),
       history_(options_.history, options_.history_rooms,
-               options_.recovery_window.count() > 0 ? options_.recovery_messages : 0),
+               options_.recovery_window.count() > 0 ? options_.recovery_messages : 0, parts_),
       sessions_(options_.recovery_window, options_.session_alive_interval, 1'000'000),
       ip_limiter_(options_.limits.ip_rate_per_second, options_.limits.ip_burst),
       room_limiter_(options_.limits.room_rate_per_second, options_.limits.room_burst) {
@@ -144,6 +166,7 @@ void ChatService::presence_tick() {
       std::max<std::int64_t>(1, options_.session_alive_interval.count() /
                                     std::max<std::int64_t>(1, options_.presence_interval.count()));
   if (recovery_) settle_leaves();
+  if (parts_ > 1) expire_waiters();
   if (recovery_ && ++ticks_ % static_cast<unsigned>(every) == 0) {
     publish_alive();
     sessions_.sweep(now_ms());
@@ -242,22 +265,79 @@ void ChatService::on_connection(const transport::SocketPtr& socket, const json& 
 // ------------------------------------------------------------------ recovery
 
 namespace {
-std::optional<std::int64_t> parse_offset(const std::string& s) {
-  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
+std::optional<std::int64_t> parse_offset(std::string_view s) {
+  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string_view::npos)
     return std::nullopt;
-  return std::stoll(s);
+  return std::stoll(std::string(s));
+}
+
+// With history partitions a client's offset is a replica's cut:
+// "p:position,p:position,..." (docs/protocol.md); nullopt when malformed.
+std::optional<std::map<std::uint32_t, std::int64_t>> parse_cut(const std::string& s,
+                                                               std::uint32_t parts) {
+  std::map<std::uint32_t, std::int64_t> cut;
+  if (s.size() > 16 * 1024) return std::nullopt;
+  std::string_view rest = s;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    const auto item = rest.substr(0, comma);
+    const auto colon = item.find(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    const auto p = parse_offset(item.substr(0, colon));
+    const auto pos = parse_offset(item.substr(colon + 1));
+    if (!p || !pos || *p >= parts) return std::nullopt;
+    cut[static_cast<std::uint32_t>(*p)] = *pos;
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return cut;
 }
 }  // namespace
 
+std::map<std::string, std::int64_t> ChatService::resume_points(const SessionRecord& rec,
+                                                               const std::string& offset) const {
+  // Per room: after the client's position in the room's partition, or after
+  // where the room was joined when that is later (or the client has none).
+  std::map<std::string, std::int64_t> from;
+  const auto cut = parse_cut(offset, parts_);
+  if (!cut) return from;
+  for (const auto& room : rec.rooms) {
+    const auto part = bus::partition_of(room, parts_);
+    std::int64_t start = -1;
+    if (auto it = cut->find(part); it != cut->end()) start = it->second;
+    for (const auto& [r, at] : rec.joined_at)
+      if (r == room) start = std::max(start, at);
+    if (start < 0) return {};
+    from[room] = start;
+  }
+  return from;
+}
+
 std::optional<std::string> ChatService::recoverable(const std::string& pid,
                                                     const std::string& offset) {
-  const auto pos = parse_offset(offset);
-  auto rec = pos ? sessions_.find(pid, now_ms()) : std::nullopt;
-  // Every message after the offset must still be here: never a silent gap.
+  auto rec = sessions_.find(pid, now_ms());
+  bool ok = false;
+  if (rec && parts_ == 1) {
+    // Every message after the offset must still be here: never a silent gap.
+    const auto pos = parse_offset(offset);
+    ok = pos && history_.covers(*pos);
+  } else if (rec) {
+    // Partitions: each room from its own point. One this replica reads must
+    // be covered now; one it does not read yet is checked once it has been
+    // read up to the present (restore()).
+    const auto from = resume_points(*rec, offset);
+    ok = !from.empty() || rec->rooms.empty();
+    for (const auto& [room, start] : from) {
+      const auto part = bus::partition_of(room, parts_);
+      if (history_.newest(part) >= 0 && !history_.covers(start, part, resume_since(*rec)))
+        ok = false;
+    }
+  }
   spdlog::debug("recovery of {} at {}: {}", pid, offset,
-                rec ? fmt::format("record seen {} ms ago", now_ms() - rec->seen_ms)
+                rec ? fmt::format("record seen {} ms ago, {}", now_ms() - rec->seen_ms,
+                                  ok ? "recovered" : "not covered")
                     : std::string("no record"));
-  if (!rec || !history_.covers(*pos)) {
+  if (!ok) {
     recoveries_refused_.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
@@ -266,7 +346,8 @@ std::optional<std::string> ChatService::recoverable(const std::string& pid,
 
 void ChatService::restore(LocalUser& u, const json& auth) {
   const auto rec = sessions_.find(u.socket->pid(), now_ms());
-  const auto pos = parse_offset(auth.value("offset", std::string()));
+  const auto offset = auth.value("offset", std::string());
+  const auto pos = parts_ == 1 ? parse_offset(offset) : std::optional<std::int64_t>(0);
   if (!rec || !pos) return;  // expired in between: a fresh socket with the old id
   auto& ws = *states_[u.socket->worker()];
   if (rec->logged_in) {
@@ -276,6 +357,20 @@ void ChatService::restore(LocalUser& u, const json& auth) {
     auto lk = presence_.lock();
     publish_presence(presence_.login(u.user_id, u.username));
     for (const auto& room : rec->rooms) publish_presence(presence_.join(u.user_id, room));
+  }
+  if (parts_ > 1) {
+    // The rooms come back once their partitions are read up to the present.
+    auto from = resume_points(*rec, offset);
+    when_read(
+        u, rec->rooms,
+        [this, from = std::move(from), since = resume_since(*rec)](LocalUser& v, const Synced&) {
+          restore_rooms(v, from, since);
+        },
+        [](LocalUser& v) {
+          // Not possible after all: the client comes back as a new socket.
+          v.socket->disconnect(true);
+        });
+    return;
   }
   for (const auto& room : rec->rooms) join_local(u, room);
   // The messages missed, in stream order, before any live one (this runs on
@@ -296,6 +391,129 @@ void ChatService::restore(LocalUser& u, const json& auth) {
                 sent);
 }
 
+std::int64_t ChatService::resume_since(const SessionRecord& rec) const {
+  // What the client missed was published after it was last seen alive, less
+  // an alive interval, less a minute for what was in flight to it then.
+  return rec.seen_ms - options_.session_alive_interval.count() - 60000;
+}
+
+void ChatService::restore_rooms(LocalUser& u, const std::map<std::string, std::int64_t>& from,
+                                std::int64_t since_ms) {
+  // Per partition: the rooms, and the earliest point any of them resumes at.
+  std::map<std::uint32_t, std::pair<std::vector<std::string>, std::int64_t>> parts;
+  for (const auto& [room, start] : from) {
+    auto& [rooms, earliest] =
+        parts.try_emplace(bus::partition_of(room, parts_), std::vector<std::string>{}, start)
+            .first->second;
+    rooms.push_back(room);
+    earliest = std::min(earliest, start);
+  }
+  for (const auto& [part, v] : parts) {
+    if (!history_.covers(v.second, part, since_ms)) {
+      // Trimmed meanwhile, or read from later than the client needs: never
+      // a silent gap. The client reconnects and is a new socket then.
+      recoveries_refused_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("socket {}: partition {} no longer holds {}", u.user_id, part, v.second);
+      u.socket->disconnect(true);
+      return;
+    }
+  }
+  u.replayed_parts.assign(parts_, -1);
+  // The client's own position per partition so far: what each frame sent
+  // here carries as its offset (the socket's own cut, not the replica's).
+  std::map<std::uint32_t, std::int64_t> cut;
+  for (const auto& [part, v] : parts) cut[part] = v.second;
+  std::uint64_t sent = 0;
+  for (const auto& [part, v] : parts) {
+    for (const auto& room : v.first) {
+      join_local(u, room);
+      u.joined_at.emplace_back(room, from.at(room));
+    }
+    std::int64_t upto = v.second;
+    const auto missed = history_.since(v.second, v.first, upto, part);
+    u.replayed_parts[part] = upto;
+    for (const auto& e : missed) {
+      if (e->position <= from.at(e->room)) continue;
+      cut[part] = e->position;
+      if (e->sender == u.user_id) continue;  // a sender does not get its own messages
+      std::string offset;
+      for (const auto& [p, pos] : cut)
+        offset += (offset.empty() ? "" : ",") + std::to_string(p) + ":" + std::to_string(pos);
+      u.socket->send_encoded(encode_message(*e, &offset));
+      ++sent;
+    }
+  }
+  recoveries_.fetch_add(1, std::memory_order_relaxed);
+  recovered_messages_.fetch_add(sent, std::memory_order_relaxed);
+  publish_session(u);
+  spdlog::debug("socket {} recovered: {} rooms, {} missed messages", u.user_id, from.size(), sent);
+}
+
+// ------------------------------------------------------------------ partitions
+
+void ChatService::when_read(LocalUser& u, const std::vector<std::string>& rooms,
+                            std::function<void(LocalUser&, const Synced&)> done,
+                            std::function<void(LocalUser&)> failed) {
+  if (parts_ == 1 || rooms.empty()) return done(u, {});
+  auto w = std::make_shared<Waiter>();
+  w->user = user_of(*u.socket);
+  w->worker = u.socket->worker();
+  for (const auto& room : rooms) w->parts.insert(bus::partition_of(room, parts_));
+  w->done = std::move(done);
+  w->failed = std::move(failed);
+  w->deadline_ms = now_ms() + kPartitionWaitMs;
+  const auto parts = w->parts;
+  {
+    std::lock_guard lk(waiters_mu_);
+    waiters_.push_back(std::move(w));
+  }
+  // After the waiter is listed: any notice from now on counts.
+  for (const auto part : parts) bus_.attach(part);
+}
+
+void ChatService::on_synced(const bus::EnvelopePtr& notice) {
+  std::vector<std::shared_ptr<Waiter>> ready;
+  {
+    std::lock_guard lk(waiters_mu_);
+    std::erase_if(waiters_, [&](const std::shared_ptr<Waiter>& w) {
+      if (w->parts.erase(notice->partition) == 0) return false;
+      w->synced[notice->partition] = notice;
+      if (!w->parts.empty()) return false;
+      ready.push_back(w);
+      return true;
+    });
+  }
+  // Posted now, so on each worker it runs before the deliveries that follow
+  // the notice (posted after it).
+  for (auto& w : ready)
+    boost::asio::post(workers_.at(w->worker), [w] {
+      auto u = w->user.lock();
+      if (u && u->socket->connected()) w->done(*u, w->synced);
+    });
+}
+
+void ChatService::expire_waiters() {
+  std::vector<std::shared_ptr<Waiter>> late;
+  {
+    std::lock_guard lk(waiters_mu_);
+    const auto now = now_ms();
+    std::erase_if(waiters_, [&](const std::shared_ptr<Waiter>& w) {
+      if (w->deadline_ms > now && !w->user.expired()) return false;
+      late.push_back(w);
+      return true;
+    });
+  }
+  for (auto& w : late) {
+    if (w->user.expired()) continue;
+    spdlog::warn("partitions not read in time for a request of user {}",
+                 w->user.lock() ? w->user.lock()->user_id : std::string());
+    boost::asio::post(workers_.at(w->worker), [w] {
+      auto u = w->user.lock();
+      if (u && u->socket->connected()) w->failed(*u);
+    });
+  }
+}
+
 void ChatService::publish_session(const LocalUser& u) {
   if (!recovery_ || u.socket->pid().empty()) return;
   SessionRecord r;
@@ -304,6 +522,7 @@ void ChatService::publish_session(const LocalUser& u) {
   r.username = u.username;
   r.logged_in = u.logged_in;
   r.rooms.assign(u.rooms.begin(), u.rooms.end());
+  r.joined_at = u.joined_at;
   bus_.publish(make_envelope(kSessionsRoom, kSessionEvent, Sessions::record_payload(r)), {});
 }
 
@@ -328,12 +547,14 @@ json ChatService::message_json(const bus::Envelope& e) {
   return payload;
 }
 
-std::shared_ptr<const std::string> ChatService::encode_message(const bus::Envelope& e) const {
+std::shared_ptr<const std::string> ChatService::encode_message(const bus::Envelope& e,
+                                                               const std::string* cut) const {
   // The offset twice: in the message (for pages) and as the last argument,
-  // where Socket.IO clients take it for connection state recovery.
+  // where Socket.IO clients take it for connection state recovery. With
+  // history partitions the last argument is a cut: a position per partition.
+  const std::string resume = cut ? *cut : e.cut.empty() ? std::to_string(e.position) : e.cut;
   if (e.payload_text.empty())
-    return transport::encode_event("/", e.event,
-                                   json::array({message_json(e), std::to_string(e.position)}));
+    return transport::encode_event("/", e.event, json::array({message_json(e), resume}));
   // A payload the bus kept as text (one JSON object): the offset goes in
   // before its closing brace, no DOM built.
   const auto offset = "\"" + std::to_string(e.position) + "\"";
@@ -345,7 +566,8 @@ std::shared_ptr<const std::string> ChatService::encode_message(const bus::Envelo
   payload += "\"offset\":";
   payload += offset;
   payload += '}';
-  return transport::encode_event_text("/", e.event, {payload, offset});
+  if (!cut && e.cut.empty()) return transport::encode_event_text("/", e.event, {payload, offset});
+  return transport::encode_event_text("/", e.event, {payload, "\"" + resume + "\""});
 }
 
 std::shared_ptr<const std::string> ChatService::encode_room_event(const bus::Envelope& e) const {
@@ -518,8 +740,14 @@ void ChatService::join_local(LocalUser& u, const std::string& room) {
   if (++b.members == 1) bus_.bind_room(room);
 }
 
+void ChatService::note_joined(LocalUser& u, const std::string& room, const Synced& synced) {
+  if (auto it = synced.find(bus::partition_of(room, parts_)); it != synced.end())
+    u.joined_at.emplace_back(room, it->second->position);
+}
+
 void ChatService::leave_local(LocalUser& u, const std::string& room) {
   if (u.rooms.erase(room) == 0) return;
+  std::erase_if(u.joined_at, [&](const auto& j) { return j.first == room; });
   const unsigned w = u.socket->worker();
   auto& rooms = states_[w]->rooms;
   bool worker_left = false;  // the worker's last member of the room
@@ -567,7 +795,23 @@ void ChatService::on_add_user(LocalUser& u, const json& args, Ack ack) {
                 ChatError{"BAD_REQUEST", "\"add user\" takes the user name (a string)"});
   auto name = trim(args[0].get_ref<const std::string&>());
   if (auto err = check_name(name, options_.limits)) return fail(u, "add user", ack, *err);
+  // With history partitions the login waits until the default room's
+  // partition is read up to the present here (its history, and live traffic).
+  when_read(
+      u, {options_.limits.default_room},
+      [this, name, ack](LocalUser& v, const Synced& synced) mutable {
+        login(v, std::move(name), std::move(ack), synced);
+      },
+      [this, ack](LocalUser& v) {
+        fail(v, "add user", ack,
+             ChatError{"UNAVAILABLE", "the room's history could not be read; try again"});
+      });
+}
 
+void ChatService::login(LocalUser& u, std::string name, Ack ack, const Synced& synced) {
+  if (u.logged_in)  // two logins raced: the first one counts
+    return fail(u, "add user", ack,
+                ChatError{"ALREADY_LOGGED_IN", "already logged in as " + u.username});
   const auto& room = options_.limits.default_room;
   u.username = std::move(name);
   u.logged_in = true;
@@ -578,12 +822,18 @@ void ChatService::on_add_user(LocalUser& u, const json& args, Ack ack) {
     publish_presence(presence_.join(u.user_id, room));
   }
   join_local(u, room);
+  note_joined(u, room, synced);
   json info = login_info(u, room);
   // With recovery, the login event carries the current position as its last
   // argument: a client that has received no message yet can recover too.
-  const auto newest = recovery_ ? history_.newest() : -1;
-  u.socket->emit("login",
-                 newest >= 0 ? json::array({info, std::to_string(newest)}) : json::array({info}));
+  std::string resume;
+  if (recovery_ && parts_ == 1) {
+    if (const auto newest = history_.newest(); newest >= 0) resume = std::to_string(newest);
+  } else if (recovery_) {
+    if (auto it = synced.find(bus::partition_of(room, parts_)); it != synced.end())
+      resume = it->second->cut;
+  }
+  u.socket->emit("login", resume.empty() ? json::array({info}) : json::array({info, resume}));
   publish_room_event(u, room, "user joined", membership_payload(u, room));
   info["ok"] = true;
   if (options_.history > 0) info["history"] = history_json(room);
@@ -673,6 +923,21 @@ void ChatService::on_join_room(LocalUser& u, const json& args, Ack ack) {
                 ChatError{"BAD_REQUEST", "\"join room\" takes the room name (a string)"});
   const auto room = args[0].get<std::string>();
   if (auto err = check_room(room, options_.limits)) return fail(u, "join room", ack, *err);
+  if (u.rooms.count(room)) return join_room(u, room, std::move(ack), {});
+  // With history partitions the join is answered once the room's partition
+  // is read up to the present here: its history, and every message after.
+  when_read(
+      u, {room},
+      [this, room, ack](LocalUser& v, const Synced& synced) mutable {
+        join_room(v, room, std::move(ack), synced);
+      },
+      [this, ack](LocalUser& v) {
+        fail(v, "join room", ack,
+             ChatError{"UNAVAILABLE", "the room's history could not be read; try again"});
+      });
+}
+
+void ChatService::join_room(LocalUser& u, const std::string& room, Ack ack, const Synced& synced) {
   if (!u.rooms.count(room)) {
     if (u.rooms.size() >= options_.limits.max_rooms_per_user)
       return fail(u, "join room", ack,
@@ -684,6 +949,7 @@ void ChatService::on_join_room(LocalUser& u, const json& args, Ack ack) {
       publish_presence(presence_.join(u.user_id, room));
     }
     join_local(u, room);
+    note_joined(u, room, synced);
     publish_room_event(u, room, "user joined", membership_payload(u, room));
   }
   json users = json::array();
@@ -830,6 +1096,13 @@ void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepare
     if (!in.ok) return inbound_.count(in.kind);
     return handle_control(*e, in);
   }
+  if (e->room == bus::kPartitionRoom) {
+    if (own && e->event == bus::kSyncedEvent) {
+      history_.read_since(e->partition, e->payload.value("since", std::int64_t{-1}));
+      on_synced(e);
+    }
+    return;
+  }
   if (e->room == kSessionsRoom) {
     if (!sessions_.apply(e->event, e->payload, e->ts)) inbound_.count(InboundKind::room);
     return;
@@ -859,7 +1132,7 @@ void ChatService::deliver_batch(unsigned worker, const std::vector<Prepared>& ba
     if (it == ws.rooms.end()) continue;
     for (LocalUser* member : it->second) {
       if (!p.env->sender.empty() && member->user_id == p.env->sender) continue;
-      if (p.env->position >= 0 && p.env->position <= member->replayed_upto) continue;
+      if (p.env->position >= 0 && p.env->position <= member->replayed(p.env->partition)) continue;
       switch (member->socket->send_encoded(p.packet, p.droppable)) {
         case transport::SendResult::ok:
           ++sent;

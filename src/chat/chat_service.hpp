@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -105,6 +106,11 @@ class ChatService {
  private:
   struct LocalUser;
   struct Prepared;
+  struct Waiter;
+  // The bus's notices that partitions are read up to the present, by partition.
+  using Synced = std::map<std::uint32_t, bus::EnvelopePtr>;
+  // How long a join, login or recovery waits for its partitions.
+  static constexpr std::int64_t kPartitionWaitMs = 10000;
   struct alignas(64) Counters {
     std::atomic<std::uint64_t> messages_in{0}, messages_acked{0}, messages_failed{0}, deliveries{0},
         deliveries_dropped{0}, deliveries_closed{0}, envelopes_in{0}, errors{0}, rate_limited{0};
@@ -120,11 +126,29 @@ class ChatService {
   // Connection state recovery: the socket id for {pid, offset}, if the state can come back.
   std::optional<std::string> recoverable(const std::string& pid, const std::string& offset);
   void restore(LocalUser& u, const nlohmann::json& auth);
+  // Partitions: where each of a record's rooms resumes (empty: not possible).
+  std::map<std::string, std::int64_t> resume_points(const SessionRecord& rec,
+                                                    const std::string& offset) const;
+  void restore_rooms(LocalUser& u, const std::map<std::string, std::int64_t>& from,
+                     std::int64_t since_ms);
+  std::int64_t resume_since(const SessionRecord& rec) const;
+  // Run done on u's worker once the partitions of rooms are read up to the
+  // present (at once without partitions), or failed after kPartitionWaitMs.
+  void when_read(LocalUser& u, const std::vector<std::string>& rooms,
+                 std::function<void(LocalUser&, const Synced&)> done,
+                 std::function<void(LocalUser&)> failed);
+  void on_synced(const bus::EnvelopePtr& notice);  // bus thread
+  void expire_waiters();
+  void note_joined(LocalUser& u, const std::string& room, const Synced& synced);
+  void login(LocalUser& u, std::string name, transport::Ack ack, const Synced& synced);
+  void join_room(LocalUser& u, const std::string& room, transport::Ack ack, const Synced& synced);
   void publish_session(const LocalUser& u);
   void publish_alive();
   // A kept message as clients see it: its payload with its offset.
   static nlohmann::json message_json(const bus::Envelope& e);
-  std::shared_ptr<const std::string> encode_message(const bus::Envelope& e) const;
+  // cut: the offset to send instead of the envelope's (a recovering socket's own).
+  std::shared_ptr<const std::string> encode_message(const bus::Envelope& e,
+                                                    const std::string* cut = nullptr) const;
   // Any other room event as clients see it: [event, payload].
   std::shared_ptr<const std::string> encode_room_event(const bus::Envelope& e) const;
   // What `login` and the `add user` ack carry.
@@ -187,6 +211,7 @@ class ChatService {
   bus::Bus& bus_;
   ChatOptions options_;
   Presence presence_;
+  const std::uint32_t parts_;  // the bus's history partitions
   History history_;
   Sessions sessions_;
   bool recovery_ = false;  // set in start(): on, and the bus carries session records
@@ -208,6 +233,8 @@ class ChatService {
   std::atomic<std::uint64_t> leaves_avoided_{0};  // of those, users back in time
   std::atomic<std::uint64_t> recoveries_{0}, recoveries_refused_{0}, recovered_messages_{0};
   std::vector<std::unique_ptr<WorkerState>> states_;
+  std::mutex waiters_mu_;
+  std::vector<std::shared_ptr<Waiter>> waiters_;
 
   // Rooms with a local member: their members over all workers, and which
   // workers have one (a delivery is posted only to those).

@@ -5,8 +5,14 @@
 
 namespace chat::app {
 
-History::History(std::size_t per_room, std::size_t max_rooms, std::size_t recent)
-    : per_room_(per_room), max_rooms_(std::max<std::size_t>(1, max_rooms)), recent_max_(recent) {}
+History::History(std::size_t per_room, std::size_t max_rooms, std::size_t recent,
+                 std::uint32_t partitions)
+    : per_room_(per_room),
+      max_rooms_(std::max<std::size_t>(1, max_rooms)),
+      recent_max_(partitions <= 1 || recent == 0
+                      ? recent
+                      : std::max<std::size_t>(1000, recent / partitions)),
+      recent_(std::max<std::uint32_t>(1, partitions)) {}
 
 namespace {
 // Insert e into m (ascending positions): at the end in the usual case, in
@@ -40,12 +46,13 @@ void History::add(const std::vector<bus::EnvelopePtr>& batch) {
 }
 
 void History::add_locked(const bus::EnvelopePtr& e) {
-  if (started_ < 0 || e->position < started_) started_ = e->position;
+  auto& rec = recent_[std::min<std::size_t>(e->partition, recent_.size() - 1)];
+  if (rec.started < 0 || e->position < rec.started) rec.started = e->position;
   if (recent_max_ > 0) {
-    insert_sorted(recent_, e);
-    while (recent_.size() > recent_max_) {
-      trimmed_ = std::max(trimmed_, recent_.front()->position);
-      recent_.pop_front();
+    insert_sorted(rec.messages, e);
+    while (rec.messages.size() > recent_max_) {
+      rec.trimmed = std::max(rec.trimmed, rec.messages.front()->position);
+      rec.messages.pop_front();
     }
   }
   if (per_room_ == 0) return;
@@ -82,29 +89,40 @@ std::vector<bus::EnvelopePtr> History::last(const std::string& room, std::size_t
   return {m.end() - static_cast<std::ptrdiff_t>(k), m.end()};
 }
 
-bool History::covers(std::int64_t pos) const {
+bool History::covers(std::int64_t pos, std::uint32_t part, std::int64_t since_ms) const {
   std::lock_guard lock(mu_);
   if (recent_max_ == 0 || pos < 0) return false;
-  return trimmed_ <= pos && started_ >= 0 && started_ <= pos;
+  const auto& rec = recent_of(part);
+  if (rec.trimmed > pos) return false;
+  if (rec.started >= 0 && rec.started <= pos) return true;
+  return since_ms >= 0 && rec.read_since_ms >= 0 && rec.read_since_ms <= since_ms;
+}
+
+void History::read_since(std::uint32_t part, std::int64_t ms) {
+  std::lock_guard lock(mu_);
+  auto& rec = recent_[std::min<std::size_t>(part, recent_.size() - 1)];
+  if (ms >= 0 && (rec.read_since_ms < 0 || ms < rec.read_since_ms)) rec.read_since_ms = ms;
 }
 
 std::vector<bus::EnvelopePtr> History::since(std::int64_t pos,
                                              const std::vector<std::string>& rooms,
-                                             std::int64_t& upto) const {
+                                             std::int64_t& upto, std::uint32_t part) const {
   std::lock_guard lock(mu_);
-  upto = recent_.empty() ? pos : std::max(pos, recent_.back()->position);
+  const auto& m = recent_of(part).messages;
+  upto = m.empty() ? pos : std::max(pos, m.back()->position);
   std::vector<bus::EnvelopePtr> out;
   auto it =
-      std::upper_bound(recent_.begin(), recent_.end(), pos,
+      std::upper_bound(m.begin(), m.end(), pos,
                        [](std::int64_t p, const bus::EnvelopePtr& x) { return p < x->position; });
-  for (; it != recent_.end(); ++it)
+  for (; it != m.end(); ++it)
     if (std::find(rooms.begin(), rooms.end(), (*it)->room) != rooms.end()) out.push_back(*it);
   return out;
 }
 
-std::int64_t History::newest() const {
+std::int64_t History::newest(std::uint32_t part) const {
   std::lock_guard lock(mu_);
-  return recent_.empty() ? -1 : recent_.back()->position;
+  const auto& m = recent_of(part).messages;
+  return m.empty() ? -1 : m.back()->position;
 }
 
 std::size_t History::rooms() const {

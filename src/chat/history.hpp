@@ -10,6 +10,7 @@
 
 #include "bus/bus.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -24,8 +25,11 @@ namespace chat::app {
 class History {
  public:
   // recent: messages of all rooms kept in stream order for connection state
-  // recovery (since()), 0: none.
-  History(std::size_t per_room, std::size_t max_rooms, std::size_t recent = 0);
+  // recovery (since()), 0: none. partitions: the bus's history partitions;
+  // positions are ordered within one only, so each keeps its own recent
+  // messages (recent / partitions of them, at least 1000).
+  History(std::size_t per_room, std::size_t max_rooms, std::size_t recent = 0,
+          std::uint32_t partitions = 1);
 
   // Keep the envelopes that belong in a room's history ("new message" with
   // a position); the rest are ignored. Positions already held are ignored.
@@ -35,15 +39,20 @@ class History {
 
   // Recovery: true when every message after position pos is still held
   // (nothing newer than pos was trimmed, and this replica read from before it).
-  bool covers(std::int64_t pos) const;
-  // The held messages after pos in the given rooms, in stream order; upto is
-  // set to the newest position held (of any room), so a live delivery at or
-  // below it is one the caller already has.
+  // In partition part (0 without partitions). With since_ms >= 0, also
+  // true when this replica has read everything of the partition published
+  // since a time at or before since_ms (read_since), nothing after pos trimmed.
+  bool covers(std::int64_t pos, std::uint32_t part = 0, std::int64_t since_ms = -1) const;
+  // The bus read every message of partition part published after ms.
+  void read_since(std::uint32_t part, std::int64_t ms);
+  // The held messages after pos in the given rooms (of partition part), in
+  // stream order; upto is set to the newest position held there (of any
+  // room), so a live delivery at or below it is one the caller already has.
   std::vector<bus::EnvelopePtr> since(std::int64_t pos, const std::vector<std::string>& rooms,
-                                      std::int64_t& upto) const;
+                                      std::int64_t& upto, std::uint32_t part = 0) const;
 
   // The newest position held in recent (-1: none).
-  std::int64_t newest() const;
+  std::int64_t newest(std::uint32_t part = 0) const;
   std::size_t rooms() const;
   std::size_t messages() const;
   std::size_t per_room() const { return per_room_; }
@@ -63,10 +72,17 @@ class History {
   std::unordered_map<std::string, Room> rooms_;
   std::list<std::string> lru_;
   std::size_t messages_ = 0;
-  const std::size_t recent_max_;
-  std::deque<bus::EnvelopePtr> recent_;  // ascending positions, all rooms
-  std::int64_t trimmed_ = -1;            // newest position dropped from recent_
-  std::int64_t started_ = -1;            // first position this replica held
+  const std::size_t recent_max_;  // per partition
+  struct Recent {
+    std::deque<bus::EnvelopePtr> messages;  // ascending positions, all rooms of the partition
+    std::int64_t trimmed = -1;              // newest position dropped
+    std::int64_t started = -1;              // first position this replica held
+    std::int64_t read_since_ms = -1;        // see read_since()
+  };
+  std::vector<Recent> recent_;  // one per partition
+  const Recent& recent_of(std::uint32_t part) const {
+    return recent_[std::min<std::size_t>(part, recent_.size() - 1)];
+  }
 };
 
 }  // namespace chat::app

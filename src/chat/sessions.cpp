@@ -28,11 +28,17 @@ Sessions::Sessions(std::chrono::milliseconds window, std::chrono::milliseconds a
       max_entries_(std::max<std::size_t>(1, max_entries)) {}
 
 json Sessions::record_payload(const SessionRecord& r) {
-  return json{{"pid", r.pid},
-              {"sid", r.sid},
-              {"username", r.username},
-              {"loggedIn", r.logged_in},
-              {"rooms", r.rooms}};
+  json out{{"pid", r.pid},
+           {"sid", r.sid},
+           {"username", r.username},
+           {"loggedIn", r.logged_in},
+           {"rooms", r.rooms}};
+  if (!r.joined_at.empty()) {
+    json at = json::object();
+    for (const auto& [room, pos] : r.joined_at) at[room] = pos;
+    out["joinedAt"] = std::move(at);
+  }
+  return out;
 }
 
 void Sessions::unlink(const SessionRecord& r) {
@@ -92,6 +98,13 @@ bool Sessions::apply(const std::string& event, const json& payload, std::int64_t
         room.get_ref<const std::string&>().size() > kMaxRoomBytes)
       return false;
     rec.rooms.push_back(room.get<std::string>());
+  }
+  if (auto at = payload.find("joinedAt"); at != payload.end()) {
+    if (!at->is_object() || at->size() > kMaxRooms) return false;
+    for (const auto& [room, pos] : at->items()) {
+      if (room.size() > kMaxRoomBytes || !pos.is_number_integer()) return false;
+      rec.joined_at.emplace_back(room, pos.get<std::int64_t>());
+    }
   }
   std::lock_guard lock(mu_);
   auto it = by_pid_.find(rec.pid);

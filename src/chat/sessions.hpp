@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace chat::app {
@@ -38,6 +39,9 @@ struct SessionRecord {
   std::string username;
   bool logged_in = false;
   std::vector<std::string> rooms;
+  // With history partitions: where each room was joined (the position in its
+  // partition then), for a client whose last offset predates the join.
+  std::vector<std::pair<std::string, std::int64_t>> joined_at;
   std::int64_t seen_ms = 0;  // last record or alive list naming it (publisher clock)
 };
 

@@ -192,8 +192,9 @@ class AmqpBusTest : public ::testing::Test {
   void TearDown() override {
     if (url_.empty()) return;
     run("curl -sf -u guest:guest -X DELETE '" + mgmt_ + "/api/exchanges/%2F/" + exchange_ + "'");
-    run("curl -sf -u guest:guest -X DELETE '" + mgmt_ + "/api/queues/%2F/" + exchange_ +
-        ".history'");
+    for (const char* suffix : {"", ".0", ".1", ".2", ".3", ".reserved"})
+      run("curl -sf -u guest:guest -X DELETE '" + mgmt_ + "/api/queues/%2F/" + exchange_ +
+          ".history" + suffix + "'");
   }
 
   // History mode: room traffic through the stream <exchange>.history.
@@ -732,6 +733,123 @@ TEST_F(AmqpBusTest, HistoryGivesEveryReplicaOneOrderWithPositions) {
   EXPECT_EQ(a.status().republished + b.status().republished, 0u);
   EXPECT_TRUE(wait_until([&] { return a.status().checking == 0 && b.status().checking == 0; }, 3s))
       << a.status().checking << " / " << b.status().checking;
+}
+
+// History partitions: rooms hash over 4 streams and a replica reads only
+// the partitions of its rooms (and the reserved one): another partition's
+// traffic never reaches it. Joining a room of another partition reads that
+// partition up to the present (what it had is history, marked replay) and
+// says so with a notice, after which its traffic is news.
+TEST_F(AmqpBusTest, PartitionsAReplicaReadsOnlyThePartitionsOfItsRooms) {
+  auto ca = history_config("a"), cb = history_config("b");
+  ca.history_partitions = cb.history_partitions = 4;
+  // Two rooms of different partitions.
+  std::string ra_room = "room-0", rb_room;
+  for (int i = 1; rb_room.empty(); ++i) {
+    const auto r = "room-" + std::to_string(i);
+    if (partition_of(r, 4) != partition_of(ra_room, 4)) rb_room = r;
+  }
+  const auto pa = partition_of(ra_room, 4), pb = partition_of(rb_room, 4);
+  Recorder ra, rb;
+  AmqpBus a(ca), b(cb);
+  EXPECT_EQ(a.partitions(), 4u);
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }))
+      << a.status().last_error << " / " << b.status().last_error;
+  auto synced = [](Recorder& r, std::uint32_t part, std::size_t n) {
+    return r.wait(
+        [&](auto& got, auto&) {
+          std::size_t k = 0;
+          for (const auto& e : got)
+            k += e->room == kPartitionRoom && e->event == kSyncedEvent && e->partition == part;
+          return k >= n;
+        },
+        10s);
+  };
+  a.bind_room(ra_room);
+  a.attach(pa);
+  b.bind_room(rb_room);
+  b.attach(pb);
+  ASSERT_TRUE(synced(ra, pa, 1)) << a.status().last_error;
+  ASSERT_TRUE(synced(rb, pb, 1)) << b.status().last_error;
+  EXPECT_EQ(a.status().partitions_read, 2u);  // its room's and the reserved one
+  constexpr int kN = 100;
+  Confirms confirms;
+  for (int i = 0; i < kN; ++i) {
+    auto ea = make_now(ca.instance_id, ra_room, prefixed('a', i));
+    auto eb = make_now(cb.instance_id, rb_room, prefixed('b', i));
+    a.publish(ea, confirms.handler());
+    b.publish(eb, confirms.handler());
+  }
+  ASSERT_TRUE(confirms.wait_total(2 * kN, 30s));
+  ASSERT_EQ(confirms.ok(), 2 * kN);
+  auto rooms_of = [](const std::vector<EnvelopePtr>& got, const std::string& room) {
+    std::vector<EnvelopePtr> out;
+    for (const auto& e : got)
+      if (e->room == room) out.push_back(e);
+    return out;
+  };
+  ASSERT_TRUE(ra.wait([&](auto& got, auto&) { return rooms_of(got, ra_room).size() >= kN; }, 15s));
+  ASSERT_TRUE(rb.wait([&](auto& got, auto&) { return rooms_of(got, rb_room).size() >= kN; }, 15s));
+  std::this_thread::sleep_for(300ms);
+  // Nothing of the other partition reached either replica.
+  EXPECT_TRUE(rooms_of(ra.got(), rb_room).empty());
+  EXPECT_TRUE(rooms_of(rb.got(), ra_room).empty());
+  const auto got_a = rooms_of(ra.got(), ra_room);
+  ASSERT_EQ(got_a.size(), static_cast<std::size_t>(kN));
+  for (int i = 0; i < kN; ++i) {
+    const auto& e = got_a[i];
+    EXPECT_EQ(e->id, prefixed('a', i));
+    EXPECT_EQ(e->partition, pa);
+    EXPECT_FALSE(e->replay);
+    if (i > 0) {
+      EXPECT_GT(e->position, got_a[i - 1]->position);
+    }
+    // Its cut names its own position in its partition.
+    EXPECT_NE(e->cut.find(std::to_string(pa) + ":" + std::to_string(e->position)),
+              std::string::npos)
+        << e->cut;
+  }
+
+  // a joins b's room: that partition is read up to the present first.
+  const auto before = ra.got().size();
+  a.bind_room(rb_room);
+  a.attach(pb);
+  ASSERT_TRUE(synced(ra, pb, 1)) << a.status().last_error;
+  EXPECT_EQ(a.status().partitions_read, 3u);
+  {
+    const auto got = ra.got();
+    std::size_t replays = 0;
+    for (std::size_t i = before; i < got.size(); ++i)
+      if (got[i]->room == rb_room) {
+        EXPECT_TRUE(got[i]->replay) << got[i]->id;
+        ++replays;
+      }
+    EXPECT_EQ(replays, static_cast<std::size_t>(kN));  // b's room so far: history
+  }
+  Confirms more;
+  b.publish(make_now(cb.instance_id, rb_room, "b-news"), more.handler());
+  ASSERT_TRUE(more.wait_total(1));
+  ASSERT_TRUE(ra.wait(
+      [&](auto& got, auto&) {
+        return std::any_of(got.begin(), got.end(), [](const auto& e) { return e->id == "b-news"; });
+      },
+      10s));
+  for (const auto& e : ra.got())
+    if (e->id == "b-news") {
+      EXPECT_FALSE(e->replay);
+      EXPECT_EQ(e->partition, pb);
+    }
+  // A second attach of a partition read up to the present is answered at once.
+  a.attach(pb);
+  ASSERT_TRUE(synced(ra, pb, 2));
+  // Every publish was read back from its own partition; nothing sent again.
+  EXPECT_TRUE(wait_until([&] { return a.status().checking == 0 && b.status().checking == 0; }, 5s))
+      << a.status().checking << " / " << b.status().checking;
+  EXPECT_EQ(a.status().republished + b.status().republished, 0u);
+  a.stop();
+  b.stop();
 }
 
 // A replica that starts later reads the stream back: what was published
