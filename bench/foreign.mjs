@@ -3,9 +3,11 @@
 // stream each run), one user on r1 sends MESSAGES messages of 60 characters
 // to a room nobody on r2 is in, INFLIGHT unacknowledged at a time. Reported:
 // r2's CPU (user + system, from /proc, its idle CPU subtracted) per message,
-// the rate, and what r2 read from the broker.
+// the rate, and what r2 read from the broker. r2 has one user, in the
+// default room ("general", another partition than "busy" with 4).
 //   node bench/foreign.mjs            (CHAT_SERVER_BIN or build/release)
 //   MESSAGES=40000 ROUNDS=3 SERVER_ARGS="--history-stream off" node bench/foreign.mjs
+//   SERVER_ARGS="--history-partitions 4" node bench/foreign.mjs
 import fs from "node:fs";
 import path from "node:path";
 import { startCluster, user, sleep, metric } from "../tests/cluster/lib/cluster.mjs";
@@ -29,6 +31,9 @@ for (let round = 0; round < ROUNDS; round++) {
   try {
     const r2 = Number(fs.readFileSync(path.join(c.dir, "r2.pid"), "utf8"));
     const a = await user(c.urlOf("r1"), "loader", { transports: ["websocket"] });
+    // r2 has a user of its own, in the default room only (as any replica
+    // would): what it reads for "busy" is what a room it does not serve costs.
+    const b = await user(c.urlOf("r2"), "bystander", { transports: ["websocket"] });
     const joined = await a.socket.emitWithAck("join room", "busy");
     if (!joined.ok) throw new Error(`join room: ${JSON.stringify(joined)}`);
     await sleep(3000); // r2 settles (start-up read of the stream)
@@ -72,6 +77,7 @@ for (let round = 0; round < ROUNDS; round++) {
     console.log(JSON.stringify(r));
     results.push(r);
     a.socket.close();
+    b.socket.close();
   } finally {
     await c.down();
   }
