@@ -127,3 +127,59 @@ TEST(HistoryRecovery, CoversOnlyWhatIsStillHeld) {
   ASSERT_EQ(last.size(), 2u);
   EXPECT_EQ(last[0]->position, 50);
 }
+
+// History partitions: positions are ordered within one partition only, so
+// each keeps its own recovery buffer; a partition read from a time on covers
+// any position of a client last seen after that time.
+TEST(HistoryRecovery, PerPartitionBuffersAndReadSince) {
+  History h(5, 10, 4000, 4);  // 4 partitions: at least 1000 each
+  auto in = [](const std::string& room, std::int64_t position, std::uint32_t part) {
+    auto e = std::const_pointer_cast<chat::bus::Envelope>(msg(room, position));
+    e->partition = part;
+    return chat::bus::EnvelopePtr(e);
+  };
+  h.add({in("a", 100, 0), in("b", 7, 2), in("a", 200, 0), in("b", 9, 2)});
+  std::int64_t upto = 0;
+  auto p0 = h.since(100, {"a", "b"}, upto, 0);
+  ASSERT_EQ(p0.size(), 1u);
+  EXPECT_EQ(p0[0]->position, 200);
+  EXPECT_EQ(upto, 200);
+  auto p2 = h.since(7, {"a", "b"}, upto, 2);
+  ASSERT_EQ(p2.size(), 1u);
+  EXPECT_EQ(p2[0]->position, 9);
+  EXPECT_EQ(upto, 9) << "partition 0's positions say nothing about partition 2";
+  EXPECT_EQ(h.newest(0), 200);
+  EXPECT_EQ(h.newest(1), -1);
+  // Before the first message held: unknown, unless the partition was read
+  // from a time before the one the client needs.
+  EXPECT_FALSE(h.covers(3, 2, 5000));
+  h.read_since(2, 4000);
+  EXPECT_TRUE(h.covers(3, 2, 5000));
+  EXPECT_FALSE(h.covers(3, 2, 3000)) << "the client needs more than was read";
+  EXPECT_FALSE(h.covers(3, 1, 5000)) << "another partition was not read";
+}
+
+TEST(Sessions, JoinPositionsTravelWithTheRecord) {
+  Sessions s(120s, 30s, 100);
+  SessionRecord r;
+  r.pid = "p1";
+  r.sid = "s1";
+  r.username = "ann";
+  r.logged_in = true;
+  r.rooms = {"general", "x"};
+  r.joined_at = {{"general", 1024}, {"x", 4096}};
+  ASSERT_TRUE(s.apply(kSessionEvent, Sessions::record_payload(r), 1000));
+  const auto got = s.find("p1", 1500);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->joined_at, r.joined_at);
+  // A record without them (one partition) has none.
+  ASSERT_TRUE(s.apply(kSessionEvent, record("p2"), 1000));
+  EXPECT_TRUE(s.find("p2", 1500)->joined_at.empty());
+  // Malformed ones are refused.
+  auto bad = record("p3");
+  bad["joinedAt"] = json::array({1});
+  EXPECT_FALSE(s.apply(kSessionEvent, bad, 1000));
+  bad["joinedAt"] = json{{"general", "x"}};
+  EXPECT_FALSE(s.apply(kSessionEvent, bad, 1000));
+  EXPECT_FALSE(s.find("p3", 1500));
+}
