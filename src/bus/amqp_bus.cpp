@@ -1059,7 +1059,8 @@ bool AmqpBus::setup_consumer(AmqpConnection& c, std::string& queue, std::string&
     auto& part = parts_[i];
     if (!(part.always || part.rooms > 0 || part.catching_up || now < part.wanted_until)) continue;
     if (!consume_stream(c, i, error)) return false;
-    if (part.catching_up) send_sync_probe(i);
+    // Up to the present once its probe is back; until then a join waits.
+    if (nparts_ > 1) send_sync_probe(i);
   }
   parts_read_.store(reading_count(), std::memory_order_relaxed);
   return true;
@@ -1111,6 +1112,7 @@ bool AmqpBus::consume_stream(AmqpConnection& c, std::size_t index, std::string& 
   }
   part.unacked_tag = 0;
   part.attached = true;
+  part.synced = false;
   part.detached_ms = 0;
   return true;
 }
@@ -1196,12 +1198,13 @@ bool AmqpBus::apply_partitions(AmqpConnection& c, std::vector<EnvelopePtr>& noti
   for (const auto i : asked) {
     auto& part = parts_[i];
     part.wanted_until = std::max(part.wanted_until, now + kPartitionLinger);
-    if (part.attached && !part.catching_up) {
+    if (part.attached && part.synced) {
       notices.push_back(synced_notice(i));
       continue;
     }
-    if (part.attached) continue;  // its notice comes when the catch-up ends
+    if (part.attached) continue;  // its notice comes when its probe is back
     part.catching_up = true;
+    part.caught_from_ms = wall_ms();
     if (!consume_stream(c, i, error)) {
       set_error("consumer: " + error);
       return false;
@@ -1211,7 +1214,7 @@ bool AmqpBus::apply_partitions(AmqpConnection& c, std::vector<EnvelopePtr>& noti
   for (std::size_t i = 0; i < parts_.size(); ++i) {
     auto& part = parts_[i];
     if (!part.attached) continue;
-    if (part.catching_up && now - part.sync_sent >= kSyncRetry) send_sync_probe(i);
+    if (!part.synced && now - part.sync_sent >= kSyncRetry) send_sync_probe(i);
     // Put down what no room here needs any more: its traffic costs nothing then.
     if (part.always || part.rooms > 0 || part.catching_up || now < part.wanted_until) continue;
     auto* conn = c.get();
@@ -1438,8 +1441,10 @@ void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& bat
         if (nparts_ > 1 && static_cast<std::uint32_t>(part) < nparts_)
           m.cut = cut_after(part, m.position);
       }
-      if (p && p->catching_up) {
-        // Read on demand, not yet up to the present: history, not news.
+      if (p && p->catching_up && e->ts < p->caught_from_ms) {
+        // Read on demand, from before the attach: history, not news. (What
+        // came after it goes to the room's members here, if any: those
+        // that joined while the broker was away.)
         m.replay = true;
         replayed_.fetch_add(1, std::memory_order_relaxed);
       } else if (e->ts < attach_ms_) {
@@ -1458,10 +1463,11 @@ void AmqpBus::take_delivery(std::string_view body, std::vector<EnvelopePtr>& bat
       // replays too: they may be what it waits for).
       if (e->origin == config_.instance_id) seen_local_.push_back(e->id);
       if (e->room == kProbeRoom) {  // the check's own traffic
-        if (p && p->catching_up && e->origin == config_.instance_id && e->id == p->sync_id) {
+        if (p && !p->synced && e->origin == config_.instance_id && e->id == p->sync_id) {
           // Our probe sent after the attach is back: the partition is read
           // up to the present, and what follows is news.
           p->catching_up = false;
+          p->synced = true;
           if (notices) notices->push_back(synced_notice(part));
         }
         continue;

@@ -118,7 +118,9 @@ class AmqpBus final : public Bus {
     std::string binding;  // constant: its binding key on the exchange
     bool always = false;  // constant: read whatever the rooms (one partition, or the reserved one)
     bool attached = false;
-    bool catching_up = false;    // attached on demand: what it reads is history until synced
+    bool catching_up = false;         // attached on demand, not yet read up to the present
+    std::int64_t caught_from_ms = 0;  // wall clock of that attach: older envelopes are history
+    bool synced = false;         // read up to the present on this connection (its probe came back)
     std::int64_t next = -1;      // next offset to read (-1: never attached)
     std::int64_t last_pos = -1;  // position of the last envelope read
     std::int64_t detached_ms = 0;

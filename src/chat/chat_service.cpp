@@ -454,7 +454,9 @@ void ChatService::restore_rooms(LocalUser& u, const std::map<std::string, std::i
 void ChatService::when_read(LocalUser& u, const std::vector<std::string>& rooms,
                             std::function<void(LocalUser&, const Synced&)> done,
                             std::function<void(LocalUser&)> failed) {
-  if (parts_ == 1 || rooms.empty()) return done(u, {});
+  // Without a broker nothing can be read: local rooms work as they do with
+  // one stream, and the partitions are read once it is back (bound rooms).
+  if (parts_ == 1 || rooms.empty() || !bus_ready_) return done(u, {});
   auto w = std::make_shared<Waiter>();
   w->user = user_of(*u.socket);
   w->worker = u.socket->worker();
