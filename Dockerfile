@@ -26,7 +26,7 @@ COPY tools tools
 # Only the server: no unit tests (CHAT_BUILD_TESTS=OFF), no load generator.
 RUN cmake --preset release -DCHAT_BUILD_TESTS=OFF >/dev/null \
  && scripts/build release --target chat-server \
- && strip build/release/src/app/chat-server \
+ && strip build/release/src/server/chat-server \
  && test -f node_modules/socket.io-client/dist/socket.io.min.js
 COPY web web
 
@@ -45,7 +45,7 @@ RUN /tmp/chat/scripts/install-deps --runtime \
       --home-dir /nonexistent --shell /usr/sbin/nologin chat
 
 WORKDIR /app
-COPY --from=build /src/build/release/src/app/chat-server /usr/local/bin/chat-server
+COPY --from=build /src/build/release/src/server/chat-server /usr/local/bin/chat-server
 COPY --from=build /src/web /app/web
 COPY --from=build /src/node_modules/socket.io-client/dist /app/node_modules/socket.io-client/dist
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const projectRoot = root;
 export const serverBin =
-  process.env.CHAT_SERVER_BIN || path.join(root, "build", "release", "src", "app", "chat-server");
+  process.env.CHAT_SERVER_BIN || path.join(root, "build", "release", "src", "server", "chat-server");
 
 // Resolve with { url, adminUrl, port, proc, logs(), stop() } once the server logs its port.
 export function startServer(args = [], { env = {}, timeoutMs = 15000, cwd = root } = {}) {

@@ -4,11 +4,11 @@
 
 #include "transport/api.hpp"
 
-namespace chat::app {
+namespace chat::server {
 
 // Namespaces "/" and "/custom": on connect emit "auth" with the CONNECT
 // payload; "message" -> "message-back" with the same arguments;
 // "message-with-ack" -> ack with the same arguments.
 void install_conformance(transport::Server& server);
 
-}  // namespace chat::app
+}  // namespace chat::server

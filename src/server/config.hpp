@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-namespace chat::app {
+namespace chat::server {
 
 struct Config {
   std::string host = "0.0.0.0";
@@ -41,7 +41,7 @@ struct Config {
   bool conformance = false;
   unsigned drain_timeout_ms = 10000;
   transport::Options transport;
-  Limits limits;
+  app::Limits limits;
   std::string admin_host = "127.0.0.1";  // operations listener: /metrics, detailed /readyz
   std::uint16_t admin_port = 9464;
   std::size_t memory_budget_mb = 0;  // 0: 90% of the cgroup memory limit, if any
@@ -50,4 +50,4 @@ struct Config {
 // Parse argv and the environment. Exits the process on --help or bad input.
 Config parse_config(int argc, char** argv);
 
-}  // namespace chat::app
+}  // namespace chat::server

@@ -1,7 +1,7 @@
 // Handlers of the protocol test mode; see conformance.hpp.
-#include "app/conformance.hpp"
+#include "server/conformance.hpp"
 
-namespace chat::app {
+namespace chat::server {
 
 using nlohmann::json;
 
@@ -20,4 +20,4 @@ void install_conformance(transport::Server& server) {
   }
 }
 
-}  // namespace chat::app
+}  // namespace chat::server

@@ -8,9 +8,9 @@
 
 #include <string>
 
-namespace chat::app {
+namespace chat::server {
 
 std::string render_metrics(const std::string& replica, const transport::Stats& t,
-                           const bus::BusStatus& b, const ChatStats* c);
+                           const bus::BusStatus& b, const app::ChatStats* c);
 
-}  // namespace chat::app
+}  // namespace chat::server

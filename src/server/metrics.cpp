@@ -1,5 +1,5 @@
 // render_metrics; see metrics.hpp. Names: chat_<layer>_<what>[_total].
-#include "app/metrics.hpp"
+#include "server/metrics.hpp"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <fstream>
 
-namespace chat::app {
+namespace chat::server {
 
 namespace {
 struct Writer {
@@ -39,7 +39,7 @@ std::uint64_t rss_bytes() {
 }  // namespace
 
 std::string render_metrics(const std::string& replica, const transport::Stats& t,
-                           const bus::BusStatus& b, const ChatStats* c) {
+                           const bus::BusStatus& b, const app::ChatStats* c) {
   Writer w;
   w.labels = fmt::format("replica=\"{}\"", replica);
   const char* G = "gauge";
@@ -194,8 +194,8 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
           c->rate_limited_total);
     w.put_labelled(
         "chat_bus_bad_payloads_total", C, "Envelopes whose payload failed its checks (dropped)",
-        "kind", kInboundKinds,
-        [](std::size_t k) { return inbound_kind_name(static_cast<InboundKind>(k)); },
+        "kind", app::kInboundKinds,
+        [](std::size_t k) { return app::inbound_kind_name(static_cast<app::InboundKind>(k)); },
         [c](std::size_t k) { return c->bad_payloads[k]; });
     w.put("chat_exceptions_total", C, "Exceptions caught by a last resort (workers, bus input)",
           c->exceptions_total);
@@ -208,4 +208,4 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
   return std::move(w.out);
 }
 
-}  // namespace chat::app
+}  // namespace chat::server

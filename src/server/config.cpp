@@ -1,5 +1,5 @@
 // Command-line and environment configuration; see config.hpp.
-#include "app/config.hpp"
+#include "server/config.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -12,7 +12,7 @@
 
 #include "transport/net_policy.hpp"
 
-namespace chat::app {
+namespace chat::server {
 
 namespace {
 std::string default_replica_id() {
@@ -389,4 +389,4 @@ Config parse_config(int argc, char** argv) {
   return c;
 }
 
-}  // namespace chat::app
+}  // namespace chat::server

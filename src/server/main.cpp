@@ -1,12 +1,12 @@
 // chat-server: wires the layers together (workers, transport, bus, chat,
 // HTTP surface), runs until SIGTERM/SIGINT, then drains and exits 0.
-#include "app/config.hpp"
-#include "app/conformance.hpp"
-#include "app/metrics.hpp"
 #include "bus/factory.hpp"
 #include "chat/chat_service.hpp"
 #include "core/workers.hpp"
 #include "http/http_surface.hpp"
+#include "server/config.hpp"
+#include "server/conformance.hpp"
+#include "server/metrics.hpp"
 #include "transport/api.hpp"
 #include "transport/ids.hpp"
 
@@ -47,7 +47,7 @@ void raise_fd_limit() {
   }
 }
 
-http::StaticFiles load_static(const app::Config& cfg) {
+http::StaticFiles load_static(const server::Config& cfg) {
   http::StaticFiles files;
   const auto pages = files.load_tree(cfg.static_root, "/");
   if (pages == 0) spdlog::warn("no web page: static root \"{}\" has no files", cfg.static_root);
@@ -65,7 +65,7 @@ http::StaticFiles load_static(const app::Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto cfg = app::parse_config(argc, argv);
+  auto cfg = server::parse_config(argc, argv);
 
   auto logger = spdlog::stdout_logger_mt("chat");
   logger->set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e %l [{}] %v", cfg.replica_id));
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
 
     std::unique_ptr<app::ChatService> chat;
     if (cfg.conformance) {
-      app::install_conformance(*server);
+      server::install_conformance(*server);
     } else {
       app::ChatOptions opts;
       opts.replica_id = cfg.replica_id;
@@ -145,9 +145,9 @@ int main(int argc, char** argv) {
         },
         [&] {
           if (!chat)
-            return app::render_metrics(cfg.replica_id, server->stats(), bus->status(), nullptr);
+            return server::render_metrics(cfg.replica_id, server->stats(), bus->status(), nullptr);
           const auto cs = chat->stats();
-          return app::render_metrics(cfg.replica_id, server->stats(), bus->status(), &cs);
+          return server::render_metrics(cfg.replica_id, server->stats(), bus->status(), &cs);
         });
     server->set_http_handler(
         [surface](const transport::HttpRequest& req) { return surface->handle(req); });
