@@ -124,6 +124,7 @@ AmqpBus::AmqpBus(BusConfig config)
       parts_.push_back(std::move(p));
     }
   }
+  reading_ = std::make_unique<std::atomic<bool>[]>(parts_.size());
 }
 
 std::string AmqpBus::key_for(const std::string& room, std::uint32_t part) const {
@@ -878,6 +879,22 @@ void AmqpBus::check_read_back() {
       if (!again.probe) republish(std::move(again));
     }
   }
+  // Partitions: a message of a stream this replica does not read (any more)
+  // cannot be read back; it goes unchecked rather than waiting, and probed,
+  // forever. Not while the consumer is away: then nothing is read.
+  if (nparts_ > 1 && consumer_up_.load(std::memory_order_relaxed) &&
+      Clock::now() - last_sweep_ >= kProbeAfter) {
+    last_sweep_ = Clock::now();
+    for (auto it = checks_.begin(); it != checks_.end();) {
+      const auto part = std::min<std::size_t>(it->second.part, parts_.size() - 1);
+      if (!it->second.confirmed || reading_[part].load(std::memory_order_relaxed)) {
+        ++it;
+        continue;
+      }
+      if (!it->second.p.probe) unchecked_.fetch_add(it->second.p.count, std::memory_order_relaxed);
+      check_erase(it++);
+    }
+  }
   // A confirmed message unread for a while: a probe behind it tells whether
   // it is lost or the consumer is only behind.
   checking_.store(check_seq_.size(), std::memory_order_relaxed);
@@ -1050,6 +1067,7 @@ bool AmqpBus::setup_consumer(AmqpConnection& c, std::string& queue, std::string&
     part.attached = false;
     part.unacked_tag = 0;
   }
+  for (std::size_t i = 0; i < parts_.size(); ++i) set_reading(i, false);
   {
     std::lock_guard lock(rooms_mu_);
     for (const auto& room : rooms_) ++parts_[partition_of(room, nparts_)].rooms;
@@ -1112,6 +1130,7 @@ bool AmqpBus::consume_stream(AmqpConnection& c, std::size_t index, std::string& 
   }
   part.unacked_tag = 0;
   part.attached = true;
+  set_reading(index, true);
   part.synced = false;
   part.detached_ms = 0;
   return true;
@@ -1126,6 +1145,8 @@ std::uint32_t AmqpBus::reading_count() const {
 namespace {
 // How long a partition asked for by attach() stays read with no bound room in it.
 constexpr auto kPartitionLinger = std::chrono::seconds(60);
+// And after its last bound room was unbound.
+constexpr auto kUnboundLinger = std::chrono::seconds(5);
 // A catch-up whose probe has not come back after this gets another one.
 constexpr auto kSyncRetry = milliseconds(1000);
 }  // namespace
@@ -1222,6 +1243,7 @@ bool AmqpBus::apply_partitions(AmqpConnection& c, std::vector<EnvelopePtr>& noti
     amqp_channel_close(conn, channel_of(i), AMQP_REPLY_SUCCESS);
     const auto r = amqp_get_rpc_reply(conn);
     part.attached = false;
+    set_reading(i, false);
     part.unacked_tag = 0;
     part.detached_ms = wall_ms();
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
@@ -1243,9 +1265,13 @@ bool AmqpBus::apply_room_ops(AmqpConnection& c, const std::string& queue, bool& 
   if (config_.history) {
     // The streams bring the rooms: nothing to bind, only the counts to keep
     // (a partition is read while a bound room hashes to it).
+    const auto now = Clock::now();
     for (const auto& [bind, room] : ops) {
-      auto& n = parts_[partition_of(room, nparts_)].rooms;
-      n = bind ? n + 1 : (n > 0 ? n - 1 : 0);
+      auto& part = parts_[partition_of(room, nparts_)];
+      part.rooms = bind ? part.rooms + 1 : (part.rooms > 0 ? part.rooms - 1 : 0);
+      // Read on a little after the last room left: what was just published
+      // there is read back (the publisher's check) before it is put down.
+      if (!bind) part.wanted_until = std::max(part.wanted_until, now + kUnboundLinger);
     }
     std::lock_guard lock(rooms_mu_);
     bound_rooms_ = rooms_.size();

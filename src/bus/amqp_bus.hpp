@@ -28,6 +28,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -192,6 +193,7 @@ class AmqpBus final : public Bus {
   std::size_t check_bytes_ = 0;
   std::uint64_t probe_count_ = 0;
   std::chrono::steady_clock::time_point last_probe_{};
+  std::chrono::steady_clock::time_point last_sweep_{};  // checks of partitions not read
   std::mutex seen_mu_;
   std::vector<std::string> seen_ids_;    // own ids read back, in stream order
   std::vector<std::string> seen_local_;  // consumer thread: not yet handed over
@@ -210,6 +212,11 @@ class AmqpBus final : public Bus {
   std::vector<std::uint32_t> attach_ops_;  // attach() requests, under rooms_mu_
   std::uint64_t sync_count_ = 0;           // consumer thread
   std::atomic<std::uint32_t> parts_read_{0};
+  // Per partition: read now (the consumer writes, the publisher's check reads).
+  std::unique_ptr<std::atomic<bool>[]> reading_;
+  void set_reading(std::size_t part, bool on) {
+    reading_[part].store(on, std::memory_order_relaxed);
+  }
   // The broker's nodes. Each thread starts at a node picked by the instance id
   // (so replicas spread over a RabbitMQ cluster) and moves to the next one
   // whenever a connection fails or is lost. Each index is touched by its thread only.

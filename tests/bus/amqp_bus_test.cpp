@@ -852,6 +852,28 @@ TEST_F(AmqpBusTest, PartitionsAReplicaReadsOnlyThePartitionsOfItsRooms) {
   b.stop();
 }
 
+// A message published to a partition the replica does not read cannot be
+// read back: it goes unchecked at once instead of being probed for ever.
+TEST_F(AmqpBusTest, PartitionsAMessageOfAPartitionNotReadIsNotProbedForEver) {
+  auto ca = history_config("a");
+  ca.history_partitions = 4;
+  Recorder ra;
+  AmqpBus a(ca);
+  a.start(ra.delivery(), ra.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready; })) << a.status().last_error;
+  Confirms confirms;
+  a.publish(make_now(ca.instance_id, "elsewhere", "e1"), confirms.handler());
+  ASSERT_TRUE(confirms.wait_total(1));
+  ASSERT_EQ(confirms.ok(), 1);
+  EXPECT_TRUE(wait_until([&] { return a.status().checking == 0; }, 3s)) << a.status().checking;
+  EXPECT_EQ(a.status().unchecked, 1u);
+  const auto probes = a.status().probes;
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(a.status().probes, probes) << "still probing a stream it does not read";
+  EXPECT_EQ(a.status().republished, 0u);
+  a.stop();
+}
+
 // A replica that starts later reads the stream back: what was published
 // before it attached comes marked as replay, what follows as news.
 TEST_F(AmqpBusTest, HistoryLateStarterReadsBackAndMarksReplays) {
