@@ -904,21 +904,8 @@ void AmqpBus::check_read_back() {
     if (!c.confirmed) continue;
     if (now - c.confirmed_at < kProbeAfter) return;
     last_probe_ = now;
-    Envelope e;
-    e.origin = config_.instance_id;
-    e.id = "probe-" + std::to_string(++probe_count_);
-    e.room = kProbeRoom;
-    e.event = "probe";
-    e.payload = nlohmann::json::object();
-    e.ts = wall_ms();
-    Pending p = pending_of(e);
-    p.part = c.part;  // behind the message it looks for, in its stream
-    p.key = key_for(e.room, p.part);
-    p.probe = true;
-    probes_.fetch_add(1, std::memory_order_relaxed);
-    std::lock_guard lock(outbox_mu_);
-    outbox_.push_front(std::move(p));
-    outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+    // Behind the message it looks for, in its stream.
+    send_probe(c.part, "probe-" + std::to_string(++probe_count_));
     return;
   }
 }
@@ -1151,21 +1138,18 @@ constexpr auto kUnboundLinger = std::chrono::seconds(5);
 constexpr auto kSyncRetry = milliseconds(1000);
 }  // namespace
 
-void AmqpBus::send_sync_probe(std::size_t index) {
-  auto& part = parts_[index];
+void AmqpBus::send_probe(std::uint32_t part, std::string id) {
   Envelope e;
   e.origin = config_.instance_id;
-  e.id = "sync-" + std::to_string(index) + "-" + std::to_string(++sync_count_);
+  e.id = std::move(id);
   e.room = kProbeRoom;
   e.event = "probe";
   e.payload = nlohmann::json::object();
   e.ts = wall_ms();
   Pending p = pending_of(e);
-  p.part = static_cast<std::uint32_t>(index);
-  p.key = key_for(e.room, p.part);
+  p.part = part;
+  p.key = key_for(e.room, part);
   p.probe = true;
-  part.sync_id = e.id;
-  part.sync_sent = Clock::now();
   probes_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(outbox_mu_);
   outbox_.push_front(std::move(p));
@@ -1174,6 +1158,13 @@ void AmqpBus::send_sync_probe(std::size_t index) {
     publisher_idle_ = false;
     wake(publisher_wake_fd_);
   }
+}
+
+void AmqpBus::send_sync_probe(std::size_t index) {
+  auto& part = parts_[index];
+  part.sync_id = "sync-" + std::to_string(index) + "-" + std::to_string(++sync_count_);
+  part.sync_sent = Clock::now();
+  send_probe(static_cast<std::uint32_t>(index), part.sync_id);
 }
 
 std::string AmqpBus::cut_after(std::size_t index, std::int64_t position) const {

@@ -142,6 +142,9 @@ class AmqpBus final : public Bus {
   // Partitions: read those wanted, stop those no longer wanted, send the
   // notices owed; false when the connection failed.
   bool apply_partitions(AmqpConnection& c, std::vector<EnvelopePtr>& notices);
+  // A probe (reserved room, delivered to nobody) into a partition's stream,
+  // sent first; any thread.
+  void send_probe(std::uint32_t part, std::string id);
   void send_sync_probe(std::size_t part);
   EnvelopePtr synced_notice(std::size_t part) const;
   std::string cut_after(std::size_t part, std::int64_t position) const;

@@ -51,16 +51,14 @@ struct ChatService::LocalUser {
   std::string username;
   std::set<std::string> rooms;
   bool logged_in = false;
-  // Recovered: live deliveries at or below this position were sent with the
-  // missed messages (or seen before), so they are not sent again. With
-  // history partitions one per partition (empty: none).
-  std::int64_t replayed_upto = -1;
-  std::vector<std::int64_t> replayed_parts;
+  // Recovered: live deliveries at or below these positions (one per history
+  // partition; empty: none) were sent with the missed messages (or seen
+  // before), so they are not sent again.
   // With history partitions: where each room was joined (session records).
   std::vector<std::pair<std::string, std::int64_t>> joined_at;
+  std::vector<std::int64_t> replayed_upto;
   std::int64_t replayed(std::uint32_t part) const {
-    if (part < replayed_parts.size()) return replayed_parts[part];
-    return replayed_parts.empty() && part == 0 ? replayed_upto : -1;
+    return part < replayed_upto.size() ? replayed_upto[part] : -1;
   }
   explicit LocalUser(transport::SocketPtr s) : socket(std::move(s)) {}
 };
@@ -377,7 +375,7 @@ void ChatService::restore(LocalUser& u, const json& auth) {
   // the socket's worker, as every delivery to it does).
   std::int64_t upto = *pos;
   const auto missed = history_.since(*pos, rec->rooms, upto);
-  u.replayed_upto = upto;
+  u.replayed_upto.assign(1, upto);
   std::uint64_t sent = 0;
   for (const auto& e : missed) {
     if (e->sender == u.user_id) continue;  // a sender does not get its own messages
@@ -418,7 +416,7 @@ void ChatService::restore_rooms(LocalUser& u, const std::map<std::string, std::i
       return;
     }
   }
-  u.replayed_parts.assign(parts_, -1);
+  u.replayed_upto.assign(parts_, -1);
   // The client's own position per partition so far: what each frame sent
   // here carries as its offset (the socket's own cut, not the replica's).
   std::map<std::uint32_t, std::int64_t> cut;
@@ -431,7 +429,7 @@ void ChatService::restore_rooms(LocalUser& u, const std::map<std::string, std::i
     }
     std::int64_t upto = v.second;
     const auto missed = history_.since(v.second, v.first, upto, part);
-    u.replayed_parts[part] = upto;
+    u.replayed_upto[part] = upto;
     for (const auto& e : missed) {
       if (e->position <= from.at(e->room)) continue;
       cut[part] = e->position;
@@ -506,12 +504,12 @@ void ChatService::expire_waiters() {
     });
   }
   for (auto& w : late) {
-    if (w->user.expired()) continue;
-    spdlog::warn("partitions not read in time for a request of user {}",
-                 w->user.lock() ? w->user.lock()->user_id : std::string());
+    const auto u = w->user.lock();
+    if (!u) continue;
+    spdlog::warn("partitions not read in time for a request of user {}", u->user_id);
     boost::asio::post(workers_.at(w->worker), [w] {
-      auto u = w->user.lock();
-      if (u && u->socket->connected()) w->failed(*u);
+      const auto user = w->user.lock();
+      if (user && user->socket->connected()) w->failed(*user);
     });
   }
 }
@@ -554,9 +552,11 @@ std::shared_ptr<const std::string> ChatService::encode_message(const bus::Envelo
   // The offset twice: in the message (for pages) and as the last argument,
   // where Socket.IO clients take it for connection state recovery. With
   // history partitions the last argument is a cut: a position per partition.
-  const std::string resume = cut ? *cut : e.cut.empty() ? std::to_string(e.position) : e.cut;
+  const std::string* resume = cut ? cut : e.cut.empty() ? nullptr : &e.cut;
   if (e.payload_text.empty())
-    return transport::encode_event("/", e.event, json::array({message_json(e), resume}));
+    return transport::encode_event(
+        "/", e.event,
+        json::array({message_json(e), resume ? *resume : std::to_string(e.position)}));
   // A payload the bus kept as text (one JSON object): the offset goes in
   // before its closing brace, no DOM built.
   const auto offset = "\"" + std::to_string(e.position) + "\"";
@@ -568,8 +568,8 @@ std::shared_ptr<const std::string> ChatService::encode_message(const bus::Envelo
   payload += "\"offset\":";
   payload += offset;
   payload += '}';
-  if (!cut && e.cut.empty()) return transport::encode_event_text("/", e.event, {payload, offset});
-  return transport::encode_event_text("/", e.event, {payload, "\"" + resume + "\""});
+  if (!resume) return transport::encode_event_text("/", e.event, {payload, offset});
+  return transport::encode_event_text("/", e.event, {payload, "\"" + *resume + "\""});
 }
 
 std::shared_ptr<const std::string> ChatService::encode_room_event(const bus::Envelope& e) const {

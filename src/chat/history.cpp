@@ -46,7 +46,7 @@ void History::add(const std::vector<bus::EnvelopePtr>& batch) {
 }
 
 void History::add_locked(const bus::EnvelopePtr& e) {
-  auto& rec = recent_[std::min<std::size_t>(e->partition, recent_.size() - 1)];
+  auto& rec = recent_of(e->partition);
   if (rec.started < 0 || e->position < rec.started) rec.started = e->position;
   if (recent_max_ > 0) {
     insert_sorted(rec.messages, e);
@@ -100,7 +100,7 @@ bool History::covers(std::int64_t pos, std::uint32_t part, std::int64_t since_ms
 
 void History::read_since(std::uint32_t part, std::int64_t ms) {
   std::lock_guard lock(mu_);
-  auto& rec = recent_[std::min<std::size_t>(part, recent_.size() - 1)];
+  auto& rec = recent_of(part);
   if (ms >= 0 && (rec.read_since_ms < 0 || ms < rec.read_since_ms)) rec.read_since_ms = ms;
 }
 

@@ -83,6 +83,9 @@ class History {
   const Recent& recent_of(std::uint32_t part) const {
     return recent_[std::min<std::size_t>(part, recent_.size() - 1)];
   }
+  Recent& recent_of(std::uint32_t part) {
+    return recent_[std::min<std::size_t>(part, recent_.size() - 1)];
+  }
 };
 
 }  // namespace chat::app
