@@ -356,7 +356,7 @@ AmqpBus::Pending AmqpBus::pending_of(const Envelope& e) const {
   return p;
 }
 
-std::size_t AmqpBus::Pending::settle(PublishStatus status, core::LastResort& lr) {
+std::size_t AmqpBus::Pending::settle(PublishStatus status, runtime::LastResort& lr) {
   auto call = [&](ConfirmHandler& cb) {
     if (!cb) return;
     try {

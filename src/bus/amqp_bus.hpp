@@ -21,7 +21,7 @@
 #include "bus/bus.hpp"
 #include "bus/dedupe_window.hpp"
 #include "bus/factory.hpp"
-#include "core/last_resort.hpp"
+#include "runtime/last_resort.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -80,7 +80,7 @@ class AmqpBus final : public Bus {
     std::uint32_t part = 0;  // history partition (stream) it goes to
     // Run every confirm handler once; returns how many envelopes it covered.
     // A handler that throws is counted in lr and does not stop the others.
-    std::size_t settle(PublishStatus status, core::LastResort& lr);
+    std::size_t settle(PublishStatus status, runtime::LastResort& lr);
   };
   // One envelope, serialized and routed (no confirm handler, not held).
   Pending pending_of(const Envelope& e) const;
@@ -303,7 +303,7 @@ class AmqpBus final : public Bus {
   std::atomic<std::uint64_t> probes_{0};
   std::atomic<std::uint64_t> checking_{0};       // check_seq_.size(), for status()
   std::atomic<std::int64_t> stream_offset_{-1};  // last stream offset read
-  core::LastResort last_resort_{"bus"};
+  runtime::LastResort last_resort_{"bus"};
 };
 
 }  // namespace chat::bus

@@ -1,7 +1,7 @@
 // AmqpConnection: connect/login/channel for rabbitmq-c 0.11.
 #include "bus/amqp_connection.hpp"
 
-#include "core/redact.hpp"
+#include "runtime/redact.hpp"
 
 #include <amqp_tcp_socket.h>
 #include <netinet/in.h>
@@ -36,8 +36,9 @@ AmqpUrl parse_amqp_url(const std::string& url) {
   amqp_connection_info info;
   amqp_default_connection_info(&info);
   if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK)
-    throw std::invalid_argument("invalid AMQP URL: " + core::redact_url(url));
-  if (info.ssl) throw std::invalid_argument("amqps:// is not supported: " + core::redact_url(url));
+    throw std::invalid_argument("invalid AMQP URL: " + runtime::redact_url(url));
+  if (info.ssl)
+    throw std::invalid_argument("amqps:// is not supported: " + runtime::redact_url(url));
   AmqpUrl u;
   u.host = info.host;
   u.port = info.port;

@@ -2,7 +2,7 @@
 #include "chat/chat_service.hpp"
 
 #include "chat/rate_limiter.hpp"
-#include "core/workers.hpp"
+#include "runtime/workers.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
@@ -82,7 +82,7 @@ struct ChatService::Prepared {
   bool droppable = false;
 };
 
-ChatService::ChatService(core::Workers& workers, transport::Server& server, bus::Bus& bus,
+ChatService::ChatService(runtime::Workers& workers, transport::Server& server, bus::Bus& bus,
                          ChatOptions options)
     : workers_(workers),
       server_(server),

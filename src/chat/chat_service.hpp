@@ -16,7 +16,7 @@
 #include "chat/sessions.hpp"
 #include "chat/shared_limiter.hpp"
 #include "chat/validation.hpp"
-#include "core/last_resort.hpp"
+#include "runtime/last_resort.hpp"
 #include "transport/api.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -34,7 +34,7 @@
 #include <unordered_set>
 #include <vector>
 
-namespace chat::core {
+namespace chat::runtime {
 class Workers;
 }
 
@@ -88,7 +88,7 @@ struct ChatStats {
 
 class ChatService {
  public:
-  ChatService(core::Workers& workers, transport::Server& server, bus::Bus& bus,
+  ChatService(runtime::Workers& workers, transport::Server& server, bus::Bus& bus,
               ChatOptions options);
   ~ChatService();
   ChatService(const ChatService&) = delete;
@@ -206,7 +206,7 @@ class ChatService {
   std::string next_id();
   static std::int64_t now_ms();
 
-  core::Workers& workers_;
+  runtime::Workers& workers_;
   transport::Server& server_;
   bus::Bus& bus_;
   ChatOptions options_;
@@ -252,7 +252,7 @@ class ChatService {
 
   std::atomic<std::uint64_t> seq_{0};
   InboundCounters inbound_;
-  core::LastResort inbound_errors_{"bus delivery"};
+  runtime::LastResort inbound_errors_{"bus delivery"};
   std::atomic<bool> bus_ready_{false};
   std::atomic<bool> stopping_{false};
   std::unique_ptr<boost::asio::steady_timer> timer_;

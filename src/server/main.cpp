@@ -1,9 +1,9 @@
 // chat-server: wires the layers together (workers, transport, bus, chat,
-// HTTP surface), runs until SIGTERM/SIGINT, then drains and exits 0.
+// endpoints), runs until SIGTERM/SIGINT, then drains and exits 0.
 #include "bus/factory.hpp"
 #include "chat/chat_service.hpp"
-#include "core/workers.hpp"
-#include "http/http_surface.hpp"
+#include "endpoints/endpoints.hpp"
+#include "runtime/workers.hpp"
 #include "server/config.hpp"
 #include "server/conformance.hpp"
 #include "server/metrics.hpp"
@@ -47,8 +47,8 @@ void raise_fd_limit() {
   }
 }
 
-http::StaticFiles load_static(const server::Config& cfg) {
-  http::StaticFiles files;
+endpoints::StaticFiles load_static(const server::Config& cfg) {
+  endpoints::StaticFiles files;
   const auto pages = files.load_tree(cfg.static_root, "/");
   if (pages == 0) spdlog::warn("no web page: static root \"{}\" has no files", cfg.static_root);
   std::size_t bundle = 0;
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
       cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
 
   try {
-    core::Workers workers(threads);
+    runtime::Workers workers(threads);
     auto server = transport::Server::create(workers, cfg.transport);
 
     bus::BusConfig bus_cfg;
@@ -125,10 +125,10 @@ int main(int argc, char** argv) {
     }
 
     std::atomic<bool> draining{false};
-    auto surface = std::make_shared<http::HttpSurface>(
+    auto surface = std::make_shared<endpoints::Endpoints>(
         load_static(cfg),
         [&] {
-          http::Readiness r;
+          endpoints::Readiness r;
           const auto b = bus->status();
           r.ready = !draining && (cfg.conformance || b.ready);
           r.details = {{"replica", cfg.replica_id},

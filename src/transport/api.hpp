@@ -1,9 +1,9 @@
 // Public API of the transport layer (Engine.IO v4 + Socket.IO v5 sessions).
 //
-// This is the only header the chat application and the HTTP surface include
+// This is the only header the chat application and the endpoints include
 // from src/transport. Everything Beast/Asio-socket related stays behind it.
 //
-// Threading: every Socket lives on one worker (core::Workers). All callbacks
+// Threading: every Socket lives on one worker (runtime::Workers). All callbacks
 // for a socket run on that worker's thread, and all Socket methods must be
 // called on that thread (use post(workers.at(socket->worker()), ...) otherwise).
 #pragma once
@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-namespace chat::core {
+namespace chat::runtime {
 class Workers;
 }
 
@@ -240,7 +240,7 @@ struct Stats {
 
 class Server {
  public:
-  static std::unique_ptr<Server> create(core::Workers& workers, Options options);
+  static std::unique_ptr<Server> create(runtime::Workers& workers, Options options);
   virtual ~Server() = default;
 
   // Register namespaces before listen(). "/" always exists.

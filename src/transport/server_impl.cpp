@@ -20,7 +20,7 @@
 
 namespace chat::transport {
 
-std::unique_ptr<Server> Server::create(core::Workers& workers, Options options) {
+std::unique_ptr<Server> Server::create(runtime::Workers& workers, Options options) {
   return std::make_unique<ServerImpl>(workers, std::move(options));
 }
 
@@ -67,7 +67,7 @@ bool NamespaceImpl::dispatch(Socket& socket, const std::string& event, const nlo
   return true;
 }
 
-ServerImpl::ServerImpl(core::Workers& workers, Options options)
+ServerImpl::ServerImpl(runtime::Workers& workers, Options options)
     : workers_(workers),
       options_(std::move(options)),
       trusted_(TrustedProxies::parse(options_.trusted_proxies)),

@@ -3,7 +3,7 @@
 // and the per-worker counters. Holds no Beast types.
 #pragma once
 
-#include "core/workers.hpp"
+#include "runtime/workers.hpp"
 #include "transport/api.hpp"
 #include "transport/net_policy.hpp"
 #include "transport/worker_stats.hpp"
@@ -67,7 +67,7 @@ class NamespaceImpl final : public Namespace {
 
 class ServerImpl final : public Server {
  public:
-  ServerImpl(core::Workers& workers, Options options);
+  ServerImpl(runtime::Workers& workers, Options options);
   ~ServerImpl() override;
 
   Namespace& of(const std::string& name) override;
@@ -79,7 +79,7 @@ class ServerImpl final : public Server {
                              HttpHandler handler) override;
 
   // ---- for the connections and sessions
-  core::Workers& workers() { return workers_; }
+  runtime::Workers& workers() { return workers_; }
   const Options& options() const { return options_; }
   WorkerStats& worker_stats(unsigned w) { return stats_[w]; }
   DelayedFlushes& delayed_flushes(unsigned w) { return *delayed_[w]; }
@@ -142,7 +142,7 @@ class ServerImpl final : public Server {
   auto with_ip(const std::string& ip, F fn);
   void sample_memory();
 
-  core::Workers& workers_;
+  runtime::Workers& workers_;
   Options options_;
   std::map<std::string, std::unique_ptr<NamespaceImpl>> namespaces_;
   HttpHandler http_handler_;

@@ -1,7 +1,7 @@
 // The last resort of every thread: a worker handler that throws is counted,
 // and the worker goes on running the others.
-#include "core/last_resort.hpp"
-#include "core/workers.hpp"
+#include "runtime/last_resort.hpp"
+#include "runtime/workers.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 using namespace std::chrono_literals;
 
 TEST(LastResort, CountsWhatItCatches) {
-  chat::core::LastResort lr("test");
+  chat::runtime::LastResort lr("test");
   for (int i = 0; i < 3; ++i) {
     try {
       throw std::runtime_error("boom");
@@ -30,7 +30,7 @@ TEST(LastResort, CountsWhatItCatches) {
 }
 
 TEST(Workers, AThrowingHandlerDoesNotEndTheWorker) {
-  chat::core::Workers workers(1);
+  chat::runtime::Workers workers(1);
   workers.start();
   boost::asio::post(workers.at(0), [] { throw std::runtime_error("handler bug"); });
   boost::asio::post(workers.at(0), [] { throw std::bad_alloc(); });

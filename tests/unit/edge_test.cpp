@@ -1,6 +1,6 @@
 // Pure parts of the edge policy: CIDR blocks, the client address behind
 // trusted proxies, Origin matching, URL redaction and the id format.
-#include "core/redact.hpp"
+#include "runtime/redact.hpp"
 #include "transport/ids.hpp"
 #include "transport/net_policy.hpp"
 
@@ -103,7 +103,7 @@ TEST(Origin, AllowsOwnOriginAndTheList) {
 }
 
 TEST(RedactUrl, HidesPasswords) {
-  using chat::core::redact_url;
+  using chat::runtime::redact_url;
   EXPECT_EQ(redact_url("amqp://guest:secret@127.0.0.1:5672/vh"),
             "amqp://guest:***@127.0.0.1:5672/vh");
   EXPECT_EQ(redact_url("amqp://user:p@ss:w@rd@host"), "amqp://user:***@host");

@@ -1,7 +1,7 @@
-// HttpSurface; see http_surface.hpp.
-#include "http/http_surface.hpp"
+// Endpoints; see endpoints.hpp.
+#include "endpoints/endpoints.hpp"
 
-namespace chat::http {
+namespace chat::endpoints {
 
 namespace {
 transport::HttpResponse text(unsigned status, std::string body,
@@ -15,11 +15,11 @@ transport::HttpResponse text(unsigned status, std::string body,
 }
 }  // namespace
 
-HttpSurface::HttpSurface(StaticFiles files, std::function<Readiness()> readiness,
-                         std::function<std::string()> metrics)
+Endpoints::Endpoints(StaticFiles files, std::function<Readiness()> readiness,
+                     std::function<std::string()> metrics)
     : files_(std::move(files)), readiness_(std::move(readiness)), metrics_(std::move(metrics)) {}
 
-transport::HttpResponse HttpSurface::handle(const transport::HttpRequest& req) const {
+transport::HttpResponse Endpoints::handle(const transport::HttpRequest& req) const {
   if (req.method != "GET" && req.method != "HEAD") {
     auto r = text(405, "method not allowed\n");
     r.headers.emplace_back("Allow", "GET, HEAD");
@@ -44,7 +44,7 @@ transport::HttpResponse HttpSurface::handle(const transport::HttpRequest& req) c
   return text(404, "not found\n");
 }
 
-transport::HttpResponse HttpSurface::handle_admin(const transport::HttpRequest& req) const {
+transport::HttpResponse Endpoints::handle_admin(const transport::HttpRequest& req) const {
   if (req.method != "GET" && req.method != "HEAD") {
     auto r = text(405, "method not allowed\n");
     r.headers.emplace_back("Allow", "GET, HEAD");
@@ -61,4 +61,4 @@ transport::HttpResponse HttpSurface::handle_admin(const transport::HttpRequest& 
   return text(404, "not found\n");
 }
 
-}  // namespace chat::http
+}  // namespace chat::endpoints

@@ -1,7 +1,7 @@
 // redact_url; see redact.hpp.
-#include "core/redact.hpp"
+#include "runtime/redact.hpp"
 
-namespace chat::core {
+namespace chat::runtime {
 
 std::string redact_url(std::string_view url) {
   const auto scheme = url.find("://");
@@ -25,4 +25,4 @@ std::string redact_url(std::string_view url) {
   return out;
 }
 
-}  // namespace chat::core
+}  // namespace chat::runtime

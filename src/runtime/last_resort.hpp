@@ -10,7 +10,7 @@
 #include <atomic>
 #include <cstdint>
 
-namespace chat::core {
+namespace chat::runtime {
 
 class LastResort {
  public:
@@ -29,4 +29,4 @@ class LastResort {
   std::atomic<std::int64_t> next_log_ms_{0};
 };
 
-}  // namespace chat::core
+}  // namespace chat::runtime

@@ -1,7 +1,7 @@
 // Workers: see workers.hpp.
-#include "core/workers.hpp"
+#include "runtime/workers.hpp"
 
-namespace chat::core {
+namespace chat::runtime {
 
 namespace {
 thread_local int tl_worker = -1;
@@ -59,4 +59,4 @@ void Workers::join() {
   threads_.clear();
 }
 
-}  // namespace chat::core
+}  // namespace chat::runtime

@@ -1,5 +1,5 @@
 // LastResort: count, then log rate-limited; see last_resort.hpp.
-#include "core/last_resort.hpp"
+#include "runtime/last_resort.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -7,7 +7,7 @@
 #include <exception>
 #include <string>
 
-namespace chat::core {
+namespace chat::runtime {
 
 namespace {
 std::int64_t steady_ms() {
@@ -41,4 +41,4 @@ void LastResort::caught() noexcept {
   }
 }
 
-}  // namespace chat::core
+}  // namespace chat::runtime

@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-namespace chat::http {
+namespace chat::endpoints {
 
 struct StaticFile {
   std::shared_ptr<const std::string> body;
@@ -30,4 +30,4 @@ class StaticFiles {
   std::map<std::string, StaticFile> files_;
 };
 
-}  // namespace chat::http
+}  // namespace chat::endpoints

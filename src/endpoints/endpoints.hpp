@@ -1,11 +1,11 @@
-// HttpSurface: everything plain HTTP the server answers besides Socket.IO.
+// Endpoints: everything plain HTTP the server answers besides Socket.IO.
 // Public (main port): the page and client bundle, /healthz and a minimal
 // /readyz (status only) for the balancer's and the container's health checks.
 // Operations (admin listener, not public): /metrics, the detailed /readyz
 // (broker, errors, counts) and /healthz.
 #pragma once
 
-#include "http/static_files.hpp"
+#include "endpoints/static_files.hpp"
 #include "transport/api.hpp"
 
 #include <nlohmann/json.hpp>
@@ -13,17 +13,17 @@
 #include <functional>
 #include <string>
 
-namespace chat::http {
+namespace chat::endpoints {
 
 struct Readiness {
   bool ready = false;
   nlohmann::json details;  // replica, bus status, draining ...
 };
 
-class HttpSurface {
+class Endpoints {
  public:
-  HttpSurface(StaticFiles files, std::function<Readiness()> readiness,
-              std::function<std::string()> metrics);
+  Endpoints(StaticFiles files, std::function<Readiness()> readiness,
+            std::function<std::string()> metrics);
 
   transport::HttpResponse handle(const transport::HttpRequest& req) const;
   transport::HttpResponse handle_admin(const transport::HttpRequest& req) const;
@@ -34,4 +34,4 @@ class HttpSurface {
   std::function<std::string()> metrics_;
 };
 
-}  // namespace chat::http
+}  // namespace chat::endpoints

@@ -1,11 +1,11 @@
 // StaticFiles; see static_files.hpp.
-#include "http/static_files.hpp"
+#include "endpoints/static_files.hpp"
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
-namespace chat::http {
+namespace chat::endpoints {
 
 namespace fs = std::filesystem;
 
@@ -53,4 +53,4 @@ const StaticFile* StaticFiles::find(const std::string& url) const {
   return it == files_.end() ? nullptr : &it->second;
 }
 
-}  // namespace chat::http
+}  // namespace chat::endpoints

@@ -6,7 +6,7 @@
 // Cross-thread work is handed over with post(), once per batch, not per delivery.
 #pragma once
 
-#include "core/last_resort.hpp"
+#include "runtime/last_resort.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-namespace chat::core {
+namespace chat::runtime {
 
 class Workers {
  public:
@@ -61,4 +61,4 @@ class Workers {
   LastResort last_resort_{"worker"};
 };
 
-}  // namespace chat::core
+}  // namespace chat::runtime
