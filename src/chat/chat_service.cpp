@@ -93,6 +93,9 @@ ChatService::ChatService(runtime::Workers& workers, transport::Server& server, b
       history_(options_.history, options_.history_rooms,
                options_.recovery_window.count() > 0 ? options_.recovery_messages : 0, parts_),
       sessions_(options_.recovery_window, options_.session_alive_interval, 1'000'000),
+      rooms_(
+          workers.size(), [this](const std::string& room) { bus_.bind_room(room); },
+          [this](const std::string& room) { bus_.unbind_room(room); }),
       ip_limiter_(options_.limits.ip_rate_per_second, options_.limits.ip_burst),
       room_limiter_(options_.limits.room_rate_per_second, options_.limits.room_burst) {
   for (unsigned i = 0; i < workers_.size(); ++i) states_.push_back(std::make_unique<WorkerState>());
@@ -732,14 +735,7 @@ json ChatService::membership_json(const std::string& user_id, const std::string&
 }
 
 void ChatService::join_local(LocalUser& u, const std::string& room) {
-  if (!u.rooms.insert(room).second) return;
-  const unsigned w = u.socket->worker();
-  states_[w]->rooms[room].push_back(&u);
-  std::lock_guard lk(bind_mu_);
-  auto& b = bound_[room];
-  if (b.on.empty()) b.on.resize(workers_.size());  // sized once: every index below is a worker
-  b.on[w] = true;
-  if (++b.members == 1) bus_.bind_room(room);
+  if (u.rooms.insert(room).second) rooms_.join(u, *u.socket, room);
 }
 
 void ChatService::note_joined(LocalUser& u, const std::string& room, const Synced& synced) {
@@ -750,28 +746,7 @@ void ChatService::note_joined(LocalUser& u, const std::string& room, const Synce
 void ChatService::leave_local(LocalUser& u, const std::string& room) {
   if (u.rooms.erase(room) == 0) return;
   std::erase_if(u.joined_at, [&](const auto& j) { return j.first == room; });
-  const unsigned w = u.socket->worker();
-  auto& rooms = states_[w]->rooms;
-  bool worker_left = false;  // the worker's last member of the room
-  if (auto it = rooms.find(room); it != rooms.end()) {
-    auto& v = it->second;
-    if (auto pos = std::find(v.begin(), v.end(), &u); pos != v.end()) {
-      *pos = v.back();
-      v.pop_back();
-    }
-    if (v.empty()) {
-      rooms.erase(it);
-      worker_left = true;
-    }
-  }
-  std::lock_guard lk(bind_mu_);
-  if (auto it = bound_.find(room); it != bound_.end()) {
-    if (worker_left) it->second.on[w] = false;
-    if (--it->second.members == 0) {
-      bound_.erase(it);
-      bus_.unbind_room(room);
-    }
-  }
+  rooms_.leave(u, *u.socket, room);
 }
 
 // ------------------------------------------------------------------ events
@@ -1058,17 +1033,9 @@ void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
   // one: a room nobody here is in costs no encode and no post (one lock per
   // batch). A member who joins after this check, on any worker, finds the
   // message in the history its join reads, which is later.
-  std::vector<bool> to(workers_.size(), false);
-  {
-    std::lock_guard lk(bind_mu_);
-    std::erase_if(*prepared, [&](const Prepared& p) {
-      const auto it = bound_.find(p.env->room);
-      if (it == bound_.end()) return true;
-      for (std::size_t w = 0; w < to.size(); ++w)
-        if (it->second.on[w]) to[w] = true;
-      return false;
-    });
-  }
+  std::vector<bool> to;
+  rooms_.route(
+      *prepared, [](const Prepared& p) -> const std::string& { return p.env->room; }, to);
   if (prepared->empty()) return;
   // One encode per envelope; the buffer is shared by every receiver on every worker.
   // A message with a position carries it as its offset (docs/protocol.md, "History").
@@ -1127,28 +1094,20 @@ void ChatService::deliver_local(std::vector<bus::EnvelopePtr> batch) {
 }
 
 void ChatService::deliver_batch(unsigned worker, const std::vector<Prepared>& batch) {
-  auto& ws = *states_[worker];
   std::uint64_t sent = 0, dropped = 0, closed = 0;
   for (const auto& p : batch) {
-    auto it = ws.rooms.find(p.env->room);
-    if (it == ws.rooms.end()) continue;
-    for (LocalUser* member : it->second) {
-      if (!p.env->sender.empty() && member->user_id == p.env->sender) continue;
-      if (p.env->position >= 0 && p.env->position <= member->replayed(p.env->partition)) continue;
-      switch (member->socket->send_encoded(p.packet, p.droppable)) {
-        case transport::SendResult::ok:
-          ++sent;
-          break;
-        case transport::SendResult::dropped:
-          ++dropped;
-          break;
-        case transport::SendResult::closed:
-          ++closed;
-          break;
-      }
-    }
+    const auto& e = *p.env;
+    // The sender does not get its own message; a recovered member does not
+    // get again what came with its missed messages.
+    const auto r = rooms_.broadcast(
+        worker, e.room, p.packet, p.droppable, e.sender, [&e](const LocalUser& member) {
+          return e.position >= 0 && e.position <= member.replayed(e.partition);
+        });
+    sent += r.sent;
+    dropped += r.dropped;
+    closed += r.closed;
   }
-  auto& c = ws.counters;
+  auto& c = states_[worker]->counters;
   c.envelopes_in.fetch_add(batch.size(), std::memory_order_relaxed);
   c.deliveries.fetch_add(sent, std::memory_order_relaxed);
   if (dropped) c.deliveries_dropped.fetch_add(dropped, std::memory_order_relaxed);
@@ -1205,10 +1164,7 @@ ChatStats ChatService::stats() {
   s.exceptions_total = workers_.exceptions() + inbound_errors_.count();
   s.rate_limited_ip_total = ip_refusals_.load(std::memory_order_relaxed);
   s.rate_limited_room_total = room_refusals_.load(std::memory_order_relaxed);
-  {
-    std::lock_guard lk(bind_mu_);
-    s.rooms_local = bound_.size();
-  }
+  s.rooms_local = rooms_.size();
   s.delivery_posts_total = delivery_posts_.load(std::memory_order_relaxed);
   const auto reps = presence_.replicas();
   s.replicas = reps.size();

@@ -2,10 +2,10 @@
 //
 // It handles the chat events of docs/protocol.md for sockets of the "/"
 // namespace, publishes every room event and presence change to the bus, and
-// delivers what the bus hands back to its local room members. Local rooms are
-// kept per worker so a delivery touches only the worker's own data: the bus
-// batch is encoded once, posted once per worker, and each worker walks its
-// own member lists without a lock.
+// delivers what the bus hands back to its local room members: it says what
+// goes to whom; the transport's Rooms keeps the members per worker and
+// broadcasts (the bus batch is encoded once here, posted once to each worker
+// with a member, and each worker walks its own member lists without a lock).
 #pragma once
 
 #include "bus/bus.hpp"
@@ -18,6 +18,7 @@
 #include "chat/validation.hpp"
 #include "runtime/last_resort.hpp"
 #include "transport/api.hpp"
+#include "transport/rooms.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 
@@ -117,7 +118,6 @@ class ChatService {
   };
   struct WorkerState {
     std::unordered_map<const transport::Socket*, std::shared_ptr<LocalUser>> users;
-    std::unordered_map<std::string, std::vector<LocalUser*>> rooms;
     std::uint64_t logged_in = 0;
     Counters counters;
   };
@@ -236,14 +236,9 @@ class ChatService {
   std::mutex waiters_mu_;
   std::vector<std::shared_ptr<Waiter>> waiters_;
 
-  // Rooms with a local member: their members over all workers, and which
-  // workers have one (a delivery is posted only to those).
-  struct Bound {
-    std::size_t members = 0;
-    std::vector<bool> on;  // per worker
-  };
-  std::mutex bind_mu_;
-  std::unordered_map<std::string, Bound> bound_;
+  // Local room members, per worker; a room's first and last member here
+  // bind and unbind it on the bus.
+  transport::Rooms<LocalUser> rooms_;
   std::atomic<std::uint64_t> delivery_posts_{0};  // batches posted to workers
 
   SharedLimiter ip_limiter_;    // per client address
