@@ -161,10 +161,10 @@ void ChatService::deliver_batch(unsigned worker, const std::vector<Prepared>& ba
     closed += r.closed;
   }
   auto& c = states_[worker]->counters;
-  c.envelopes_in.fetch_add(batch.size(), std::memory_order_relaxed);
-  c.deliveries.fetch_add(sent, std::memory_order_relaxed);
-  if (dropped) c.deliveries_dropped.fetch_add(dropped, std::memory_order_relaxed);
-  if (closed) c.deliveries_closed.fetch_add(closed, std::memory_order_relaxed);
+  c.envelopes_in_total.fetch_add(batch.size(), std::memory_order_relaxed);
+  c.deliveries_total.fetch_add(sent, std::memory_order_relaxed);
+  if (dropped) c.deliveries_dropped_total.fetch_add(dropped, std::memory_order_relaxed);
+  if (closed) c.deliveries_closed_total.fetch_add(closed, std::memory_order_relaxed);
 }
 
 void ChatService::handle_control(const bus::Envelope& e, Inbound& in) {

@@ -315,7 +315,7 @@ void ChatService::reply(const Ack& ack, json obj) {
 }
 
 void ChatService::fail(LocalUser& u, const char* event, const Ack& ack, const ChatError& err) {
-  states_[u.socket->worker()]->counters.errors.fetch_add(1, std::memory_order_relaxed);
+  states_[u.socket->worker()]->counters.errors_total.fetch_add(1, std::memory_order_relaxed);
   if (ack) {
     reply(ack, json{{"ok", false}, {"error", error_obj(err)}});
   } else {
@@ -329,7 +329,8 @@ bool ChatService::admit(LocalUser& u, const char* event, const Ack& ack, bool ne
   // The rate budget belongs to the Engine.IO session: a namespace reconnect
   // does not refill it.
   if (!u.socket->take_tokens(1.0)) {
-    states_[u.socket->worker()]->counters.rate_limited.fetch_add(1, std::memory_order_relaxed);
+    states_[u.socket->worker()]->counters.rate_limited_total.fetch_add(1,
+                                                                       std::memory_order_relaxed);
     fail(u, event, ack, ChatError{"RATE_LIMITED", "too many requests: slow down"});
     return false;
   }
@@ -487,7 +488,7 @@ void ChatService::on_new_message(LocalUser& u, const json& args, Ack ack) {
   }
 
   auto& counters = states_[u.socket->worker()]->counters;
-  counters.messages_in.fetch_add(1, std::memory_order_relaxed);
+  counters.messages_in_total.fetch_add(1, std::memory_order_relaxed);
   auto env = make_envelope(room, "new message", json{}, u.socket->id());
   auto& e = *env;  // filled in before it is shared
   e.payload = json{{"id", e.id},
@@ -503,11 +504,11 @@ void ChatService::on_new_message(LocalUser& u, const json& args, Ack ack) {
   bus_.publish(env, [this, ack = std::move(ack), ok = std::move(ok), weak_socket,
                      &counters](bus::PublishStatus status) mutable {
     if (status == bus::PublishStatus::ok) {
-      counters.messages_acked.fetch_add(ack ? 1 : 0, std::memory_order_relaxed);
+      counters.messages_acked_total.fetch_add(ack ? 1 : 0, std::memory_order_relaxed);
       reply(ack, std::move(ok));
       return;
     }
-    counters.messages_failed.fetch_add(1, std::memory_order_relaxed);
+    counters.messages_failed_total.fetch_add(1, std::memory_order_relaxed);
     const ChatError err = publish_error(status);
     if (ack) return reply(ack, json{{"ok", false}, {"error", error_obj(err)}});
     auto s = weak_socket.lock();
@@ -648,15 +649,9 @@ ChatStats ChatService::stats() {
   ChatStats s;
   for (const auto& ws : states_) {
     const auto& c = ws->counters;
-    s.messages_in_total += c.messages_in.load(std::memory_order_relaxed);
-    s.messages_acked_total += c.messages_acked.load(std::memory_order_relaxed);
-    s.messages_failed_total += c.messages_failed.load(std::memory_order_relaxed);
-    s.deliveries_total += c.deliveries.load(std::memory_order_relaxed);
-    s.deliveries_dropped_total += c.deliveries_dropped.load(std::memory_order_relaxed);
-    s.deliveries_closed_total += c.deliveries_closed.load(std::memory_order_relaxed);
-    s.envelopes_in_total += c.envelopes_in.load(std::memory_order_relaxed);
-    s.errors_total += c.errors.load(std::memory_order_relaxed);
-    s.rate_limited_total += c.rate_limited.load(std::memory_order_relaxed);
+#define CHAT_SUM(field, name, type, help) s.field += c.field.load(std::memory_order_relaxed);
+    CHAT_WORKER_COUNTERS(CHAT_SUM)
+#undef CHAT_SUM
   }
   for (std::size_t k = 0; k < kInboundKinds; ++k)
     s.bad_payloads[k] = inbound_.bad[k].load(std::memory_order_relaxed);

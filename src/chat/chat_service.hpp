@@ -57,34 +57,61 @@ struct ChatOptions {
   std::chrono::milliseconds leave_grace{5000};
 };
 
-// Counters summed over workers, for /metrics.
+// The chat application's figures on /metrics, each declared once here as
+// X(field, metric name, type, help); ChatStats, the per-worker counters, their
+// sum and the /metrics lines are made from these lists.
+// Counted on each worker (no shared atomic on the hot path), summed for /metrics:
+#define CHAT_WORKER_COUNTERS(X)                                                            \
+  X(messages_in_total, "chat_messages_in_total", counter, "Chat messages accepted")        \
+  X(messages_acked_total, "chat_messages_acked_total", counter,                            \
+    "Message acks sent after the bus confirmed")                                           \
+  X(messages_failed_total, "chat_messages_failed_total", counter,                          \
+    "Messages the bus could not store")                                                    \
+  X(deliveries_total, "chat_deliveries_total", counter, "Packets queued to local sockets") \
+  X(deliveries_dropped_total, "chat_deliveries_dropped_total", counter,                    \
+    "Droppable packets skipped for slow sockets")                                          \
+  X(deliveries_closed_total, "chat_deliveries_closed_total", counter,                      \
+    "Deliveries to sockets that were closed")                                              \
+  X(envelopes_in_total, "chat_envelopes_in_total", counter,                                \
+    "Room envelopes handled (times workers)")                                              \
+  X(errors_total, "chat_errors_total", counter, "Error replies sent to clients")           \
+  X(rate_limited_total, "chat_rate_limited_total", counter, "Requests refused by the rate limit")
+// Of the whole replica:
+#define CHAT_REPLICA_STATS(X)                                                                   \
+  X(users_local, "chat_users_local", gauge, "Logged-in users on this replica")                  \
+  X(users_cluster, "chat_users_cluster", gauge, "Logged-in users on all live replicas")         \
+  X(rooms_local, "chat_rooms_local", gauge, "Rooms with members on this replica")               \
+  X(replicas, "chat_replicas", gauge, "Live replicas known (this one included)")                \
+  X(delivery_posts_total, "chat_delivery_posts_total", counter,                                 \
+    "Batches of room messages handed to I/O threads (only to threads with a member there)")     \
+  X(exceptions_total, "chat_exceptions_total", counter,                                         \
+    "Exceptions caught by a last resort (workers, bus input)")                                  \
+  X(rate_limited_ip_total, "chat_rate_limited_ip_total", counter,                               \
+    "Requests and CONNECTs refused by the per-address limit")                                   \
+  X(rate_limited_room_total, "chat_rate_limited_room_total", counter,                           \
+    "Messages refused by the per-room limit")                                                   \
+  X(history_rooms, "chat_history_rooms", gauge, "Rooms whose last messages are kept in memory") \
+  X(history_messages, "chat_history_messages", gauge,                                           \
+    "Messages kept in memory for history replies")                                              \
+  X(sessions_known, "chat_sessions_known", gauge,                                               \
+    "Session records that can be recovered (all replicas)")                                     \
+  X(recoveries_total, "chat_recoveries_total", counter,                                         \
+    "Sockets given back their id, rooms and missed messages")                                   \
+  X(recoveries_refused_total, "chat_recoveries_refused_total", counter,                         \
+    "Recovery attempts refused (unknown or expired pid, messages no longer held)")              \
+  X(leaves_held_total, "chat_leaves_held_total", counter,                                       \
+    "Departures of dropped, recoverable users held back by --leave-grace")                      \
+  X(leaves_avoided_total, "chat_leaves_avoided_total", counter,                                 \
+    "Held-back departures not announced: the user was back in time")                            \
+  X(recovered_messages_total, "chat_recovered_messages_total", counter,                         \
+    "Missed messages sent to recovered sockets")
+
 struct ChatStats {
-  std::uint64_t users_local = 0;
-  std::uint64_t users_cluster = 0;
-  std::uint64_t rooms_local = 0;
-  std::uint64_t replicas = 0;
-  std::uint64_t messages_in_total = 0;         // accepted "new message"
-  std::uint64_t messages_acked_total = 0;      // acks sent after the bus confirmed
-  std::uint64_t messages_failed_total = 0;     // bus refused (UNAVAILABLE)
-  std::uint64_t deliveries_total = 0;          // packets queued to local sockets
-  std::uint64_t deliveries_dropped_total = 0;  // droppable packets skipped (slow socket)
-  std::uint64_t deliveries_closed_total = 0;   // target socket closed or overflowed
-  std::uint64_t envelopes_in_total = 0;        // room envelopes handed over by the bus
-  std::uint64_t delivery_posts_total = 0;      // batches posted to workers with a member there
-  std::uint64_t errors_total = 0;              // error replies sent to clients
-  std::uint64_t rate_limited_total = 0;
+#define CHAT_STATS_FIELD(field, name, type, help) std::uint64_t field = 0;
+  CHAT_WORKER_COUNTERS(CHAT_STATS_FIELD)
+  CHAT_REPLICA_STATS(CHAT_STATS_FIELD)
+#undef CHAT_STATS_FIELD
   std::array<std::uint64_t, kInboundKinds> bad_payloads{};  // bus input dropped, by InboundKind
-  std::uint64_t exceptions_total = 0;       // caught by a last-resort handler (workers, bus input)
-  std::uint64_t rate_limited_ip_total = 0;  // refused by the per-address limit (CONNECTs too)
-  std::uint64_t rate_limited_room_total = 0;   // messages refused by the per-room limit
-  std::uint64_t history_rooms = 0;             // rooms with history in memory
-  std::uint64_t history_messages = 0;          // messages held for them
-  std::uint64_t sessions_known = 0;            // recoverable session records
-  std::uint64_t recoveries_total = 0;          // sockets given back with their state
-  std::uint64_t recoveries_refused_total = 0;  // {pid, offset} that could not be recovered
-  std::uint64_t leaves_held_total = 0;         // departures held back by --leave-grace
-  std::uint64_t leaves_avoided_total = 0;      // of those, users back in time (no "user left")
-  std::uint64_t recovered_messages_total = 0;  // missed messages sent on recovery
 };
 
 class ChatService {
@@ -113,8 +140,9 @@ class ChatService {
   // How long a join, login or recovery waits for its partitions.
   static constexpr std::int64_t kPartitionWaitMs = 10000;
   struct alignas(64) Counters {
-    std::atomic<std::uint64_t> messages_in{0}, messages_acked{0}, messages_failed{0}, deliveries{0},
-        deliveries_dropped{0}, deliveries_closed{0}, envelopes_in{0}, errors{0}, rate_limited{0};
+#define CHAT_WORKER_COUNTER(field, name, type, help) std::atomic<std::uint64_t> field{0};
+    CHAT_WORKER_COUNTERS(CHAT_WORKER_COUNTER)
+#undef CHAT_WORKER_COUNTER
   };
   struct WorkerState {
     std::unordered_map<const transport::Socket*, std::shared_ptr<LocalUser>> users;

@@ -152,57 +152,15 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
         b.checking);
 
   if (c) {
-    w.put("chat_users_local", G, "Logged-in users on this replica", c->users_local);
-    w.put("chat_history_rooms", G, "Rooms whose last messages are kept in memory",
-          c->history_rooms);
-    w.put("chat_history_messages", G, "Messages kept in memory for history replies",
-          c->history_messages);
-    w.put("chat_sessions_known", G, "Session records that can be recovered (all replicas)",
-          c->sessions_known);
-    w.put("chat_recoveries_total", C, "Sockets given back their id, rooms and missed messages",
-          c->recoveries_total);
-    w.put("chat_leaves_held_total", C,
-          "Departures of dropped, recoverable users held back by --leave-grace",
-          c->leaves_held_total);
-    w.put("chat_leaves_avoided_total", C,
-          "Held-back departures not announced: the user was back in time", c->leaves_avoided_total);
-    w.put("chat_recoveries_refused_total", C,
-          "Recovery attempts refused (unknown or expired pid, messages no longer held)",
-          c->recoveries_refused_total);
-    w.put("chat_recovered_messages_total", C, "Missed messages sent to recovered sockets",
-          c->recovered_messages_total);
-    w.put("chat_users_cluster", G, "Logged-in users on all live replicas", c->users_cluster);
-    w.put("chat_rooms_local", G, "Rooms with members on this replica", c->rooms_local);
-    w.put("chat_delivery_posts_total", C,
-          "Batches of room messages handed to I/O threads (only to threads with a member there)",
-          c->delivery_posts_total);
-    w.put("chat_replicas", G, "Live replicas known (this one included)", c->replicas);
-    w.put("chat_messages_in_total", C, "Chat messages accepted", c->messages_in_total);
-    w.put("chat_messages_acked_total", C, "Message acks sent after the bus confirmed",
-          c->messages_acked_total);
-    w.put("chat_messages_failed_total", C, "Messages the bus could not store",
-          c->messages_failed_total);
-    w.put("chat_deliveries_total", C, "Packets queued to local sockets", c->deliveries_total);
-    w.put("chat_deliveries_dropped_total", C, "Droppable packets skipped for slow sockets",
-          c->deliveries_dropped_total);
-    w.put("chat_deliveries_closed_total", C, "Deliveries to sockets that were closed",
-          c->deliveries_closed_total);
-    w.put("chat_envelopes_in_total", C, "Room envelopes handled (times workers)",
-          c->envelopes_in_total);
-    w.put("chat_errors_total", C, "Error replies sent to clients", c->errors_total);
-    w.put("chat_rate_limited_total", C, "Requests refused by the rate limit",
-          c->rate_limited_total);
+#define CHAT_METRIC(field, name, type, help) w.put(name, #type, help, c->field);
+    CHAT_WORKER_COUNTERS(CHAT_METRIC)
+    CHAT_REPLICA_STATS(CHAT_METRIC)
+#undef CHAT_METRIC
     w.put_labelled(
         "chat_bus_bad_payloads_total", C, "Envelopes whose payload failed its checks (dropped)",
         "kind", app::kInboundKinds,
         [](std::size_t k) { return app::inbound_kind_name(static_cast<app::InboundKind>(k)); },
         [c](std::size_t k) { return c->bad_payloads[k]; });
-    w.put("chat_exceptions_total", C, "Exceptions caught by a last resort (workers, bus input)",
-          c->exceptions_total);
-    w.put("chat_rate_limited_ip_total", C, "Requests and CONNECTs refused by the per-address limit",
-          c->rate_limited_ip_total);
-    w.put("chat_rate_limited_room_total", C, "Messages refused by the per-room limit",
-          c->rate_limited_room_total);
   }
   w.put("process_resident_memory_bytes", G, "Resident memory", rss_bytes());
   return std::move(w.out);
