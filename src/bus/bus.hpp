@@ -111,34 +111,54 @@ enum class PublishStatus : std::uint8_t {
 const char* to_string(PublishStatus status);
 
 // Snapshot of the bus state for /readyz and /metrics.
+// The bus's figures on /metrics that are plain counts, each declared once
+// here as X(field, metric, type, help); the BusStatus fields and their
+// /metrics lines are made from this list (the other fields are below).
+#define CHAT_BUS_STATS(X)                                                                    \
+  X(published, "chat_bus_published_total", counter, "Envelopes handed to the broker")        \
+  X(broker_messages, "chat_bus_broker_messages_total", counter,                              \
+    "Broker messages published (envelopes queued together travel in one)")                   \
+  X(confirmed, "chat_bus_confirmed_total", counter, "Publishes confirmed by the broker")     \
+  X(nacked, "chat_bus_nacked_total", counter, "Publishes refused by the broker")             \
+  X(returned, "chat_bus_returned_total", counter, "Publishes returned unroutable")           \
+  X(consumed, "chat_bus_consumed_total", counter,                                            \
+    "Broker messages received (own copies included)")                                        \
+  X(outbox_depth, "chat_bus_outbox_depth", gauge, "Envelopes waiting for the broker")        \
+  X(outbox_dropped, "chat_bus_outbox_dropped_total", counter,                                \
+    "Envelopes unconfirmed when the bus stopped")                                            \
+  X(refused, "chat_bus_outbox_refused_total", counter,                                       \
+    "Publishes refused at once: the outbox held its bound (count or bytes)")                 \
+  X(held_bytes, "chat_bus_held_bytes", gauge, "Bytes of publishes queued or unconfirmed")    \
+  X(rejected, "chat_bus_rejected_total", counter,                                            \
+    "Envelopes dropped after the broker refused them repeatedly")                            \
+  X(reconnects, "chat_bus_reconnects_total", counter, "Broker reconnections")                \
+  X(bound_rooms, "chat_bus_bound_rooms", gauge, "Room bindings in place")                    \
+  X(duplicates, "chat_bus_duplicates_total", counter,                                        \
+    "Re-published copies dropped by the consumer")                                           \
+  X(bad_envelopes, "chat_bus_bad_envelopes_total", counter,                                  \
+    "Deliveries that did not parse (dropped)")                                               \
+  X(exceptions, "chat_bus_exceptions_total", counter,                                        \
+    "Exceptions caught by the bus threads' last resort")                                     \
+  X(replayed, "chat_bus_replayed_total", counter,                                            \
+    "Envelopes read back from history when the replica started")                             \
+  X(republished, "chat_bus_republished_total", counter,                                      \
+    "Envelopes the broker confirmed that never reached the history stream, published again") \
+  X(unchecked, "chat_bus_unchecked_total", counter,                                          \
+    "Confirmed envelopes not checked against the stream (the check window was full)")        \
+  X(probes, "chat_bus_probes_total", counter, "Read-back probes sent to the history stream") \
+  X(checking, "chat_bus_checking", gauge,                                                    \
+    "Published envelopes not yet read back from the history stream")
+
 struct BusStatus {
   std::string kind;    // "inprocess" or "amqp"
   bool ready = false;  // publishing and consuming both work
   bool publisher_up = false;
   bool consumer_up = false;
-  std::uint64_t published = 0;        // envelopes handed to the broker
-  std::uint64_t broker_messages = 0;  // broker messages they travelled in (1+ envelopes each)
-  std::uint64_t confirmed = 0;        // broker acked
-  std::uint64_t nacked = 0;           // broker nacked (confirm false)
-  std::uint64_t returned = 0;         // unroutable returns
-  std::uint64_t consumed = 0;         // deliveries received from the broker
-  std::uint64_t outbox_depth = 0;     // waiting for a connection
-  std::uint64_t outbox_dropped = 0;   // refused or lost at stop (confirm not ok)
-  std::uint64_t rejected = 0;         // dropped after the broker refused them repeatedly
-  std::uint64_t refused = 0;          // refused at publish: outbox full (count or bytes)
-  std::uint64_t held_bytes = 0;       // bytes of publishes in the outbox or in flight
-  std::uint64_t reconnects = 0;
-  std::uint64_t bound_rooms = 0;      // room bindings currently in place
-  std::uint64_t duplicates = 0;       // re-published copies dropped by the consumer
-  std::uint64_t bad_envelopes = 0;    // deliveries that did not parse (dropped)
-  std::uint64_t exceptions = 0;       // caught by a bus thread's last-resort handler
+#define CHAT_BUS_STATS_FIELD(field, name, type, help) std::uint64_t field = 0;
+  CHAT_BUS_STATS(CHAT_BUS_STATS_FIELD)
+#undef CHAT_BUS_STATS_FIELD
   bool history = false;               // room traffic read from the history stream
-  std::uint64_t replayed = 0;         // envelopes read back from history at start
   std::int64_t stream_offset = -1;    // last history stream offset read
-  std::uint64_t republished = 0;      // confirmed but not read back from the stream: sent again
-  std::uint64_t unchecked = 0;        // confirmed, not checked against the stream (window full)
-  std::uint64_t probes = 0;           // read-back probes sent
-  std::uint64_t checking = 0;         // confirmed or in flight, not read back yet
   std::uint32_t partitions = 1;       // history partitions of the cluster (rooms hash over them)
   std::uint32_t partitions_read = 0;  // of them (and the sessions stream) read now
   std::string last_error;

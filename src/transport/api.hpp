@@ -203,39 +203,63 @@ struct HttpResponse {
 // under <path> whose file name starts with "socket.io." and has no EIO query).
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
-// Counters for /metrics; each is a sum over workers.
+// The transport's figures on /metrics, each declared once here as
+// X(field, type, help), the metric being chat_transport_<field>; Stats, the
+// per-worker counters (worker_stats.hpp), their sum and the /metrics lines
+// are made from these lists.
+// Per worker, signed (summed over workers):
+#define CHAT_TRANSPORT_WORKER_GAUGES(X)                 \
+  X(connections_open, gauge, "Engine.IO sessions open") \
+  X(websocket_open, gauge, "Sessions on WebSocket")     \
+  X(polling_open, gauge, "Sessions on long-polling")
+// Per worker:
+#define CHAT_TRANSPORT_WORKER_COUNTERS(X)                                                          \
+  X(connections_total, counter, "Sessions opened")                                                 \
+  X(upgrades_total, counter, "Polling to WebSocket upgrades")                                      \
+  X(http_requests_total, counter, "HTTP requests")                                                 \
+  X(bad_requests_total, counter, "Engine.IO requests refused with 4xx")                            \
+  X(payload_too_large_total, counter, "Bodies or messages over max payload")                       \
+  X(protocol_errors_total, counter, "Sessions closed for invalid packets")                         \
+  X(ping_timeouts_total, counter, "Sessions closed for a missing pong")                            \
+  X(slow_reader_closes_total, counter, "Connections closed because their send queue overflowed")   \
+  X(dropped_packets_total, counter, "Droppable packets skipped for slow readers")                  \
+  X(packets_in_total, counter, "Engine.IO packets received")                                       \
+  X(packets_out_total, counter, "Engine.IO packets sent")                                          \
+  X(bytes_in_total, counter, "Payload bytes received")                                             \
+  X(bytes_out_total, counter, "Payload bytes sent")                                                \
+  X(accept_errors_total, counter, "Failed accepts (EMFILE and others); the loop backs off")        \
+  X(connections_refused_total, counter, "TCP connections refused: peer at max-connections-per-ip") \
+  X(ws_writes_total, counter,                                                                      \
+    "Socket writes on WebSockets; each carries every frame queued at the time")                    \
+  X(write_timeouts_total, counter, "Connections closed: a write took over write-timeout")          \
+  X(close_timeouts_total, counter,                                                                 \
+    "WebSockets aborted: the graceful close took over close-timeout")                              \
+  X(binary_packet_aborts_total, counter,                                                           \
+    "Sessions closed: a binary packet over its byte budget or deadline")                           \
+  X(connects_limited_total, counter, "Socket.IO CONNECTs refused over the per-session budget")     \
+  X(invalid_packets_total, counter,                                                                \
+    "Invalid packets that cost a token of the session's rate budget")                              \
+  X(sessions_refused_ip_total, counter,                                                            \
+    "Handshakes refused (503): client address at max-sessions-per-ip")                             \
+  X(sessions_refused_pending_total, counter,                                                       \
+    "Handshakes refused (503): client address at max-pending-per-ip")                              \
+  X(sessions_refused_cap_total, counter,                                                           \
+    "Handshakes refused (503): server at max-connections sessions")                                \
+  X(sessions_refused_memory_total, counter,                                                        \
+    "Handshakes refused (503): resident memory over the budget")                                   \
+  X(origin_refused_total, counter, "Engine.IO requests refused (403) for their Origin")
+// Of the whole server:
+#define CHAT_TRANSPORT_SERVER_COUNTERS(X)   \
+  X(connects_refused_memory_total, counter, \
+    "Socket.IO CONNECTs refused (CONNECT_ERROR): resident memory over the budget")
+
 struct Stats {
-  std::uint64_t connections_open = 0;  // Engine.IO sessions now
-  std::uint64_t websocket_open = 0;
-  std::uint64_t polling_open = 0;
-  std::uint64_t connections_total = 0;  // sessions ever opened
-  std::uint64_t upgrades_total = 0;
-  std::uint64_t http_requests_total = 0;
-  std::uint64_t bad_requests_total = 0;  // 4xx answered to Engine.IO requests
-  std::uint64_t payload_too_large_total = 0;
-  std::uint64_t protocol_errors_total = 0;  // sessions closed for invalid packets
-  std::uint64_t ping_timeouts_total = 0;
-  std::uint64_t slow_reader_closes_total = 0;
-  std::uint64_t dropped_packets_total = 0;  // droppable packets skipped
-  std::uint64_t packets_in_total = 0;
-  std::uint64_t packets_out_total = 0;
-  std::uint64_t bytes_in_total = 0;
-  std::uint64_t bytes_out_total = 0;
-  std::uint64_t accept_errors_total = 0;        // EMFILE/ENFILE and others; the loop backs off
-  std::uint64_t connections_refused_total = 0;  // over max_connections
-  std::uint64_t ws_writes_total = 0;       // socket writes on WebSockets (each carries 1+ frames)
-  std::uint64_t write_timeouts_total = 0;  // connections closed: a write over write_timeout
-  std::uint64_t close_timeouts_total = 0;  // WebSockets aborted: close over close_timeout
-  std::uint64_t binary_packet_aborts_total = 0;  // pending binary packets over budget or deadline
-  std::uint64_t connects_limited_total = 0;      // CONNECTs refused over the per-session budget
-  std::uint64_t invalid_packets_total = 0;       // tolerated invalid packets (each costs a token)
-  std::uint64_t sessions_refused_ip_total = 0;   // handshakes over max_sessions_per_ip
-  std::uint64_t sessions_refused_pending_total = 0;  // handshakes over max_pending_per_ip
-  std::uint64_t sessions_refused_cap_total = 0;      // handshakes over max_connections
-  std::uint64_t sessions_refused_memory_total = 0;   // handshakes over the memory budget
-  std::uint64_t connects_refused_memory_total = 0;   // Socket.IO CONNECTs over the memory budget
-  std::uint64_t origin_refused_total = 0;            // requests from an Origin not allowed
-  std::uint64_t memory_over_budget = 0;              // 1 while resident memory is over the budget
+#define CHAT_TRANSPORT_STATS_FIELD(field, type, help) std::uint64_t field = 0;
+  CHAT_TRANSPORT_WORKER_GAUGES(CHAT_TRANSPORT_STATS_FIELD)
+  CHAT_TRANSPORT_WORKER_COUNTERS(CHAT_TRANSPORT_STATS_FIELD)
+  CHAT_TRANSPORT_SERVER_COUNTERS(CHAT_TRANSPORT_STATS_FIELD)
+#undef CHAT_TRANSPORT_STATS_FIELD
+  std::uint64_t memory_over_budget = 0;  // 1 while resident memory is over the budget
 };
 
 class Server {

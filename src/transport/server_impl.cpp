@@ -378,35 +378,13 @@ Stats ServerImpl::stats() const {
   for (unsigned i = 0; i < workers_.size(); ++i) {
     const auto& s = stats_[i];
     const auto ld = [](const auto& a) { return a.load(std::memory_order_relaxed); };
-    out.connections_open += static_cast<std::uint64_t>(ld(s.connections_open));
-    out.websocket_open += static_cast<std::uint64_t>(ld(s.websocket_open));
-    out.polling_open += static_cast<std::uint64_t>(ld(s.polling_open));
-    out.connections_total += ld(s.connections_total);
-    out.upgrades_total += ld(s.upgrades_total);
-    out.http_requests_total += ld(s.http_requests_total);
-    out.bad_requests_total += ld(s.bad_requests_total);
-    out.payload_too_large_total += ld(s.payload_too_large_total);
-    out.protocol_errors_total += ld(s.protocol_errors_total);
-    out.ping_timeouts_total += ld(s.ping_timeouts_total);
-    out.slow_reader_closes_total += ld(s.slow_reader_closes_total);
-    out.dropped_packets_total += ld(s.dropped_packets_total);
-    out.packets_in_total += ld(s.packets_in_total);
-    out.packets_out_total += ld(s.packets_out_total);
-    out.bytes_in_total += ld(s.bytes_in_total);
-    out.bytes_out_total += ld(s.bytes_out_total);
-    out.accept_errors_total += ld(s.accept_errors_total);
-    out.connections_refused_total += ld(s.connections_refused_total);
-    out.ws_writes_total += ld(s.ws_writes_total);
-    out.write_timeouts_total += ld(s.write_timeouts_total);
-    out.close_timeouts_total += ld(s.close_timeouts_total);
-    out.binary_packet_aborts_total += ld(s.binary_packet_aborts_total);
-    out.connects_limited_total += ld(s.connects_limited_total);
-    out.invalid_packets_total += ld(s.invalid_packets_total);
-    out.sessions_refused_ip_total += ld(s.sessions_refused_ip_total);
-    out.sessions_refused_pending_total += ld(s.sessions_refused_pending_total);
-    out.sessions_refused_cap_total += ld(s.sessions_refused_cap_total);
-    out.sessions_refused_memory_total += ld(s.sessions_refused_memory_total);
-    out.origin_refused_total += ld(s.origin_refused_total);
+#define CHAT_TRANSPORT_SUM_GAUGE(field, type, help) \
+  out.field += static_cast<std::uint64_t>(ld(s.field));
+#define CHAT_TRANSPORT_SUM(field, type, help) out.field += ld(s.field);
+    CHAT_TRANSPORT_WORKER_GAUGES(CHAT_TRANSPORT_SUM_GAUGE)
+    CHAT_TRANSPORT_WORKER_COUNTERS(CHAT_TRANSPORT_SUM)
+#undef CHAT_TRANSPORT_SUM_GAUGE
+#undef CHAT_TRANSPORT_SUM
   }
   out.connects_refused_memory_total = connects_refused_memory_.load(std::memory_order_relaxed);
   out.memory_over_budget = over_memory_budget() ? 1 : 0;
