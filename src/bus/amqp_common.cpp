@@ -148,15 +148,17 @@ bool AmqpCommon::backoff_sleep(int& attempt) {
   return !stopping_;
 }
 
-void AmqpCommon::thread_started() {
-  std::lock_guard lock(stop_mu_);
-  ++threads_running_;
-}
-
-void AmqpCommon::thread_done() {
-  std::lock_guard lock(stop_mu_);
-  --threads_running_;
-  stop_cv_.notify_all();
+std::thread AmqpCommon::spawn(std::function<void()> body) {
+  {
+    std::lock_guard lock(stop_mu_);
+    ++threads_running_;
+  }
+  return std::thread([this, body = std::move(body)] {
+    body();
+    std::lock_guard lock(stop_mu_);
+    --threads_running_;
+    stop_cv_.notify_all();
+  });
 }
 
 bool AmqpCommon::wait_threads(milliseconds timeout) {

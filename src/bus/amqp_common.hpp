@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -66,10 +67,9 @@ class AmqpCommon {
   // Sleep the next backoff of attempt (exponential, jittered) unless stop
   // is requested; false when stopping.
   bool backoff_sleep(int& attempt);
-  // The threads' lifetime: each calls thread_done() as it exits;
-  // wait_threads waits until all have, up to timeout.
-  void thread_started();
-  void thread_done();
+  // A thread of the bus, running body: counted until body returns, so
+  // wait_threads can wait for all of them, up to timeout.
+  std::thread spawn(std::function<void()> body);
   bool wait_threads(std::chrono::milliseconds timeout);
 
   // Connection state, reported to the application in order, once each change.

@@ -64,11 +64,7 @@ AmqpConsumer::~AmqpConsumer() {
 void AmqpConsumer::start(Bus::DeliveryHandler on_delivery) {
   on_delivery_ = std::move(on_delivery);
   wake_fd_ = amqp::make_wake_fd();
-  common_.thread_started();
-  thread_ = std::thread([this] {
-    main();
-    common_.thread_done();
-  });
+  thread_ = common_.spawn([this] { main(); });
 }
 
 void AmqpConsumer::wake() {

@@ -29,11 +29,7 @@ void AmqpPublisher::start() {
     started_ = true;
   }
   wake_fd_ = amqp::make_wake_fd();
-  common_.thread_started();
-  thread_ = std::thread([this] {
-    main();
-    common_.thread_done();
-  });
+  thread_ = common_.spawn([this] { main(); });
 }
 
 void AmqpPublisher::wake() {
