@@ -26,9 +26,7 @@ void AmqpBus::start(DeliveryHandler on_delivery, StateHandler on_state) {
 }
 
 void AmqpBus::stop() {
-  if (!started_ || stopped_) return;
-  stopped_ = true;
-  common_.mark_stopped();
+  if (!started_ || common_.stopping()) return;
   common_.request_stop();
   publisher_.wake();
   consumer_.wake();

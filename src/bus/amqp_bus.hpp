@@ -27,7 +27,6 @@
 #include "bus/bus.hpp"
 #include "bus/factory.hpp"
 
-#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -56,7 +55,6 @@ class AmqpBus final : public Bus {
   AmqpConsumer consumer_;
   DeliveryHandler on_delivery_;
   bool started_ = false;
-  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace chat::bus

@@ -128,6 +128,10 @@ bool AmqpCommon::declare_stream(amqp_connection_state_t conn, amqp_channel_t ch,
 
 void AmqpCommon::request_stop() {
   {
+    std::lock_guard lock(state_mu_);
+    stopped_ = true;
+  }
+  {
     std::lock_guard lock(stop_mu_);
     stopping_ = true;
   }

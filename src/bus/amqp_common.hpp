@@ -61,7 +61,8 @@ class AmqpCommon {
   bool declare_stream(amqp_connection_state_t conn, amqp_channel_t ch, const std::string& stream,
                       bool confirm_mode, std::string& error) const;
 
-  // Stopping. stopping() is read by both threads at every turn.
+  // Stopping, once: no longer ready, and the threads end. stopping() is
+  // read by both threads at every turn.
   bool stopping() const { return stopping_.load(); }
   void request_stop();
   // Sleep the next backoff of attempt (exponential, jittered) unless stop
@@ -78,7 +79,6 @@ class AmqpCommon {
   void set_consumer_up(bool up);
   bool publisher_up() const { return publisher_up_.load(std::memory_order_relaxed); }
   bool consumer_up() const { return consumer_up_.load(std::memory_order_relaxed); }
-  void mark_stopped() { stopped_ = true; }
   void report_state();
   void set_error(const std::string& error);
   std::string last_error() const;

@@ -49,12 +49,7 @@ AmqpConsumer::AmqpConsumer(AmqpCommon& common, AmqpPublisher& probes)
       nparts_(common.nparts),
       node_(common.first_node()),
       dedupe_(dedupe_window_for(common.config)) {
-  for (const auto& s : common.streams) {
-    Part p;
-    p.stream = s.stream;
-    p.always = s.always;
-    parts_.push_back(std::move(p));
-  }
+  parts_.resize(common.streams.size());
 }
 
 AmqpConsumer::~AmqpConsumer() {
@@ -225,8 +220,7 @@ bool AmqpConsumer::setup(std::string& queue, std::string& error) {
   }
   const auto now = Clock::now();
   for (std::size_t i = 0; i < parts_.size(); ++i) {
-    auto& part = parts_[i];
-    if (!(part.always || part.rooms > 0 || part.catching_up || now < part.wanted_until)) continue;
+    if (!wanted(i, now)) continue;
     if (!consume_stream(i, error)) return false;
     // Up to the present once its probe is back; until then a join waits.
     if (nparts_ > 1) send_sync_probe(i);
@@ -239,6 +233,7 @@ bool AmqpConsumer::consume_stream(std::size_t index, std::string& error) {
   auto& c = conn_;
   auto* conn = c.get();
   auto& part = parts_[index];
+  const auto& stream = common_.streams[index].stream;
   const auto ch = channel_of(index);
   amqp_channel_open(conn, ch);
   auto r = amqp_get_rpc_reply(conn);
@@ -246,7 +241,7 @@ bool AmqpConsumer::consume_stream(std::size_t index, std::string& error) {
     error = "channel.open " + std::to_string(ch) + ": " + AmqpConnection::describe(r);
     return false;
   }
-  if (!common_.declare_stream(conn, ch, part.stream, false, error)) return false;
+  if (!common_.declare_stream(conn, ch, stream, false, error)) return false;
   // Streams need acknowledgements and a prefetch bound on their consumers.
   amqp_basic_qos(conn, ch, 0, std::max<std::uint16_t>(1, config_.stream_prefetch), 0);
   r = amqp_get_rpc_reply(conn);
@@ -275,10 +270,10 @@ bool AmqpConsumer::consume_stream(std::size_t index, std::string& error) {
         static_cast<std::uint64_t>(std::max<std::int64_t>(0, (base - backfill_ms) / 1000));
   }
   amqp_table_t args{1, &from};
-  amqp_basic_consume(conn, ch, amqp::as_bytes(part.stream), amqp_empty_bytes, 0, 0, 0, args);
+  amqp_basic_consume(conn, ch, amqp::as_bytes(stream), amqp_empty_bytes, 0, 0, 0, args);
   r = amqp_get_rpc_reply(conn);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-    error = "basic.consume " + part.stream + ": " + AmqpConnection::describe(r);
+    error = "basic.consume " + stream + ": " + AmqpConnection::describe(r);
     return false;
   }
   part.unacked_tag = 0;
@@ -287,6 +282,11 @@ bool AmqpConsumer::consume_stream(std::size_t index, std::string& error) {
   part.synced = false;
   part.detached_ms = 0;
   return true;
+}
+
+bool AmqpConsumer::wanted(std::size_t i, Clock::time_point now) const {
+  const auto& part = parts_[i];
+  return common_.streams[i].always || part.rooms > 0 || part.catching_up || now < part.wanted_until;
 }
 
 std::uint32_t AmqpConsumer::reading_count() const {
@@ -372,7 +372,7 @@ bool AmqpConsumer::apply_partitions(std::vector<EnvelopePtr>& notices) {
     if (!part.attached) continue;
     if (!part.synced && now - part.sync_sent >= kSyncRetry) send_sync_probe(i);
     // Put down what no room here needs any more: its traffic costs nothing then.
-    if (part.always || part.rooms > 0 || part.catching_up || now < part.wanted_until) continue;
+    if (wanted(i, now)) continue;
     auto& c = conn_;
     auto* conn = c.get();
     if (part.unacked_tag != 0) amqp_basic_ack(conn, channel_of(i), part.unacked_tag, 1);

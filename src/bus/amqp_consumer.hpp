@@ -51,11 +51,9 @@ class AmqpConsumer {
 
  private:
   using Clock = std::chrono::steady_clock;
-  // A history partition's stream as this thread reads it. This thread only,
-  // except the constant fields.
+  // A history partition's stream (common_.streams, same index) as this
+  // thread reads it. This thread only.
   struct Part {
-    std::string stream;   // constant
-    bool always = false;  // constant: read whatever the rooms
     bool attached = false;
     bool catching_up = false;         // attached on demand, not yet read up to the present
     std::int64_t caught_from_ms = 0;  // wall clock of that attach: older envelopes are history
@@ -97,6 +95,9 @@ class AmqpConsumer {
   EnvelopePtr synced_notice(std::size_t part) const;
   std::string cut_after(std::size_t part, std::int64_t position) const;
   std::uint32_t reading_count() const;
+  // Whether partition i is to be read now: always, a bound room in it, a
+  // catch-up under way, or asked for by attach() lately.
+  bool wanted(std::size_t i, Clock::time_point now) const;
 
   AmqpCommon& common_;
   AmqpPublisher& probes_out_;

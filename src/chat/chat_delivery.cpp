@@ -8,8 +8,6 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
-#include <map>
-#include <optional>
 #include <string_view>
 
 namespace chat::app {
