@@ -103,6 +103,13 @@ void ChatService::restore(LocalUser& u, const json& auth) {
   const auto offset = auth.value("offset", std::string());
   const auto pos = parts_ == 1 ? parse_offset(offset) : std::optional<std::int64_t>(0);
   if (!rec || !pos) return;  // expired in between: a fresh socket with the old id
+  // --auth jwt: only a token of the same user takes the session back; any
+  // other one (a pid learnt by someone else) is sent away.
+  if ((u.identity ? u.identity->subject : std::string()) != rec->subject) {
+    recoveries_refused_.fetch_add(1, std::memory_order_relaxed);
+    u.socket->disconnect(true);
+    return;
+  }
   auto& ws = *states_[u.socket->worker()];
   if (rec->logged_in) {
     u.username = rec->username;
@@ -276,6 +283,7 @@ void ChatService::publish_session(const LocalUser& u) {
   r.pid = u.socket->pid();
   r.sid = u.user_id;
   r.username = u.username;
+  if (u.identity) r.subject = u.identity->subject;
   r.logged_in = u.logged_in;
   r.rooms.assign(u.rooms.begin(), u.rooms.end());
   r.joined_at = u.joined_at;

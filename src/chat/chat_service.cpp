@@ -106,6 +106,9 @@ void ChatService::start() {
     return json{{"message", "too many requests from your address: slow down"},
                 {"data", {{"code", "RATE_LIMITED"}}}};
   });
+  // --auth jwt: no token, no socket (CONNECT_ERROR with the reason).
+  if (options_.verifier)
+    nsp.use([this](const transport::Handshake&, const json& auth) { return check_token(auth); });
 
   bus_.start([this](std::vector<bus::EnvelopePtr> batch) { on_bus_batch(std::move(batch)); },
              [this](bool ready) { on_bus_state(ready); });
@@ -125,6 +128,9 @@ void ChatService::presence_tick() {
       std::max<std::int64_t>(1, options_.session_alive_interval.count() /
                                     std::max<std::int64_t>(1, options_.presence_interval.count()));
   if (recovery_) settle_leaves();
+  if (options_.verifier)
+    for (unsigned w = 0; w < workers_.size(); ++w)
+      boost::asio::post(workers_.at(w), [this, w] { expire_tokens(w); });
   if (parts_ > 1) expire_waiters();
   if (recovery_ && ++ticks_ % static_cast<unsigned>(every) == 0) {
     publish_alive();
@@ -180,6 +186,7 @@ void ChatService::register_events(transport::Namespace& nsp) {
   bind("join room", &ChatService::on_join_room);
   bind("leave room", &ChatService::on_leave_room);
   bind("list users", &ChatService::on_list_users);
+  if (options_.verifier) bind("refresh token", &ChatService::on_refresh_token);
   nsp.on_event("list rooms", [this](transport::Socket& s, const json&, Ack ack) {
     if (auto u = user_of(s)) on_list_rooms(*u, std::move(ack));
   });
@@ -204,6 +211,7 @@ void ChatService::on_connection(const transport::SocketPtr& socket, const json& 
   auto& ws = *states_[socket->worker()];
   auto user = std::make_shared<LocalUser>(socket);
   user->user_id = socket->id();
+  if (options_.verifier) user->identity = take_verified();
   ws.users[socket.get()] = user;
   if (!socket->pid().empty()) {
     std::lock_guard lk(pids_mu_);
@@ -357,15 +365,20 @@ void ChatService::publish_room_event(LocalUser& u, const std::string& room, cons
 }
 
 json ChatService::login_info(const LocalUser& u, const std::string& room) {
-  return json{{"numUsers", presence_.num_users()},
-              {"username", u.username},
-              {"replica", options_.replica_id},
-              {"room", room},
-              {"userId", u.user_id}};
+  json info{{"numUsers", presence_.num_users()},
+            {"username", u.username},
+            {"replica", options_.replica_id},
+            {"room", room},
+            {"userId", u.user_id}};
+  add_subject(u, info);
+  return info;
 }
 
 json ChatService::membership_payload(const LocalUser& u, const std::string& room) {
-  return membership_json(u.user_id, u.username, presence_.num_users(), room, options_.replica_id);
+  auto payload =
+      membership_json(u.user_id, u.username, presence_.num_users(), room, options_.replica_id);
+  add_subject(u, payload);
+  return payload;
 }
 
 json ChatService::membership_json(const std::string& user_id, const std::string& username,
@@ -394,11 +407,17 @@ void ChatService::leave_local(LocalUser& u, const std::string& room) {
 
 void ChatService::on_add_user(LocalUser& u, const json& args, Ack ack) {
   if (!admit(u, "add user", ack, false)) return;
+  // With --auth jwt the name is the token's, whatever the client asks for:
+  // nobody speaks under a name their token does not give.
+  std::optional<std::string> requested;
+  if (u.identity)
+    requested = trim(u.identity->name);
+  else if (!args.empty() && args[0].is_string())
+    requested = trim(args[0].get_ref<const std::string&>());
   if (u.logged_in) {
     // The same name again is what a client that logs in on every connect
     // sends after a recovery: answered like the first time, nothing changes.
-    if (!args.empty() && args[0].is_string() &&
-        trim(args[0].get_ref<const std::string&>()) == u.username) {
+    if (requested && *requested == u.username) {
       const auto& room = options_.limits.default_room;
       json info = login_info(u, room);
       info["ok"] = true;
@@ -408,11 +427,14 @@ void ChatService::on_add_user(LocalUser& u, const json& args, Ack ack) {
     return fail(u, "add user", ack,
                 ChatError{"ALREADY_LOGGED_IN", "already logged in as " + u.username});
   }
-  if (args.empty() || !args[0].is_string())
+  if (!requested)
     return fail(u, "add user", ack,
                 ChatError{"BAD_REQUEST", "\"add user\" takes the user name (a string)"});
-  auto name = trim(args[0].get_ref<const std::string&>());
-  if (auto err = check_name(name, options_.limits)) return fail(u, "add user", ack, *err);
+  auto name = std::move(*requested);
+  if (auto err = check_name(name, options_.limits)) {
+    if (u.identity) err->message = "the token's name claim: " + err->message;
+    return fail(u, "add user", ack, *err);
+  }
   // With history partitions the login waits until the default room's
   // partition is read up to the present here (its history, and live traffic).
   when_read(
@@ -481,6 +503,9 @@ void ChatService::on_new_message(LocalUser& u, const json& args, Ack ack) {
   if (auto err = check_message(message, options_.limits)) return fail(u, "new message", ack, *err);
   if (!u.rooms.count(room))
     return fail(u, "new message", ack, ChatError{"NOT_IN_ROOM", "not a member of " + room});
+  if (!may_post(u, room))
+    return fail(u, "new message", ack,
+                ChatError{"FORBIDDEN", "your token does not allow posting in " + room});
   if (!room_limiter_.allow(room)) {
     room_refusals_.fetch_add(1, std::memory_order_relaxed);
     return fail(u, "new message", ack,
@@ -498,6 +523,7 @@ void ChatService::on_new_message(LocalUser& u, const json& args, Ack ack) {
                    {"room", room},
                    {"ts", e.ts},
                    {"replica", options_.replica_id}};
+  add_subject(u, e.payload);
   json ok{
       {"ok", true}, {"id", e.id}, {"ts", e.ts}, {"room", room}, {"replica", options_.replica_id}};
   std::weak_ptr<transport::Socket> weak_socket = u.socket;
@@ -530,8 +556,12 @@ void ChatService::on_typing(LocalUser& u, const std::string& event, const json& 
   }
   if (!u.rooms.count(room))
     return fail(u, event.c_str(), {}, ChatError{"NOT_IN_ROOM", "not a member of " + room});
-  publish_room_event(u, room, event.c_str(),
-                     json{{"username", u.username}, {"userId", u.user_id}, {"room", room}});
+  if (!may_post(u, room))
+    return fail(u, event.c_str(), {},
+                ChatError{"FORBIDDEN", "your token does not allow posting in " + room});
+  json payload{{"username", u.username}, {"userId", u.user_id}, {"room", room}};
+  add_subject(u, payload);
+  publish_room_event(u, room, event.c_str(), std::move(payload));
 }
 
 void ChatService::on_join_room(LocalUser& u, const json& args, Ack ack) {
@@ -541,6 +571,9 @@ void ChatService::on_join_room(LocalUser& u, const json& args, Ack ack) {
                 ChatError{"BAD_REQUEST", "\"join room\" takes the room name (a string)"});
   const auto room = args[0].get<std::string>();
   if (auto err = check_room(room, options_.limits)) return fail(u, "join room", ack, *err);
+  if (!may_join(u, room))
+    return fail(u, "join room", ack,
+                ChatError{"FORBIDDEN", "your token does not allow joining " + room});
   if (u.rooms.count(room)) return join_room(u, room, std::move(ack), {});
   // With history partitions the join is answered once the room's partition
   // is read up to the present here: its history, and every message after.
@@ -658,6 +691,9 @@ ChatStats ChatService::stats() {
   s.exceptions_total = workers_.exceptions() + inbound_errors_.count();
   s.rate_limited_ip_total = ip_refusals_.load(std::memory_order_relaxed);
   s.rate_limited_room_total = room_refusals_.load(std::memory_order_relaxed);
+  s.auth_refused_total = auth_refused_.load(std::memory_order_relaxed);
+  s.auth_expired_total = auth_expired_.load(std::memory_order_relaxed);
+  s.forbidden_total = forbidden_.load(std::memory_order_relaxed);
   s.rooms_local = rooms_.size();
   s.delivery_posts_total = delivery_posts_.load(std::memory_order_relaxed);
   const auto reps = presence_.replicas();

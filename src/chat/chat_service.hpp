@@ -8,6 +8,8 @@
 // with a member, and each worker walks its own member lists without a lock).
 #pragma once
 
+#include "auth/identity.hpp"
+#include "auth/jwt_verifier.hpp"
 #include "bus/bus.hpp"
 #include "chat/history.hpp"
 #include "chat/inbound.hpp"
@@ -55,6 +57,11 @@ struct ChatOptions {
   std::chrono::milliseconds session_alive_interval{30000};
   // A dropped connection that may be recovered is announced gone after this (--leave-grace).
   std::chrono::milliseconds leave_grace{5000};
+  // --auth jwt: who a user is comes from the token of the CONNECT (null:
+  // --auth none, anyone logs in under any name); which rooms need a claim.
+  std::shared_ptr<const auth::JwtVerifier> verifier;
+  std::chrono::milliseconds token_leeway{30000};
+  auth::RoomPolicy room_policy;
 };
 
 // The chat application's figures on /metrics, each declared once here as
@@ -77,33 +84,38 @@ struct ChatOptions {
   X(errors_total, "chat_errors_total", counter, "Error replies sent to clients")           \
   X(rate_limited_total, "chat_rate_limited_total", counter, "Requests refused by the rate limit")
 // Of the whole replica:
-#define CHAT_REPLICA_STATS(X)                                                                   \
-  X(users_local, "chat_users_local", gauge, "Logged-in users on this replica")                  \
-  X(users_cluster, "chat_users_cluster", gauge, "Logged-in users on all live replicas")         \
-  X(rooms_local, "chat_rooms_local", gauge, "Rooms with members on this replica")               \
-  X(replicas, "chat_replicas", gauge, "Live replicas known (this one included)")                \
-  X(delivery_posts_total, "chat_delivery_posts_total", counter,                                 \
-    "Batches of room messages handed to I/O threads (only to threads with a member there)")     \
-  X(exceptions_total, "chat_exceptions_total", counter,                                         \
-    "Exceptions caught by a last resort (workers, bus input)")                                  \
-  X(rate_limited_ip_total, "chat_rate_limited_ip_total", counter,                               \
-    "Requests and CONNECTs refused by the per-address limit")                                   \
-  X(rate_limited_room_total, "chat_rate_limited_room_total", counter,                           \
-    "Messages refused by the per-room limit")                                                   \
-  X(history_rooms, "chat_history_rooms", gauge, "Rooms whose last messages are kept in memory") \
-  X(history_messages, "chat_history_messages", gauge,                                           \
-    "Messages kept in memory for history replies")                                              \
-  X(sessions_known, "chat_sessions_known", gauge,                                               \
-    "Session records that can be recovered (all replicas)")                                     \
-  X(recoveries_total, "chat_recoveries_total", counter,                                         \
-    "Sockets given back their id, rooms and missed messages")                                   \
-  X(recoveries_refused_total, "chat_recoveries_refused_total", counter,                         \
-    "Recovery attempts refused (unknown or expired pid, messages no longer held)")              \
-  X(leaves_held_total, "chat_leaves_held_total", counter,                                       \
-    "Departures of dropped, recoverable users held back by --leave-grace")                      \
-  X(leaves_avoided_total, "chat_leaves_avoided_total", counter,                                 \
-    "Held-back departures not announced: the user was back in time")                            \
-  X(recovered_messages_total, "chat_recovered_messages_total", counter,                         \
+#define CHAT_REPLICA_STATS(X)                                                                     \
+  X(users_local, "chat_users_local", gauge, "Logged-in users on this replica")                    \
+  X(users_cluster, "chat_users_cluster", gauge, "Logged-in users on all live replicas")           \
+  X(rooms_local, "chat_rooms_local", gauge, "Rooms with members on this replica")                 \
+  X(replicas, "chat_replicas", gauge, "Live replicas known (this one included)")                  \
+  X(delivery_posts_total, "chat_delivery_posts_total", counter,                                   \
+    "Batches of room messages handed to I/O threads (only to threads with a member there)")       \
+  X(exceptions_total, "chat_exceptions_total", counter,                                           \
+    "Exceptions caught by a last resort (workers, bus input)")                                    \
+  X(rate_limited_ip_total, "chat_rate_limited_ip_total", counter,                                 \
+    "Requests and CONNECTs refused by the per-address limit")                                     \
+  X(rate_limited_room_total, "chat_rate_limited_room_total", counter,                             \
+    "Messages refused by the per-room limit")                                                     \
+  X(auth_refused_total, "chat_auth_refused_total", counter,                                       \
+    "CONNECTs and token refreshes refused for their token (--auth jwt)")                          \
+  X(auth_expired_total, "chat_auth_expired_total", counter,                                       \
+    "Sockets disconnected because their token expired")                                           \
+  X(forbidden_total, "chat_forbidden_total", counter, "Joins and posts the token does not allow") \
+  X(history_rooms, "chat_history_rooms", gauge, "Rooms whose last messages are kept in memory")   \
+  X(history_messages, "chat_history_messages", gauge,                                             \
+    "Messages kept in memory for history replies")                                                \
+  X(sessions_known, "chat_sessions_known", gauge,                                                 \
+    "Session records that can be recovered (all replicas)")                                       \
+  X(recoveries_total, "chat_recoveries_total", counter,                                           \
+    "Sockets given back their id, rooms and missed messages")                                     \
+  X(recoveries_refused_total, "chat_recoveries_refused_total", counter,                           \
+    "Recovery attempts refused (unknown or expired pid, messages no longer held)")                \
+  X(leaves_held_total, "chat_leaves_held_total", counter,                                         \
+    "Departures of dropped, recoverable users held back by --leave-grace")                        \
+  X(leaves_avoided_total, "chat_leaves_avoided_total", counter,                                   \
+    "Held-back departures not announced: the user was back in time")                              \
+  X(recovered_messages_total, "chat_recovered_messages_total", counter,                           \
     "Missed messages sent to recovered sockets")
 
 struct ChatStats {
@@ -151,6 +163,17 @@ class ChatService {
   };
 
   void on_connection(const transport::SocketPtr& socket, const nlohmann::json& auth);
+  // --auth jwt (chat_auth.cpp): the CONNECT hook checks the token and hands
+  // its identity to on_connection (the same call, on the same thread).
+  std::optional<nlohmann::json> check_token(const nlohmann::json& auth);
+  static std::shared_ptr<const auth::Identity> take_verified();
+  void on_refresh_token(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
+  // Disconnect the sockets of worker w whose token expired (every presence tick).
+  void expire_tokens(unsigned w);
+  bool may_join(const LocalUser& u, const std::string& room);
+  bool may_post(const LocalUser& u, const std::string& room);
+  // Adds "sub" (the token's subject) to a payload about u, with --auth jwt.
+  static void add_subject(const LocalUser& u, nlohmann::json& payload);
   // Connection state recovery: the socket id for {pid, offset}, if the state can come back.
   std::optional<std::string> recoverable(const std::string& pid, const std::string& offset);
   void restore(LocalUser& u, const nlohmann::json& auth);
@@ -272,6 +295,7 @@ class ChatService {
   SharedLimiter ip_limiter_;    // per client address
   SharedLimiter room_limiter_;  // per room, messages on this replica
   std::atomic<std::uint64_t> ip_refusals_{0}, room_refusals_{0};  // refusals only: rare
+  std::atomic<std::uint64_t> auth_refused_{0}, auth_expired_{0}, forbidden_{0};  // rare too
 
   std::atomic<std::uint64_t> seq_{0};
   InboundCounters inbound_;

@@ -25,6 +25,8 @@ struct ChatService::LocalUser {
   std::string username;
   std::set<std::string> rooms;
   bool logged_in = false;
+  // --auth jwt: the verified token's claims (a refresh replaces them); null with --auth none.
+  std::shared_ptr<const auth::Identity> identity;
   // Recovered: live deliveries at or below these positions (one per history
   // partition; empty: none) were sent with the missed messages (or seen
   // before), so they are not sent again.

@@ -1,6 +1,8 @@
 // Sessions: see sessions.hpp.
 #include "chat/sessions.hpp"
 
+#include "auth/identity.hpp"
+
 #include <algorithm>
 
 namespace chat::app {
@@ -33,6 +35,7 @@ json Sessions::record_payload(const SessionRecord& r) {
            {"username", r.username},
            {"loggedIn", r.logged_in},
            {"rooms", r.rooms}};
+  if (!r.subject.empty()) out["sub"] = r.subject;
   if (!r.joined_at.empty()) {
     json at = json::object();
     for (const auto& [room, pos] : r.joined_at) at[room] = pos;
@@ -92,6 +95,11 @@ bool Sessions::apply(const std::string& event, const json& payload, std::int64_t
   rec.pid = *pid;
   rec.sid = *sid;
   rec.username = *name;
+  if (payload.contains("sub")) {
+    const auto* sub = str(payload, "sub", auth::kMaxSubjectBytes);
+    if (!sub) return false;
+    rec.subject = *sub;
+  }
   rec.logged_in = li->get<bool>();
   for (const auto& room : *rooms) {
     if (!room.is_string() || room.get_ref<const std::string&>().empty() ||

@@ -37,6 +37,7 @@ struct SessionRecord {
   std::string pid;
   std::string sid;  // the socket id (also the user id)
   std::string username;
+  std::string subject;  // --auth jwt: the token's "sub" (a recovery needs a token of the same)
   bool logged_in = false;
   std::vector<std::string> rooms;
   // With history partitions: where each room was joined (the position in its

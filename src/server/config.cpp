@@ -307,6 +307,38 @@ Config parse_config(int argc, char** argv) {
                  "all reconnect elsewhere at once")
       ->envname("DRAIN_JITTER")
       ->capture_default_str();
+  cli.add_option("--auth", c.auth,
+                 "Who users are: none (any name, the open demo) or jwt (a signed token in the "
+                 "CONNECT auth: {auth: {token}})")
+      ->envname("AUTH")
+      ->check(CLI::IsMember({"none", "jwt"}))
+      ->capture_default_str();
+  cli.add_option("--jwt-secret", c.jwt.secret,
+                 "HS256/384/512 secret, 32 bytes or more (prefer JWT_SECRET or --jwt-secret-file: "
+                 "flags show in ps)")
+      ->envname("JWT_SECRET");
+  std::string secret_file;
+  cli.add_option("--jwt-secret-file", secret_file, "File holding the HS256 secret")
+      ->envname("JWT_SECRET_FILE");
+  cli.add_option("--jwt-public-key", c.jwt.public_key_file,
+                 "PEM public key file for RS256/384/512 or ES256/384/512 tokens")
+      ->envname("JWT_PUBLIC_KEY");
+  cli.add_option("--jwt-jwks", c.jwt.jwks_file,
+                 "JWKS file ({\"keys\": [...]}, RSA or EC) whose key is picked by the token's kid")
+      ->envname("JWT_JWKS");
+  cli.add_option("--jwt-issuer", c.jwt.issuer, "Required \"iss\" of tokens (empty: any)")
+      ->envname("JWT_ISSUER");
+  cli.add_option("--jwt-audience", c.jwt.audience, "Required \"aud\" of tokens (empty: any)")
+      ->envname("JWT_AUDIENCE");
+  unsigned jwt_leeway = 30;
+  cli.add_option("--jwt-leeway", jwt_leeway, "Clock skew allowed for exp and nbf, seconds")
+      ->envname("JWT_LEEWAY")
+      ->capture_default_str();
+  std::string restricted_rooms;
+  cli.add_option("--restricted-rooms", restricted_rooms,
+                 "Rooms only a token's \"rooms\" claim (or admin) lets users join: patterns, "
+                 "comma-separated, '*' for any run of characters (--auth jwt)")
+      ->envname("RESTRICTED_ROOMS");
   cli.add_flag(
          "--conformance", c.conformance,
          "Protocol test mode for the public Engine.IO/Socket.IO suites (raw echo on /engine.io/, "
@@ -376,6 +408,41 @@ Config parse_config(int argc, char** argv) {
     c.transport.memory_budget_bytes = c.memory_budget_mb << 20;
   else if (const auto limit = cgroup_memory_limit())
     c.transport.memory_budget_bytes = limit / 10 * 9;
+
+  if (!secret_file.empty()) {
+    std::ifstream f(secret_file, std::ios::binary);
+    std::stringstream s;
+    if (!f || !(s << f.rdbuf())) {
+      std::cerr << "chat-server: --jwt-secret-file: cannot read " << secret_file << "\n";
+      std::exit(2);
+    }
+    c.jwt.secret = s.str();
+    while (!c.jwt.secret.empty() && (c.jwt.secret.back() == '\n' || c.jwt.secret.back() == '\r'))
+      c.jwt.secret.pop_back();
+  }
+  c.jwt.leeway = std::chrono::seconds(jwt_leeway);
+  std::vector<std::string> patterns;
+  std::stringstream rs(restricted_rooms);
+  for (std::string p; std::getline(rs, p, ',');)
+    if (!p.empty()) patterns.push_back(p);
+  c.room_policy = auth::RoomPolicy(patterns);
+  if (c.auth == "jwt") {
+    if (c.room_policy.restricted(c.limits.default_room)) {
+      std::cerr << "chat-server: --restricted-rooms: the default room \"" << c.limits.default_room
+                << "\" must stay public (every user joins it at login)\n";
+      std::exit(2);
+    }
+    try {
+      c.verifier = std::make_shared<const auth::JwtVerifier>(c.jwt);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "chat-server: " << e.what() << "\n";
+      std::exit(2);
+    }
+  } else if (!c.jwt.secret.empty() || !c.jwt.public_key_file.empty() || !c.jwt.jwks_file.empty() ||
+             !patterns.empty()) {
+    std::cerr << "chat-server: --jwt-* and --restricted-rooms need --auth jwt\n";
+    std::exit(2);
+  }
 
   if (c.conformance) {
     // The suites' timings, unless the heartbeat was set explicitly.

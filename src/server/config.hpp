@@ -2,10 +2,13 @@
 // variables (flags win). parse_config prints --help / errors and exits.
 #pragma once
 
+#include "auth/identity.hpp"
+#include "auth/jwt_verifier.hpp"
 #include "chat/limits.hpp"
 #include "transport/api.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace chat::server {
@@ -45,6 +48,11 @@ struct Config {
   std::string admin_host = "127.0.0.1";  // operations listener: /metrics, detailed /readyz
   std::uint16_t admin_port = 9464;
   std::size_t memory_budget_mb = 0;  // 0: 90% of the cgroup memory limit, if any
+  // Identity (docs/protocol.md, "Tokens"): "none" (any name) or "jwt".
+  std::string auth = "none";
+  auth::JwtOptions jwt;
+  std::shared_ptr<const auth::JwtVerifier> verifier;  // built from jwt with --auth jwt
+  auth::RoomPolicy room_policy;                       // --restricted-rooms
 };
 
 // Parse argv and the environment. Exits the process on --help or bad input.

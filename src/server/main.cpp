@@ -121,6 +121,12 @@ int main(int argc, char** argv) {
       opts.session_alive_interval =
           std::chrono::milliseconds(std::clamp<long long>(cfg.recovery_window_ms / 4, 1000, 30000));
       opts.recovery_messages = cfg.recovery_messages;
+      opts.verifier = cfg.verifier;
+      opts.token_leeway = cfg.jwt.leeway;
+      opts.room_policy = cfg.room_policy;
+      if (cfg.verifier)
+        spdlog::info("auth: jwt ({}){}", cfg.verifier->algorithms(),
+                     cfg.jwt.issuer.empty() ? "" : ", issuer " + cfg.jwt.issuer);
       chat = std::make_unique<app::ChatService>(workers, *server, *bus, opts);
     }
 

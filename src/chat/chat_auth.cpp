@@ -1,0 +1,98 @@
+// ChatService: --auth jwt. The CONNECT hook checks the token; its claims
+// say who the user is (subject, name) and where they may join and post;
+// a token that expires during a session ends it unless refreshed first
+// (docs/protocol.md, "Tokens").
+#include "chat/chat_service_internal.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+namespace chat::app {
+
+using nlohmann::json;
+using transport::Ack;
+
+namespace {
+// The identity the CONNECT hook verified, for on_connection: the transport
+// runs both in one call on the session's worker, so a slot per thread is
+// enough (and is reset by every check, refused ones included).
+thread_local std::shared_ptr<const auth::Identity> t_verified;
+
+std::string_view token_of(const json& j) {
+  if (j.is_string()) return j.get_ref<const std::string&>();
+  if (j.is_object())
+    if (auto it = j.find("token"); it != j.end() && it->is_string())
+      return it->get_ref<const std::string&>();
+  return {};
+}
+}  // namespace
+
+std::optional<json> ChatService::check_token(const json& auth) {
+  t_verified.reset();
+  auto result = options_.verifier->verify(token_of(auth), now_ms());
+  if (auto* err = std::get_if<auth::AuthError>(&result)) {
+    auth_refused_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("CONNECT refused: {}", err->message);
+    return json{{"message", err->message}, {"data", {{"code", err->code}}}};
+  }
+  t_verified = std::make_shared<const auth::Identity>(std::move(std::get<auth::Identity>(result)));
+  return std::nullopt;
+}
+
+std::shared_ptr<const auth::Identity> ChatService::take_verified() {
+  return std::exchange(t_verified, nullptr);
+}
+
+bool ChatService::may_join(const LocalUser& u, const std::string& room) {
+  if (!u.identity || options_.room_policy.may_join(*u.identity, room)) return true;
+  forbidden_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+bool ChatService::may_post(const LocalUser& u, const std::string& room) {
+  if (!u.identity || options_.room_policy.may_post(*u.identity, room)) return true;
+  forbidden_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+void ChatService::add_subject(const LocalUser& u, json& payload) {
+  if (u.identity) payload["sub"] = u.identity->subject;
+}
+
+void ChatService::on_refresh_token(LocalUser& u, const json& args, Ack ack) {
+  if (!admit(u, "refresh token", ack, false)) return;
+  auto result =
+      options_.verifier->verify(args.empty() ? std::string_view() : token_of(args[0]), now_ms());
+  if (auto* err = std::get_if<auth::AuthError>(&result)) {
+    auth_refused_.fetch_add(1, std::memory_order_relaxed);
+    return fail(u, "refresh token", ack, ChatError{err->code, err->message});
+  }
+  auto& id = std::get<auth::Identity>(result);
+  if (!u.identity || id.subject != u.identity->subject) {
+    auth_refused_.fetch_add(1, std::memory_order_relaxed);
+    return fail(u, "refresh token", ack,
+                ChatError{"FORBIDDEN", "the new token is for another user (sub)"});
+  }
+  // New claims count for the next join and post; the name stays the one
+  // the user logged in with.
+  u.identity = std::make_shared<const auth::Identity>(std::move(id));
+  reply(ack, json{{"ok", true}, {"exp", u.identity->expires_ms / 1000}});
+}
+
+void ChatService::expire_tokens(unsigned w) {
+  const auto now = now_ms();
+  const auto leeway = options_.token_leeway.count();
+  std::vector<transport::SocketPtr> expired;
+  for (const auto& [socket, u] : states_[w]->users)
+    if (u->identity && u->identity->expires_ms + leeway <= now) expired.push_back(u->socket);
+  for (const auto& s : expired) {
+    auth_expired_.fetch_add(1, std::memory_order_relaxed);
+    s->emit("chat error",
+            json::array({json{{"code", "TOKEN_EXPIRED"},
+                              {"message", "the token expired: connect again with a new one"}}}));
+    s->disconnect();
+  }
+}
+
+}  // namespace chat::app
