@@ -350,8 +350,24 @@ async function sendMessage(text, li) {
 
 // ---------- socket ----------
 
+// Token mode (a server with --auth jwt): open the page as .../#token=<JWT>.
+// The fragment never reaches a server or its logs; the token is kept for
+// this tab and sent in the CONNECT auth. The name then comes from the token.
+const TOKEN = (() => {
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem("chat-token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("chat-token") || "";
+})();
+
 // Relative to the page, so the app also works behind a path prefix.
-const socket = io({ path: new URL("socket.io/", location.href).pathname, autoConnect: false });
+const socket = io({
+  path: new URL("socket.io/", location.href).pathname,
+  autoConnect: false,
+  ...(TOKEN ? { auth: { token: TOKEN } } : {}),
+});
 // Reachable from the devtools console (and the browser test) for debugging.
 window.__chatSocket = socket;
 
@@ -448,7 +464,14 @@ socket.on("connect", () => {
   if (state.username) login();
 });
 socket.io.on("reconnect_attempt", () => setConn("reconnecting"));
-socket.on("connect_error", () => setConn(socket.active ? "reconnecting" : "disconnected"));
+socket.on("connect_error", (err) => {
+  setConn(socket.active ? "reconnecting" : "disconnected");
+  // A refused token (CONNECT_ERROR with a code) says why on the login card.
+  if (err?.data?.code) {
+    $("login-error").textContent = `${err.data.code}: ${err.message}`;
+    $("login-error").hidden = false;
+  }
+});
 socket.on("disconnect", (reason) => {
   state.loggedIn = false;
   typingRoom = "";
@@ -548,7 +571,7 @@ setInterval(() => {
 
 $("login-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  const name = $("login-name").value.trim();
+  const name = $("login-name").value.trim() || (TOKEN ? "token" : "");
   if (!name) return;
   state.username = name;
   $("login-submit").disabled = true;
@@ -585,6 +608,10 @@ $("toggle-people").addEventListener("click", () => document.body.classList.toggl
 // On narrow screens the sidebars are drawers over the chat; a tap on the chat closes them.
 document.querySelector(".chat").addEventListener("click", () => document.body.classList.remove("show-rooms", "show-people"));
 
+if (TOKEN) {
+  $("login-name").required = false;
+  $("login-name").placeholder = "Your name comes from your token";
+}
 // Connect up front so the login screen can show the connection state.
 setConn("connecting");
 socket.connect();

@@ -307,3 +307,28 @@ test("screenshots and no page errors", async () => {
   assert.deepEqual(alice.errors, []);
   assert.deepEqual(bob.errors, []);
 });
+
+test("token mode: a page opened with #token= logs in under the token's name; a bad token is explained", async () => {
+  const { mintToken } = await import("../integration/lib/jwt.mjs");
+  const secret = "a-browser-test-secret-of-more-than-32-bytes";
+  const jwtServer = await startServer(["--replica-id", "replica-jwt", "--auth", "jwt"], { env: { JWT_SECRET: secret } });
+  const ctx = await browser.newContext();
+  try {
+    const token = mintToken({ sub: "user-tia", name: "Tia", exp: Math.floor(Date.now() / 1000) + 600 }, { key: secret });
+    const page = await ctx.newPage();
+    await page.goto(`${jwtServer.url}/#token=${token}`);
+    assert.equal(new URL(page.url()).hash, "", "the token leaves the address bar");
+    await page.fill("#login-name", "Mallory");
+    await page.click("#login-submit");
+    await page.waitForSelector("#app:not([hidden])");
+    assert.equal(await page.textContent("#me"), "Tia");
+
+    const bad = await ctx.newPage();
+    await bad.goto(`${jwtServer.url}/#token=${token.slice(0, -4)}AAAA`);
+    await bad.waitForSelector("#login-error:not([hidden])");
+    assert.match(await bad.textContent("#login-error"), /UNAUTHORIZED: the token's signature does not verify/);
+  } finally {
+    await ctx.close();
+    await jwtServer.stop();
+  }
+});
