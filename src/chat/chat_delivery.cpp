@@ -128,6 +128,11 @@ void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepare
     return;
   }
   if (!own && !valid_room_event(*e)) return inbound_.count(InboundKind::room);
+  // A publish-API retry that reached another replica: one copy per member.
+  if (std::string_view(e->id).starts_with(kApiIdPrefix) && !api_copies_.pass(e->id, e->origin)) {
+    api_duplicates_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   if (History::kept(*e)) kept.push_back(e);
   // Read back from history at start: published before this replica was there.
   if (e->replay) return;

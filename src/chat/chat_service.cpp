@@ -25,19 +25,6 @@ namespace {
 json error_obj(const ChatError& e) {
   return json{{"code", e.code}, {"message", e.message}};
 }
-
-// What the sender of a message the bus could not take is told.
-ChatError publish_error(bus::PublishStatus status) {
-  switch (status) {
-    case bus::PublishStatus::rejected:
-      return {"REJECTED", "the message broker refused this message"};
-    case bus::PublishStatus::full:
-      return {"OVERLOADED",
-              "too many messages are waiting for the message broker; try again later"};
-    default:
-      return {"UNAVAILABLE", "the message could not be stored; try again"};
-  }
-}
 }  // namespace
 
 ChatService::ChatService(runtime::Workers& workers, transport::Server& server, bus::Bus& bus,
@@ -694,6 +681,8 @@ ChatStats ChatService::stats() {
   s.auth_refused_total = auth_refused_.load(std::memory_order_relaxed);
   s.auth_expired_total = auth_expired_.load(std::memory_order_relaxed);
   s.forbidden_total = forbidden_.load(std::memory_order_relaxed);
+  s.api_messages_total = api_messages_.load(std::memory_order_relaxed);
+  s.api_duplicates_total = api_duplicates_.load(std::memory_order_relaxed);
   s.rooms_local = rooms_.size();
   s.delivery_posts_total = delivery_posts_.load(std::memory_order_relaxed);
   const auto reps = presence_.replicas();

@@ -11,6 +11,8 @@
 #include "auth/identity.hpp"
 #include "auth/jwt_verifier.hpp"
 #include "bus/bus.hpp"
+#include "chat/api_message.hpp"
+#include "chat/first_copy.hpp"
 #include "chat/history.hpp"
 #include "chat/inbound.hpp"
 #include "chat/limits.hpp"
@@ -31,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -116,7 +119,11 @@ struct ChatOptions {
   X(leaves_avoided_total, "chat_leaves_avoided_total", counter,                                   \
     "Held-back departures not announced: the user was back in time")                              \
   X(recovered_messages_total, "chat_recovered_messages_total", counter,                           \
-    "Missed messages sent to recovered sockets")
+    "Missed messages sent to recovered sockets")                                                  \
+  X(api_messages_total, "chat_api_messages_total", counter,                                       \
+    "Messages posted through the publish API and stored")                                         \
+  X(api_duplicates_total, "chat_api_duplicates_total", counter,                                   \
+    "Second copies of publish-API messages dropped (a retry that reached another replica)")
 
 struct ChatStats {
 #define CHAT_STATS_FIELD(field, name, type, help) std::uint64_t field = 0;
@@ -142,6 +149,16 @@ class ChatService {
 
   ChatStats stats();
   const ChatOptions& options() const { return options_; }
+
+  // The publish API (src/endpoints/publish_api.hpp): a message from a
+  // backend, posted into a room like a user's message (checked, limited per
+  // room, stored, ordered, recovered) and delivered to every member.
+  // The checks alone (room, message, name), so that a post to several rooms
+  // is refused before any of it is published.
+  std::optional<ChatError> check_api_message(const ApiMessage& m) const;
+  // Check and publish; done runs once, when the bus confirmed or refused
+  // (on a bus thread, or on this one for a refusal).
+  void post_api_message(ApiMessage m, std::function<void(ApiOutcome)> done);
 
  private:
   struct LocalUser;
@@ -296,6 +313,8 @@ class ChatService {
   SharedLimiter room_limiter_;  // per room, messages on this replica
   std::atomic<std::uint64_t> ip_refusals_{0}, room_refusals_{0};  // refusals only: rare
   std::atomic<std::uint64_t> auth_refused_{0}, auth_expired_{0}, forbidden_{0};  // rare too
+  std::atomic<std::uint64_t> api_messages_{0}, api_duplicates_{0};
+  FirstCopy api_copies_{65536};  // publish-API ids: which origin's copy came first
 
   std::atomic<std::uint64_t> seq_{0};
   InboundCounters inbound_;

@@ -70,6 +70,19 @@ inline bool droppable_event(const std::string& event) {
   return event == "typing" || event == "stop typing";
 }
 
+// What the sender of a message the bus could not take is told.
+inline ChatError publish_error(bus::PublishStatus status) {
+  switch (status) {
+    case bus::PublishStatus::rejected:
+      return {"REJECTED", "the message broker refused this message"};
+    case bus::PublishStatus::full:
+      return {"OVERLOADED",
+              "too many messages are waiting for the message broker; try again later"};
+    default:
+      return {"UNAVAILABLE", "the message could not be stored; try again"};
+  }
+}
+
 }  // namespace internal
 
 }  // namespace chat::app

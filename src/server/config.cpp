@@ -339,6 +339,29 @@ Config parse_config(int argc, char** argv) {
                  "Rooms only a token's \"rooms\" claim (or admin) lets users join: patterns, "
                  "comma-separated, '*' for any run of characters (--auth jwt)")
       ->envname("RESTRICTED_ROOMS");
+  std::string api_keys_file;
+  cli.add_option("--api-keys", api_keys_file,
+                 "File of API keys for the publish API (POST /api/rooms/{room}/messages): lines "
+                 "\"<name> <secret>|sha256:<hex> [rooms=<patterns>] [rate=N] [burst=N]\"; "
+                 "unset: the API is off")
+      ->envname("API_KEYS_FILE");
+  cli.add_option("--api-rate", c.api_rate,
+                 "Publish API: messages per second per key on each replica (a key's rate= "
+                 "overrides; 0: no limit)")
+      ->envname("API_RATE")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cli.add_option("--api-burst", c.api_burst,
+                 "Publish API: burst per key (a key's burst= overrides)")
+      ->envname("API_BURST")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cli.add_option(
+         "--api-idempotency-keys", c.api_idempotency_keys,
+         "Publish API: answers to Idempotency-Key requests kept (24 h at most), per replica")
+      ->envname("API_IDEMPOTENCY_KEYS")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cli.add_flag(
          "--conformance", c.conformance,
          "Protocol test mode for the public Engine.IO/Socket.IO suites (raw echo on /engine.io/, "
@@ -442,6 +465,15 @@ Config parse_config(int argc, char** argv) {
              !patterns.empty()) {
     std::cerr << "chat-server: --jwt-* and --restricted-rooms need --auth jwt\n";
     std::exit(2);
+  }
+
+  if (!api_keys_file.empty()) {
+    try {
+      c.api_keys = auth::load_api_keys(api_keys_file);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "chat-server: --api-keys: " << e.what() << "\n";
+      std::exit(2);
+    }
   }
 
   if (c.conformance) {

@@ -2,6 +2,7 @@
 // variables (flags win). parse_config prints --help / errors and exits.
 #pragma once
 
+#include "auth/api_keys.hpp"
 #include "auth/identity.hpp"
 #include "auth/jwt_verifier.hpp"
 #include "chat/limits.hpp"
@@ -53,6 +54,11 @@ struct Config {
   auth::JwtOptions jwt;
   std::shared_ptr<const auth::JwtVerifier> verifier;  // built from jwt with --auth jwt
   auth::RoomPolicy room_policy;                       // --restricted-rooms
+  // The publish API (docs/api.md): keys from --api-keys; none: off.
+  std::vector<auth::ApiKey> api_keys;
+  double api_rate = 20;  // messages per second per key, per replica
+  double api_burst = 40;
+  std::size_t api_idempotency_keys = 10000;
 };
 
 // Parse argv and the environment. Exits the process on --help or bad input.

@@ -3,6 +3,7 @@
 #include "bus/factory.hpp"
 #include "chat/chat_service.hpp"
 #include "endpoints/endpoints.hpp"
+#include "endpoints/publish_api.hpp"
 #include "runtime/workers.hpp"
 #include "server/config.hpp"
 #include "server/conformance.hpp"
@@ -130,6 +131,29 @@ int main(int argc, char** argv) {
       chat = std::make_unique<app::ChatService>(workers, *server, *bus, opts);
     }
 
+    std::shared_ptr<endpoints::PublishApi> api;
+    if (chat) {
+      endpoints::PublishApiOptions ao;
+      ao.keys = cfg.api_keys;
+      ao.rate = cfg.api_rate;
+      ao.burst = cfg.api_burst;
+      ao.idempotency_keys = cfg.api_idempotency_keys;
+      ao.replica = cfg.replica_id;
+      auto* c = chat.get();
+      api = std::make_shared<endpoints::PublishApi>(
+          std::move(ao), [c](const app::ApiMessage& m) { return c->check_api_message(m); },
+          [c](app::ApiMessage m, std::function<void(app::ApiOutcome)> done) {
+            c->post_api_message(std::move(m), std::move(done));
+          });
+      server->set_async_http_handler(
+          "/api/", [api](transport::HttpRequest req, transport::HttpRespond respond) {
+            api->handle(std::move(req), std::move(respond));
+          });
+      if (!cfg.api_keys.empty())
+        spdlog::info("publish API: {} key(s), {} messages/s per key", cfg.api_keys.size(),
+                     cfg.api_rate);
+    }
+
     std::atomic<bool> draining{false};
     auto surface = std::make_shared<endpoints::Endpoints>(
         load_static(cfg),
@@ -153,7 +177,8 @@ int main(int argc, char** argv) {
           if (!chat)
             return server::render_metrics(cfg.replica_id, server->stats(), bus->status(), nullptr);
           const auto cs = chat->stats();
-          return server::render_metrics(cfg.replica_id, server->stats(), bus->status(), &cs);
+          return server::render_metrics(cfg.replica_id, server->stats(), bus->status(), &cs) +
+                 api->metrics();
         });
     server->set_http_handler(
         [surface](const transport::HttpRequest& req) { return surface->handle(req); });

@@ -202,6 +202,11 @@ struct HttpResponse {
 // socket.io.min.js, socket.io.esm.min.js and their .map files (any request
 // under <path> whose file name starts with "socket.io." and has no EIO query).
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+// A handler that answers later (after the bus confirmed, say). respond must
+// be called exactly once, from any thread; until then the connection reads
+// nothing more (a pipelined request waits).
+using HttpRespond = std::function<void(HttpResponse)>;
+using AsyncHttpHandler = std::function<void(HttpRequest req, HttpRespond respond)>;
 
 // The transport's figures on /metrics, each declared once here as
 // X(field, type, help), the metric being chat_transport_<field>; Stats, the
@@ -270,6 +275,9 @@ class Server {
   // Register namespaces before listen(). "/" always exists.
   virtual Namespace& of(const std::string& name) = 0;
   virtual void set_http_handler(HttpHandler handler) = 0;
+  // Requests of the main listener whose path starts with prefix (e.g.
+  // "/api/") go to handler instead of the HttpHandler. Before listen().
+  virtual void set_async_http_handler(std::string prefix, AsyncHttpHandler handler) = 0;
 
   // Bind and start accepting. Returns the bound port (useful with port 0).
   // Throws std::system_error on bind failure (start-up only).

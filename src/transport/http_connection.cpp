@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 
 namespace chat::transport {
@@ -402,8 +403,9 @@ void HttpConnection::handle_websocket(Request req, const std::map<std::string, s
 }
 
 void HttpConnection::handle_app(Request& req, const std::string& path) {
+  const auto* async = admin_ ? nullptr : server_.async_handler(path);
   const auto& handler = admin_ ? server_.admin_handler() : server_.http_handler();
-  if (!handler) {
+  if (!handler && !async) {
     Response res{http::status::not_found, req.version()};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
     res.body() = "not found\n";
@@ -416,16 +418,38 @@ void HttpConnection::handle_app(Request& req, const std::string& path) {
   hr.path = path;
   for (const auto& f : req) hr.headers[lower(f.name_string())] = std::string(f.value());
   hr.body = std::move(req.body());
-  auto out = handler(hr);
-  Response res{static_cast<http::status>(out.status), req.version()};
+  const unsigned version = req.version();
+  const bool keep_alive = req.keep_alive();
+  const bool head = req.method() == http::verb::head;
+  if (async) {
+    // Nothing is read until the answer went out (writing_ holds pipelined
+    // requests back); the answer comes back to this connection's thread.
+    writing_ = true;
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    (*async)(std::move(hr),
+             [self = shared_from_this(), once, version, keep_alive, head](HttpResponse out) {
+               if (once->exchange(true)) return;
+               auto& here = self->server_.workers().at(self->worker_);
+               asio::post(here, [self, out = std::move(out), version, keep_alive, head]() mutable {
+                 if (self->closed_) return;
+                 self->send(self->response_of(out, version, keep_alive, head));
+               });
+             });
+    return;
+  }
+  send(response_of(handler(hr), version, keep_alive, head));
+}
+
+HttpConnection::Response HttpConnection::response_of(const HttpResponse& out, unsigned version,
+                                                     bool keep_alive, bool head) {
+  Response res{static_cast<http::status>(out.status), version};
   res.set(http::field::content_type, out.content_type);
   for (const auto& [k, v] : out.headers) res.set(k, v);
-  const bool head = req.method() == http::verb::head;
   if (out.body && !head) res.body() = *out.body;
-  res.keep_alive(req.keep_alive());
+  res.keep_alive(keep_alive);
   res.prepare_payload();
   if (head && out.body) res.content_length(out.body->size());
-  send(std::move(res));
+  return res;
 }
 
 void HttpConnection::send(Response res) {

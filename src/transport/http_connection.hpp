@@ -44,6 +44,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void handle_websocket(Request req, const std::map<std::string, std::string>& query,
                         bool raw_echo);
   void handle_app(Request& req, const std::string& path);
+  static Response response_of(const HttpResponse& out, unsigned version, bool keep_alive,
+                              bool head);
   void send(Response res);
   void send_engine_error(const Request& req, unsigned status, int code, const char* message);
   void add_cors(const Request& req, Response& res) const;

@@ -72,6 +72,10 @@ class ServerImpl final : public Server {
 
   Namespace& of(const std::string& name) override;
   void set_http_handler(HttpHandler handler) override { http_handler_ = std::move(handler); }
+  void set_async_http_handler(std::string prefix, AsyncHttpHandler handler) override {
+    async_prefix_ = std::move(prefix);
+    async_handler_ = std::move(handler);
+  }
   std::uint16_t listen(const std::string& host, std::uint16_t port) override;
   void shutdown(std::function<void()> done) override;
   Stats stats() const override;
@@ -86,6 +90,10 @@ class ServerImpl final : public Server {
   Heartbeats& heartbeats(unsigned w) { return *heartbeats_[w]; }
   const HttpHandler& http_handler() const { return http_handler_; }
   const HttpHandler& admin_handler() const { return admin_handler_; }
+  // The handler for path, if it is under the async prefix (nullptr otherwise).
+  const AsyncHttpHandler* async_handler(std::string_view path) const {
+    return async_handler_ && path.starts_with(async_prefix_) ? &async_handler_ : nullptr;
+  }
   NamespaceImpl* find_namespace(const std::string& name);
   std::string new_id();   // Socket.IO socket ids
   std::string new_sid();  // Engine.IO session ids (bearer credentials), a separate pool
@@ -147,6 +155,8 @@ class ServerImpl final : public Server {
   std::map<std::string, std::unique_ptr<NamespaceImpl>> namespaces_;
   HttpHandler http_handler_;
   HttpHandler admin_handler_;
+  std::string async_prefix_;
+  AsyncHttpHandler async_handler_;
   TrustedProxies trusted_;
   std::array<IpShard, 16> ip_shards_;
   std::atomic<bool> over_budget_{false};
