@@ -5,15 +5,24 @@
 // Needs the release chat-server, rabbitmq-server and haproxy.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import { io } from "socket.io-client";
+import { projectRoot } from "../integration/lib/server.mjs";
 import { startCluster, user, ask, metric, waitFor, sleep } from "./lib/cluster.mjs";
 
 let c;
 const open = [];
 
+const API_KEY = "cluster-api-key-0123456789abcdefghijklmn";
+
 before(async () => {
+  // The publish API's keys, the same on every replica.
+  const keys = path.join(projectRoot, "run", "cluster-test-api-keys");
+  fs.mkdirSync(path.dirname(keys), { recursive: true });
+  fs.writeFileSync(keys, `backend ${API_KEY}\n`);
   // The room-routing test sends a few hundred messages from one user.
-  c = await startCluster("main", { replicas: 3, serverArgs: "--rate 1000 --burst 1000" });
+  c = await startCluster("main", { replicas: 3, serverArgs: `--rate 1000 --burst 1000 --api-keys ${keys}` });
 });
 
 after(async () => {
@@ -140,6 +149,49 @@ test("history: a replica with no member in a room delivers none of its traffic a
     seen.slice(-50).map((m) => [m.message, m.offset]),
   );
   assert.equal((await ask(newcomer.socket, "leave room", "quiet.room")).ok, true);
+});
+
+test("publish API: one Idempotency-Key retried on every replica is delivered once to members everywhere and kept once", async () => {
+  const users = await spreadUsers("pa", 1, ["websocket"]);
+  for (const u of users) assert.equal((await ask(u.socket, "join room", "api.room")).ok, true);
+  const got = users.map((u) => collect(u));
+  const dupes = {};
+  for (const r of c.replicaIds) dupes[r] = await metric(c.adminUrlOf(r), "chat_api_duplicates_total");
+  const key = `retry-${Date.now()}`;
+  const send = (url) =>
+    fetch(`${url}/api/rooms/api.room/messages`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json", "Idempotency-Key": key },
+      body: JSON.stringify({ message: "backup finished", username: "ops bot" }),
+    });
+  // The backend's first try and its retries, each reaching another replica
+  // (the balancer may send a retry anywhere), then one more through it.
+  const answers = [];
+  for (const url of [...c.replicaIds.map((r) => c.urlOf(r)), c.lbUrl]) {
+    const res = await send(url);
+    assert.equal(res.status, 200, await res.clone().text());
+    answers.push(await res.json());
+  }
+  const id = answers[0].id;
+  assert.match(id, /^api-[0-9a-f]{32}$/);
+  assert.ok(answers.every((a) => a.id === id), `one id for every try: ${JSON.stringify(answers)}`);
+  await waitFor("every member to get the message", () =>
+    got.every((g) => g.some((m) => m.id === id)));
+  await sleep(1000);
+  for (const [i, g] of got.entries())
+    assert.equal(g.filter((m) => m.id === id).length, 1, `${users[i].name} on ${users[i].me.replica}: once`);
+  // Each replica read three copies (one per replica that posted) and kept the first.
+  for (const r of c.replicaIds) {
+    const d = (await metric(c.adminUrlOf(r), "chat_api_duplicates_total")) - dupes[r];
+    assert.equal(d, 2, `replica ${r} dropped ${d} copies`);
+  }
+  // A join anywhere shows it once.
+  for (const u of users.slice(0, 3)) {
+    assert.equal((await ask(u.socket, "leave room", "api.room")).ok, true);
+    const j = await ask(u.socket, "join room", "api.room");
+    assert.equal(j.history.filter((m) => m.id === id).length, 1, JSON.stringify(j.history));
+    assert.equal((await ask(u.socket, "leave room", "api.room")).ok, true);
+  }
 });
 
 test("SIGKILL a replica: its users reconnect through HAProxy and keep chatting; presence forgets it", async () => {
