@@ -1,6 +1,7 @@
 // WebSocket framing; see websocket.hpp.
 #include "protocol/websocket.hpp"
 
+#include "protocol/deflate.hpp"
 #include "protocol/engineio.hpp"
 
 #include <openssl/evp.h>
@@ -14,6 +15,17 @@ namespace chat::protocol::ws {
 namespace {
 
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+// One inflater and one output buffer per thread, for every connection
+// (made on the first compressed message).
+deflate::Inflater& thread_inflater() {
+  thread_local deflate::Inflater inflater;
+  return inflater;
+}
+std::string& inflate_buffer() {
+  thread_local std::string buf;
+  return buf;
+}
 
 bool is_control(Opcode op) {
   return (static_cast<unsigned>(op) & 0x8) != 0;
@@ -67,9 +79,9 @@ std::string accept_key(std::string_view client_key) {
   return eio::base64_encode(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
-std::size_t frame_header(Opcode op, std::size_t len, unsigned char (&out)[10]) {
+std::size_t frame_header(Opcode op, std::size_t len, unsigned char (&out)[10], bool compressed) {
   std::size_t h = 0;
-  out[h++] = static_cast<unsigned char>(0x80 | static_cast<unsigned>(op));
+  out[h++] = static_cast<unsigned char>(0x80 | (compressed ? 0x40 : 0) | static_cast<unsigned>(op));
   if (len < 126) {
     out[h++] = static_cast<unsigned char>(len);
   } else if (len <= 0xFFFF) {
@@ -168,9 +180,13 @@ std::size_t Reader::parse(char* buf, std::size_t n, Callback cb, void* ctx, bool
     if (avail < 2) return pos;
     const bool fin = (p[0] & 0x80) != 0;
     const unsigned opbits = p[0] & 0x0F;
-    if ((p[0] & 0x70) != 0) return fail(kCloseProtocolError, "reserved bits set"), npos;
     if (!known_opcode(opbits)) return fail(kCloseProtocolError, "unknown opcode"), npos;
     const auto op = static_cast<Opcode>(opbits);
+    // RSV1 marks a compressed message, on its first frame only (RFC 7692 6).
+    const bool compressed = (p[0] & 0x40) != 0;
+    if ((p[0] & 0x30) != 0 ||
+        (compressed && (!deflate_ || is_control(op) || op == Opcode::continuation)))
+      return fail(kCloseProtocolError, "reserved bits set"), npos;
     const bool masked = (p[1] & 0x80) != 0;
     if (from_ == From::client && !masked)
       return fail(kCloseProtocolError, "client frame not masked"), npos;
@@ -239,22 +255,39 @@ std::size_t Reader::parse(char* buf, std::size_t n, Callback cb, void* ctx, bool
       if (!in_message_) {
         in_message_ = true;
         message_op_ = op;
+        message_compressed_ = compressed;
       }
       partial().message.append(payload, size);
       continue;
     }
+    bool inflate = compressed;
     if (in_message_) {
       auto& message = partial().message;
       message.append(payload, size);
       ev.op = message_op_;
       ev.payload = message;
+      inflate = message_compressed_;
     } else {
       ev.op = op;
       ev.payload = std::string_view(payload, size);
     }
+    if (inflate) {
+      auto& inflated = inflate_buffer();
+      switch (thread_inflater().decompress(ev.payload, max_message_, inflated)) {
+        case deflate::Inflater::Result::ok:
+          break;
+        case deflate::Inflater::Result::too_big:
+          return fail(kCloseTooBig, "message too big (inflated)"), npos;
+        case deflate::Inflater::Result::bad_data:
+          return fail(kCloseInvalidData, "compressed message does not inflate"), npos;
+      }
+      ev.payload = inflated;
+    }
     if (ev.op == Opcode::text && !valid_utf8(ev.payload))
       return fail(kCloseInvalidData, "text message not UTF-8"), npos;
     const bool go_on = cb(ctx, ev);
+    // A large inflated message's buffer is not kept for the thread's next one.
+    if (inflate && inflate_buffer().capacity() > 64 * 1024) std::string().swap(inflate_buffer());
     if (in_message_) {
       in_message_ = false;
       // The message's buffer is not kept for the next one (released at the

@@ -41,8 +41,10 @@ bool valid_client_key(std::string_view key);
 std::string accept_key(std::string_view client_key);
 
 // A server frame's header (FIN set, not masked) for a payload of len bytes:
-// writes 2, 4 or 10 bytes to out and returns how many.
-std::size_t frame_header(Opcode op, std::size_t len, unsigned char (&out)[10]);
+// writes 2, 4 or 10 bytes to out and returns how many. compressed sets RSV1
+// (a permessage-deflate message, deflate.hpp).
+std::size_t frame_header(Opcode op, std::size_t len, unsigned char (&out)[10],
+                         bool compressed = false);
 // A whole server frame: header and payload.
 std::string frame(Opcode op, std::string_view payload);
 // A close frame with a code (and a reason, cut to fit a control frame).
@@ -88,6 +90,11 @@ class Reader {
     return feed(data, n, &Thunk::call, const_cast<void*>(static_cast<const void*>(&on_event)));
   }
 
+  // permessage-deflate negotiated (deflate.hpp): a data message whose first
+  // frame has RSV1 set is compressed, and is inflated (bounded by the
+  // message bound, on the thread's one Inflater) before on_event sees it.
+  void set_deflate(bool on) noexcept { deflate_ = on; }
+
   bool failed() const noexcept { return error_.code != 0; }
   const Error& error() const noexcept { return error_; }
   // Bytes kept between calls: a cut frame and the fragments of a message.
@@ -122,6 +129,8 @@ class Reader {
   Error error_;
   Opcode message_op_ = Opcode::continuation;  // text or binary while fragmented
   bool in_message_ = false;
+  bool message_compressed_ = false;  // of the fragmented message
+  bool deflate_ = false;
 };
 
 }  // namespace chat::protocol::ws

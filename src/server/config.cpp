@@ -183,6 +183,18 @@ Config parse_config(int argc, char** argv) {
                  "HTTP connections of one peer address, trusted proxies excepted (0: no limit)")
       ->envname("MAX_CONNECTIONS_PER_IP")
       ->capture_default_str();
+  cli.add_flag("--ws-deflate", c.transport.ws_deflate,
+               "permessage-deflate on WebSockets when the client offers it (no context "
+               "takeover: a broadcast is compressed once per thread, no zlib state per connection)")
+      ->envname("WS_DEFLATE");
+  cli.add_option("--http-compression", c.transport.http_compression,
+                 "gzip long-polling responses when the client accepts it")
+      ->envname("HTTP_COMPRESSION")
+      ->capture_default_str();
+  cli.add_option("--compress-threshold", c.transport.compress_threshold,
+                 "Smallest payload compressed, bytes (WebSocket messages and polling responses)")
+      ->envname("COMPRESS_THRESHOLD")
+      ->capture_default_str();
   cli.add_option("--memory-budget-mb", c.memory_budget_mb,
                  "Resident memory beyond which new sessions get 503 and CONNECTs an error "
                  "(0: 90% of the cgroup memory limit, none without one)")

@@ -71,6 +71,14 @@ struct Options {
   std::string trusted_proxies = "127.0.0.0/8,::1";  // peers whose X-Forwarded-* are believed
   bool cors_any = false;                            // any Origin may connect (with credentials)
   std::size_t memory_budget_bytes = 0;  // resident memory beyond which new work is refused
+  // Compression (docs/transport.md, "Compression"). permessage-deflate when
+  // the client offers it (off by default, as in Node's Socket.IO), without
+  // context takeover: a broadcast is compressed once per worker and shared,
+  // and a connection holds no zlib state. Polling responses are gzipped when
+  // the client accepts it. Only payloads of compress_threshold bytes or more.
+  bool ws_deflate = false;
+  bool http_compression = true;
+  std::size_t compress_threshold = 1024;
 };
 
 // What the client sent when it opened the Engine.IO session.
@@ -252,7 +260,10 @@ using AsyncHttpHandler = std::function<void(HttpRequest req, HttpRespond respond
     "Handshakes refused (503): server at max-connections sessions")                                \
   X(sessions_refused_memory_total, counter,                                                        \
     "Handshakes refused (503): resident memory over the budget")                                   \
-  X(origin_refused_total, counter, "Engine.IO requests refused (403) for their Origin")
+  X(origin_refused_total, counter, "Engine.IO requests refused (403) for their Origin")            \
+  X(deflate_sessions_total, counter, "WebSockets that negotiated permessage-deflate")              \
+  X(compressed_frames_total, counter, "WebSocket frames sent compressed (permessage-deflate)")     \
+  X(compressed_responses_total, counter, "Long-polling responses sent gzipped")
 // Of the whole server:
 #define CHAT_TRANSPORT_SERVER_COUNTERS(X)   \
   X(connects_refused_memory_total, counter, \

@@ -90,12 +90,13 @@ bool CorkedStream::write_control(std::string_view bytes) {
   return true;
 }
 
-void CorkedStream::write_frame(bool binary, std::shared_ptr<const std::string> payload) {
+void CorkedStream::write_frame(bool binary, std::shared_ptr<const std::string> payload,
+                               bool compressed) {
   if (error_) return;
   const std::size_t len = payload ? payload->size() : 0;
   unsigned char header[10];
   const auto h = protocol::ws::frame_header(
-      binary ? protocol::ws::Opcode::binary : protocol::ws::Opcode::text, len, header);
+      binary ? protocol::ws::Opcode::binary : protocol::ws::Opcode::text, len, header, compressed);
   append_copy(reinterpret_cast<const char*>(header), h);
   if (len <= kCopyLimit) {
     append_copy(payload ? payload->data() : nullptr, len);

@@ -69,8 +69,9 @@ class CorkedStream {
   }
 
   // Append one complete unfragmented frame (text or binary) and start writing
-  // (unless corked).
-  void write_frame(bool binary, std::shared_ptr<const std::string> payload);
+  // (unless corked). compressed: the payload is permessage-deflate (RSV1).
+  void write_frame(bool binary, std::shared_ptr<const std::string> payload,
+                   bool compressed = false);
   // Append bytes the connection wrote itself (a control frame, the 101
   // answer), if the limit lets them in; false (and overflowed()) when not.
   bool write_control(std::string_view bytes);

@@ -1,6 +1,7 @@
 // HttpConnection; see http_connection.hpp.
 #include "transport/http_connection.hpp"
 
+#include "transport/deflate_cache.hpp"
 #include "transport/engine_session.hpp"
 #include "transport/net_policy.hpp"
 #include "transport/server_impl.hpp"
@@ -82,6 +83,30 @@ std::string lower(std::string_view s) {
   std::transform(out.begin(), out.end(), out.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
+}
+
+// Whether an Accept-Encoding value takes gzip ("gzip", "*", not with q=0).
+bool accepts_gzip(std::string_view value) {
+  const auto v = lower(value);
+  std::string_view rest = v;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    const auto semi = item.find(';');
+    std::string_view name = item.substr(0, semi);
+    while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+    while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+    if (name != "gzip" && name != "*") continue;
+    if (semi == std::string_view::npos) return true;
+    std::string params(item.substr(semi + 1));
+    std::erase(params, ' ');
+    // q=0, q=0.0, q=0.00, q=0.000: not acceptable.
+    if (params.starts_with("q=0") && params.find_first_not_of("0.", 2) == std::string::npos)
+      continue;
+    return true;
+  }
+  return false;
 }
 }  // namespace
 
@@ -328,6 +353,15 @@ void HttpConnection::handle_engine(Request& req, const std::map<std::string, std
       Response res{http::status::ok, req_ptr->version()};
       res.set(http::field::content_type, post ? "text/html" : "text/plain; charset=UTF-8");
       res.set(http::field::cache_control, "no-store");
+      const auto& opts = self->server_.options();
+      if (opts.http_compression && body.size() >= opts.compress_threshold) {
+        res.set(http::field::vary, "Accept-Encoding");
+        if (accepts_gzip((*req_ptr)[http::field::accept_encoding])) {
+          body = DeflateCache::here().gzip(body);
+          res.set(http::field::content_encoding, "gzip");
+          WorkerStats::add(self->server_.worker_stats(self->worker_).compressed_responses_total, 1);
+        }
+      }
       res.body() = std::move(body);
       res.keep_alive(req_ptr->keep_alive());
       self->add_cors(*req_ptr, res);

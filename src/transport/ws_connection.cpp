@@ -1,8 +1,11 @@
 // WsConnection; see ws_connection.hpp.
 #include "transport/ws_connection.hpp"
 
+#include "transport/deflate_cache.hpp"
 #include "transport/server_impl.hpp"
 #include "transport/worker_stats.hpp"
+
+#include "protocol/deflate.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/buffer.hpp>
@@ -69,7 +72,20 @@ void WsConnection::run(const HttpConnection::Request& req, Handshake handshake) 
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: ";
   res += ws::accept_key(std::string_view(key.data(), key.size()));
-  res += "\r\n\r\n";
+  res += "\r\n";
+  if (o.ws_deflate) {
+    const auto offers = req[http::field::sec_websocket_extensions];
+    if (auto answer =
+            protocol::deflate::negotiate(std::string_view(offers.data(), offers.size()))) {
+      deflate_ = true;
+      reader_.set_deflate(true);
+      WorkerStats::add(server_.worker_stats(worker_).deflate_sessions_total, 1);
+      res += "Sec-WebSocket-Extensions: ";
+      res += *answer;
+      res += "\r\n";
+    }
+  }
+  res += "\r\n";
   out_.write_control(res);
   on_accept(std::move(handshake));
 }
@@ -376,6 +392,8 @@ void WsConnection::flush() {
   if (out.failed()) return;
   if (close_sent_) return;  // nothing may follow a close frame
   const auto writes_before = out.socket_writes();
+  const std::size_t threshold = server_.options().compress_threshold;
+  std::uint64_t compressed = 0;
   bool drained = false;
   for (;;) {
     out.cork();
@@ -388,6 +406,14 @@ void WsConnection::flush() {
         drained = true;
         break;
       }
+      if (deflate_ && p.data && p.data->size() >= threshold) {
+        // Compressed once per worker for every receiver (DeflateCache).
+        if (auto z = DeflateCache::here().get(p.data)) {
+          out.write_frame(p.binary, std::move(z), true);
+          ++compressed;
+          continue;
+        }
+      }
       out.write_frame(p.binary, std::move(p.data));
     }
     out.uncork();  // one write for all of them
@@ -396,6 +422,8 @@ void WsConnection::flush() {
   }
   WorkerStats::add(server_.worker_stats(worker_).ws_writes_total,
                    out.socket_writes() - writes_before);
+  if (compressed)
+    WorkerStats::add(server_.worker_stats(worker_).compressed_frames_total, compressed);
   if (server_.options().write_delay.count() > 0 && out.socket_writes() != writes_before)
     last_write_ = std::chrono::steady_clock::now();
   if (drained && closing_) {

@@ -121,6 +121,7 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
   PacketFifo own_;
   std::chrono::steady_clock::time_point last_write_{};  // with a write delay only
   bool upgrade_;
+  bool deflate_ = false;  // permessage-deflate negotiated
   bool accepted_ = false;
   bool flush_scheduled_ = false;
   bool reading_ = false;      // a readiness wait is pending
