@@ -1,6 +1,7 @@
 // libFuzzer target: every decoder of the codec (Engine.IO, Socket.IO,
 // WebSocket frames) must survive any input without crashing, throwing or
 // looping, and what decodes must re-encode.
+#include "protocol/deflate.hpp"
 #include "protocol/engineio.hpp"
 #include "protocol/socketio.hpp"
 #include "protocol/websocket.hpp"
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -40,9 +42,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // reads client frames and as a client (the load generator) reads server
   // frames: whatever the bytes, the reader never holds more than one frame
   // over its bound, and a payload it hands out is within the bound.
-  for (const auto from : {chat::protocol::ws::From::client, chat::protocol::ws::From::server}) {
+  // With permessage-deflate too: an inflated message stays within the bound.
+  using From = chat::protocol::ws::From;
+  const std::pair<From, bool> readers[] = {
+      {From::client, false}, {From::server, false}, {From::client, true}};
+  for (const auto& [from, deflate] : readers) {
     constexpr std::size_t kMax = 4096;
     chat::protocol::ws::Reader reader(kMax, from);
+    reader.set_deflate(deflate);
     std::string bytes(input);
     const std::size_t cut =
         bytes.empty() ? 0 : static_cast<unsigned char>(bytes[0]) % (bytes.size() + 1);
@@ -53,6 +60,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (reader.feed(bytes.data(), cut, check))
       (void)reader.feed(bytes.data() + cut, bytes.size() - cut, check);
     if (reader.held_bytes() > 2 * kMax + 14) std::abort();
+  }
+  // Inflating any bytes stays within the bound; what is compressed inflates back.
+  {
+    static chat::protocol::deflate::Inflater inflater;
+    static chat::protocol::deflate::Deflater deflater;
+    std::string out;
+    if (inflater.decompress(input, 4096, out) == chat::protocol::deflate::Inflater::Result::ok &&
+        out.size() > 4096)
+      std::abort();
+    const auto z = deflater.compress(input);
+    if (inflater.decompress(z, input.size(), out) !=
+            chat::protocol::deflate::Inflater::Result::ok ||
+        out != input)
+      std::abort();
+    (void)chat::protocol::deflate::negotiate(input);
   }
   // Base64 must round-trip what it decodes.
   if (auto bytes = eio::base64_decode(input)) {

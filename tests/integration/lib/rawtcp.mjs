@@ -33,8 +33,9 @@ export function wsFrame(payload, opcode = 0x1) {
 }
 
 // Do the HTTP upgrade by hand; resolve with the socket once the 101 arrived.
-// Bytes after the response head stay in `leftover` (not parsed).
-export function rawWsConnect(port, path = "/socket.io/?EIO=4&transport=websocket") {
+// Bytes after the response head stay in `leftover` (not parsed); `head` is
+// the response head. headers: extra request headers.
+export function rawWsConnect(port, path = "/socket.io/?EIO=4&transport=websocket", headers = {}) {
   return new Promise((resolve, reject) => {
     const key = crypto.randomBytes(16).toString("base64");
     const sock = net.connect(port, "127.0.0.1");
@@ -55,7 +56,7 @@ export function rawWsConnect(port, path = "/socket.io/?EIO=4&transport=websocket
         reject(new Error(`upgrade refused: ${head.split("\r\n")[0]}`));
         return;
       }
-      resolve({ sock, leftover: buf.subarray(end + 4) });
+      resolve({ sock, leftover: buf.subarray(end + 4), head });
     };
     sock.on("data", onData);
     sock.once("error", (e) => {
@@ -65,7 +66,9 @@ export function rawWsConnect(port, path = "/socket.io/?EIO=4&transport=websocket
     sock.once("connect", () =>
       sock.write(
         `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+          Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("") +
+          "\r\n",
       ),
     );
   });
