@@ -34,7 +34,8 @@ COPY web web
 FROM debian:12-slim
 
 # The same script installs the shared libraries the binary links
-# (librabbitmq4, libfmt9, libspdlog1.10, libsimdjson14, libssl3, libjwt0, ca-certificates); curl
+# (librabbitmq4, libfmt9, libspdlog1.10, libsimdjson14, libssl3, libjwt0, zlib1g,
+# ca-certificates); curl
 # runs the health check.
 COPY --from=build /src/scripts/install-deps /tmp/chat/scripts/install-deps
 RUN /tmp/chat/scripts/install-deps --runtime \

@@ -115,7 +115,10 @@ class WsConnection final : public Connection, public std::enable_shared_from_thi
     req += std::to_string(ep_.port);
     req += "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ";
     req += kClientKey;
-    req += "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    req += "\r\nSec-WebSocket-Version: 13\r\n";
+    if (ep_.deflate)
+      req += "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    req += "\r\n";
     wbuf_ = std::move(req);
     net::async_write(sock_, net::buffer(wbuf_),
                      [self = shared_from_this()](boost::system::error_code e, std::size_t) {
@@ -149,6 +152,9 @@ class WsConnection final : public Connection, public std::enable_shared_from_thi
       return finish("websocket handshake: " + std::string(head.substr(0, head.find('\r'))));
     if (header_value(head, "sec-websocket-accept") != expected_accept())
       return finish("websocket handshake: wrong Sec-WebSocket-Accept");
+    if (ep_.deflate &&
+        header_value(head, "sec-websocket-extensions").rfind("permessage-deflate", 0) == 0)
+      reader_.set_deflate(true);
     boost::system::error_code e;
     timer_.cancel();
     sock_.non_blocking(true, e);

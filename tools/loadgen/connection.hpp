@@ -25,7 +25,8 @@ class Connection {
   struct Endpoint {
     std::string host;  // numeric IPv4 address of the server
     std::uint16_t port = 0;
-    std::string source;  // numeric local address to bind to before connecting
+    std::string source;    // numeric local address to bind to before connecting
+    bool deflate = false;  // offer permessage-deflate (and inflate what comes compressed)
   };
 
   static std::shared_ptr<Connection> create(boost::asio::io_context& ioc, ConnectionHost& host,

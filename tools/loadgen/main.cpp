@@ -69,6 +69,8 @@ int main(int argc, char** argv) {
   app.add_option("--json", o.json_path, "Write the report as JSON to this file");
   app.add_option("--label", o.label, "Name for this run in the report");
   app.add_flag("--quiet,-q", o.quiet, "No progress lines");
+  app.add_flag("--deflate", o.deflate,
+               "Offer permessage-deflate (the server's --ws-deflate); inflate compressed frames");
   app.add_option("--merge", merge, "Merge these report files instead of running");
   CLI11_PARSE(app, argc, argv);
 

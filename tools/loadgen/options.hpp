@@ -31,6 +31,7 @@ struct Options {
   std::string json_path;
   std::string label;  // free text copied into the report (e.g. "ours", "peer")
   bool quiet = false;
+  bool deflate = false;  // offer permessage-deflate
 };
 
 }  // namespace loadgen

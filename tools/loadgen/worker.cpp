@@ -98,7 +98,8 @@ void Worker::open(std::size_t slot, std::size_t plan_index) {
   c.phase = Phase::connecting;
   c.settled = false;
   c.started_ns = now_ns();
-  c.conn = Connection::create(ioc_, *this, counters_, {server.host, server.port, spec.source});
+  c.conn = Connection::create(ioc_, *this, counters_,
+                              {server.host, server.port, spec.source, options_.deflate});
   c.conn->slot = slot;
   ++counters_.connect_attempts;
   c.conn->start();
