@@ -514,9 +514,11 @@ void ChatService::on_new_message(LocalUser& u, const json& args, Ack ack) {
   json ok{
       {"ok", true}, {"id", e.id}, {"ts", e.ts}, {"room", room}, {"replica", options_.replica_id}};
   std::weak_ptr<transport::Socket> weak_socket = u.socket;
-  bus_.publish(env, [this, ack = std::move(ack), ok = std::move(ok), weak_socket,
-                     &counters](bus::PublishStatus status) mutable {
+  bus_.publish(env, [this, ack = std::move(ack), ok = std::move(ok), weak_socket, &counters,
+                     t0 = std::chrono::steady_clock::now()](bus::PublishStatus status) mutable {
     if (status == bus::PublishStatus::ok) {
+      ack_latency_.observe_ms(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       counters.messages_acked_total.fetch_add(ack ? 1 : 0, std::memory_order_relaxed);
       reply(ack, std::move(ok));
       return;
@@ -683,6 +685,8 @@ ChatStats ChatService::stats() {
   s.forbidden_total = forbidden_.load(std::memory_order_relaxed);
   s.api_messages_total = api_messages_.load(std::memory_order_relaxed);
   s.api_duplicates_total = api_duplicates_.load(std::memory_order_relaxed);
+  s.delivery_latency = delivery_latency_.snapshot();
+  s.ack_latency = ack_latency_.snapshot();
   s.rooms_local = rooms_.size();
   s.delivery_posts_total = delivery_posts_.load(std::memory_order_relaxed);
   const auto reps = presence_.replicas();

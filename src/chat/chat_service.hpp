@@ -21,6 +21,7 @@
 #include "chat/shared_limiter.hpp"
 #include "chat/validation.hpp"
 #include "runtime/last_resort.hpp"
+#include "runtime/latency_histogram.hpp"
 #include "transport/api.hpp"
 #include "transport/rooms.hpp"
 
@@ -131,6 +132,9 @@ struct ChatStats {
   CHAT_REPLICA_STATS(CHAT_STATS_FIELD)
 #undef CHAT_STATS_FIELD
   std::array<std::uint64_t, kInboundKinds> bad_payloads{};  // bus input dropped, by InboundKind
+  // From a message's timestamp (its sender's replica) to its hand-over to
+  // this replica's members; from a publish to the bus's confirm (the ack).
+  runtime::LatencyHistogram::Snapshot delivery_latency, ack_latency;
 };
 
 class ChatService {
@@ -314,6 +318,7 @@ class ChatService {
   std::atomic<std::uint64_t> ip_refusals_{0}, room_refusals_{0};  // refusals only: rare
   std::atomic<std::uint64_t> auth_refused_{0}, auth_expired_{0}, forbidden_{0};  // rare too
   std::atomic<std::uint64_t> api_messages_{0}, api_duplicates_{0};
+  runtime::LatencyHistogram delivery_latency_, ack_latency_;
   FirstCopy api_copies_{65536};  // publish-API ids: which origin's copy came first
 
   std::atomic<std::uint64_t> seq_{0};

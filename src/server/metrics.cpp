@@ -18,6 +18,21 @@ struct Writer {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n{}{{{}}} {}\n", name, help,
                    name, type, name, labels, v);
   }
+  void histogram(const char* name, const char* help,
+                 const runtime::LatencyHistogram::Snapshot& h) {
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} histogram\n", name, help,
+                   name);
+    std::uint64_t cum = 0;
+    const auto& bounds = runtime::LatencyHistogram::kBoundsMs;
+    for (std::size_t i = 0; i < h.buckets.size(); ++i) {
+      cum += h.buckets[i];
+      const std::string le = i < bounds.size() ? fmt::format("{:g}", bounds[i] / 1000.0) : "+Inf";
+      fmt::format_to(std::back_inserter(out), "{}_bucket{{{},le=\"{}\"}} {}\n", name, labels, le,
+                     cum);
+    }
+    fmt::format_to(std::back_inserter(out), "{}_sum{{{}}} {:.6f}\n{}_count{{{}}} {}\n", name,
+                   labels, static_cast<double>(h.sum_us) / 1e6, name, labels, h.count);
+  }
   // One metric, one sample per value of an extra label.
   template <class Name, class Value>
   void put_labelled(const char* name, const char* type, const char* help, const char* label,
@@ -79,6 +94,13 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
         "kind", app::kInboundKinds,
         [](std::size_t k) { return app::inbound_kind_name(static_cast<app::InboundKind>(k)); },
         [c](std::size_t k) { return c->bad_payloads[k]; });
+    w.histogram("chat_delivery_latency_seconds",
+                "Age of a room message when it is handed to this replica's members (from its "
+                "sender replica's clock)",
+                c->delivery_latency);
+    w.histogram("chat_ack_latency_seconds",
+                "From a user's message to the bus's confirm (the ack): storing it in the broker",
+                c->ack_latency);
   }
   w.put("process_resident_memory_bytes", G, "Resident memory", rss_bytes());
   return std::move(w.out);
