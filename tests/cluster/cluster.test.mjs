@@ -6,6 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import https from "node:https";
 import path from "node:path";
 import { io } from "socket.io-client";
 import { projectRoot } from "../integration/lib/server.mjs";
@@ -22,7 +23,12 @@ before(async () => {
   fs.mkdirSync(path.dirname(keys), { recursive: true });
   fs.writeFileSync(keys, `backend ${API_KEY}\n`);
   // The room-routing test sends a few hundred messages from one user.
-  c = await startCluster("main", { replicas: 3, serverArgs: `--rate 1000 --burst 1000 --api-keys ${keys}` });
+  // HAProxy also terminates TLS (self-signed certificate); replicas compress.
+  c = await startCluster("main", {
+    replicas: 3,
+    tls: true,
+    serverArgs: `--rate 1000 --burst 1000 --api-keys ${keys} --ws-deflate`,
+  });
 });
 
 after(async () => {
@@ -192,6 +198,55 @@ test("publish API: one Idempotency-Key retried on every replica is delivered onc
     assert.equal(j.history.filter((m) => m.id === id).length, 1, JSON.stringify(j.history));
     assert.equal((await ask(u.socket, "leave room", "api.room")).ok, true);
   }
+});
+
+// A GET through the TLS front with the test's CA; resolves { status, body }.
+function tlsGet(p, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = https.get(`${c.tlsUrl}${p}`, { ca: c.tlsCa, headers }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode, body }));
+    });
+    req.on("error", reject);
+  });
+}
+
+test("TLS at HAProxy: the official client over wss (compressed) and https polling chats with a plain user; the replicas see https", async () => {
+  const tls = { ca: c.tlsCa, withCredentials: true };
+  // Not trusting the certificate: no connection.
+  const untrusted = io(c.tlsUrl, { forceNew: true, reconnection: false, transports: ["websocket"] });
+  await new Promise((resolve, reject) => {
+    untrusted.once("connect", () => reject(new Error("connected without trusting the certificate")));
+    untrusted.once("connect_error", () => resolve());
+  });
+  untrusted.close();
+
+  const a = await user(c.tlsUrl, "wss-ann", { ...tls, transports: ["websocket"] });
+  const b = await user(c.tlsUrl, "https-ben", { ...tls, transports: ["polling"] });
+  const p = await user(c.lbUrl, "plain-pat", { transports: ["websocket"] });
+  open.push(a, b, p);
+  assert.equal(a.socket.io.engine.transport.name, "websocket");
+  assert.equal(a.socket.io.engine.transport.ws.extensions, "permessage-deflate", "compression over wss");
+  for (const u of [a, b, p]) assert.equal((await ask(u.socket, "join room", "tls.room")).ok, true);
+  const got = [b, p].map((u) => collect(u));
+  const big = "over tls and compressed ".repeat(80);
+  assert.equal((await ask(a.socket, "new message", { room: "tls.room", message: big })).ok, true);
+  await waitFor("the https and plain users to get the wss user's message", () =>
+    got.every((g) => g.some((m) => m.message === big)));
+  const back = collect(a);
+  assert.equal((await ask(b.socket, "new message", { room: "tls.room", message: "from polling over https" })).ok, true);
+  await waitFor("the wss user to get the https user's message", () => back.some((m) => m.message === "from polling over https"));
+
+  // The balancer tells the replicas the scheme: a page served over https may
+  // open a session, the same page claiming http may not (Origin check).
+  const origin = `https://127.0.0.1:${c.tlsPort}`;
+  const ok = await tlsGet("/socket.io/?EIO=4&transport=polling", { Origin: origin });
+  assert.equal(ok.status, 200, ok.body);
+  const wrong = await tlsGet("/socket.io/?EIO=4&transport=polling", { Origin: `http://127.0.0.1:${c.tlsPort}` });
+  assert.equal(wrong.status, 403);
+  assert.equal((await tlsGet("/healthz")).status, 200);
+  assert.equal((await tlsGet("/metrics")).status, 404, "operations endpoints refused over TLS too");
 });
 
 test("SIGKILL a replica: its users reconnect through HAProxy and keep chatting; presence forgets it", async () => {

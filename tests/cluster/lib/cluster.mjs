@@ -86,8 +86,9 @@ export async function metricWith(url, name, labels) {
 
 // Start a cluster; resolve with its handles. opts: replicas, amqpUrl (external
 // broker, may be down), wait (false: do not wait for readiness), serverArgs
-// (extra chat-server flags).
-export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = true, serverArgs = "", rabbitmqNodes = 1 } = {}) {
+// (extra chat-server flags), tls (HAProxy also serves HTTPS/WSS with a
+// self-signed certificate made here: c.tlsUrl, c.tlsCa).
+export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = true, serverArgs = "", rabbitmqNodes = 1, tls = false } = {}) {
   const dir = path.join(projectRoot, "run", `cluster-test-${name}`);
   // A previous run's saved broker ports may be taken now: start clean.
   fs.rmSync(dir, { recursive: true, force: true });
@@ -100,6 +101,19 @@ export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = tr
   if (!wait) args.push("--no-wait");
   if (serverArgs) args.push("--server-args", serverArgs);
   if (rabbitmqNodes > 1) args.push("--rabbitmq-nodes", String(rabbitmqNodes));
+  let tlsPort = 0;
+  let tlsCa = null;
+  if (tls) {
+    fs.mkdirSync(dir, { recursive: true });
+    const key = path.join(dir, "tls-key.pem");
+    const cert = path.join(dir, "tls-cert.pem");
+    await run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+      "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]);
+    tlsCa = fs.readFileSync(cert);
+    fs.writeFileSync(path.join(dir, "tls.pem"), Buffer.concat([tlsCa, fs.readFileSync(key)]));
+    tlsPort = await freePort();
+    args.push("--tls-cert", path.join(dir, "tls.pem"), "--tls-port", String(tlsPort));
+  }
   const env = { ...process.env, CHAT_SERVER_BIN: serverBin };
   try {
     await run(script("cluster"), args, { cwd: projectRoot, env, timeout: 120000 });
@@ -111,6 +125,9 @@ export async function startCluster(name, { replicas = 3, amqpUrl = "", wait = tr
   const c = {
     dir,
     lbUrl: `http://127.0.0.1:${lbPort}`,
+    tlsUrl: tls ? `https://127.0.0.1:${tlsPort}` : null,
+    tlsPort,
+    tlsCa,
     statsUrl: `http://127.0.0.1:${statsPort}/`,
     replicaUrl: (i) => `http://127.0.0.${i + 1}:${basePort}`,
     replicaIds: Array.from({ length: replicas }, (_, i) => `r${i + 1}`),
