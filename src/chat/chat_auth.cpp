@@ -75,9 +75,23 @@ void ChatService::on_refresh_token(LocalUser& u, const json& args, Ack ack) {
                 ChatError{"FORBIDDEN", "the new token is for another user (sub)"});
   }
   // New claims count for the next join and post; the name stays the one
-  // the user logged in with.
+  // the user logged in with. Restricted rooms the new token no longer
+  // names are left at once, as if the user had left them.
   u.identity = std::make_shared<const auth::Identity>(std::move(id));
-  reply(ack, json{{"ok", true}, {"exp", u.identity->expires_ms / 1000}});
+  json left = json::array();
+  const auto rooms = u.rooms;
+  for (const auto& room : rooms) {
+    if (options_.room_policy.may_join(*u.identity, room)) continue;
+    leave_local(u, room);
+    {
+      auto lk = presence_.lock();
+      publish_presence(presence_.leave(u.user_id, room));
+    }
+    publish_room_event(u, room, "user left", membership_payload(u, room));
+    left.push_back(room);
+  }
+  if (!left.empty()) publish_session(u);
+  reply(ack, json{{"ok", true}, {"exp", u.identity->expires_ms / 1000}, {"left", std::move(left)}});
 }
 
 void ChatService::expire_tokens(unsigned w) {

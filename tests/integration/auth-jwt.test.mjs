@@ -123,6 +123,7 @@ describe("auth jwt: HS256 secret, rooms and posting by claim", () => {
       assert.equal(err.error.code, "FORBIDDEN");
       const ok = await request(kept, "refresh token", { token: hs({ sub: "user-eve", iss: "tests" }) });
       assert.equal(ok.ok, true);
+      assert.deepEqual(ok.left, []);
       assert.ok(ok.exp > now() + 500);
       const rec = record(ending);
       const gone = new Promise((resolve) => ending.once("disconnect", resolve));
@@ -133,6 +134,40 @@ describe("auth jwt: HS256 secret, rooms and posting by claim", () => {
       assert.equal((await request(kept, "new message", "still here")).ok, true);
     } finally {
       closeAll([ending, kept]);
+    }
+  });
+});
+
+describe("auth jwt: a refresh that narrows the rooms", () => {
+  let server;
+  before(async () => {
+    server = await startServer(["--replica-id", "auth-3", "--auth", "jwt", "--restricted-rooms", "team-*"],
+      { env: { JWT_SECRET: SECRET } });
+  });
+  after(() => server.stop());
+
+  test("restricted rooms the new token does not name are left at once; the others stay", async () => {
+    const ann = await connect(server.url, withToken(hs({ sub: "ann", rooms: ["team-*"] })));
+    const bob = await connect(server.url, withToken(hs({ sub: "bob", rooms: ["team-red"] })));
+    try {
+      for (const s of [ann, bob]) assert.equal((await request(s, "add user")).ok, true);
+      for (const r of ["team-red", "team-blue", "lobby"]) assert.equal((await request(ann, "join room", r)).ok, true);
+      assert.equal((await request(bob, "join room", "team-red")).ok, true);
+      const leaving = next(bob, "user left", (m) => m.room === "team-red");
+      const res = await request(ann, "refresh token", hs({ sub: "ann", rooms: ["team-blue"] }));
+      assert.equal(res.ok, true);
+      assert.deepEqual(res.left, ["team-red"]);
+      assert.equal((await leaving).userId, ann.id);
+      assert.equal((await request(ann, "new message", { room: "team-red", message: "x" })).error.code, "NOT_IN_ROOM");
+      assert.equal((await request(ann, "new message", { room: "team-blue", message: "x" })).ok, true);
+      assert.equal((await request(ann, "new message", { room: "lobby", message: "x" })).ok, true);
+      const rec = record(ann);
+      assert.equal((await request(bob, "new message", { room: "team-red", message: "not for ann" })).ok, true);
+      await wait(300);
+      assert.deepEqual(rec.of("new message"), [], "no traffic of a room left");
+      assert.equal((await request(ann, "join room", "team-red")).error.code, "FORBIDDEN");
+    } finally {
+      closeAll([ann, bob]);
     }
   });
 });
