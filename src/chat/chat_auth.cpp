@@ -60,6 +60,11 @@ void ChatService::add_subject(const LocalUser& u, json& payload) {
   if (u.identity) payload["sub"] = u.identity->subject;
 }
 
+const std::string& ChatService::subject_of(const LocalUser& u) {
+  static const std::string none;
+  return u.identity ? u.identity->subject : none;
+}
+
 void ChatService::on_refresh_token(LocalUser& u, const json& args, Ack ack) {
   if (!admit(u, "refresh token", ack, false)) return;
   auto result =

@@ -198,8 +198,8 @@ void ChatService::announce_gone(const std::vector<UserInfo>& users) {
   const auto num = presence_.num_users();
   for (const auto& u : users)
     for (const auto& room : u.rooms)
-      batch.push_back(make_envelope(room, "user left",
-                                    membership_json(u.user_id, u.username, num, room, u.replica)));
+      batch.push_back(make_envelope(
+          room, "user left", membership_json(u.user_id, u.username, num, room, u.replica, u.sub)));
   if (!batch.empty()) deliver_local(std::move(batch));
 }
 

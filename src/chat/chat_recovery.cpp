@@ -116,7 +116,7 @@ void ChatService::restore(LocalUser& u, const json& auth) {
     u.logged_in = true;
     ++ws.logged_in;
     auto lk = presence_.lock();
-    publish_presence(presence_.login(u.user_id, u.username));
+    publish_presence(presence_.login(u.user_id, u.username, subject_of(u)));
     for (const auto& room : rec->rooms) publish_presence(presence_.join(u.user_id, room));
   }
   if (parts_ > 1) {

@@ -25,6 +25,13 @@ namespace {
 json error_obj(const ChatError& e) {
   return json{{"code", e.code}, {"message", e.message}};
 }
+
+// A member as `list users` and `join room` list them.
+json user_json(const UserInfo& x) {
+  json j{{"userId", x.user_id}, {"username", x.username}, {"replica", x.replica}};
+  if (!x.sub.empty()) j["sub"] = x.sub;
+  return j;
+}
 }  // namespace
 
 ChatService::ChatService(runtime::Workers& workers, transport::Server& server, bus::Bus& bus,
@@ -248,9 +255,9 @@ void ChatService::on_disconnect(LocalUser& u, const std::string& reason) {
       leaves_held_.fetch_add(1, std::memory_order_relaxed);
       std::lock_guard lk(leaves_mu_);
       leaves_.push_back(PendingLeave{now_ms() + options_.leave_grace.count(), u.socket->pid(),
-                                     u.user_id, u.username, rooms});
+                                     u.user_id, u.username, rooms, subject_of(u)});
     } else {
-      depart(u.user_id, u.username, rooms);
+      depart(u.user_id, u.username, subject_of(u), rooms);
     }
     u.logged_in = false;
     --ws.logged_in;
@@ -261,7 +268,7 @@ void ChatService::on_disconnect(LocalUser& u, const std::string& reason) {
 // ------------------------------------------------------------------ helpers
 
 void ChatService::depart(const std::string& user_id, const std::string& username,
-                         const std::set<std::string>& rooms) {
+                         const std::string& sub, const std::set<std::string>& rooms) {
   {
     auto lk = presence_.lock();
     publish_presence(presence_.logout(user_id));
@@ -270,7 +277,8 @@ void ChatService::depart(const std::string& user_id, const std::string& username
   for (const auto& room : rooms)
     bus_.publish(
         make_envelope(room, "user left",
-                      membership_json(user_id, username, num, room, options_.replica_id), user_id),
+                      membership_json(user_id, username, num, room, options_.replica_id, sub),
+                      user_id),
         {});
 }
 
@@ -300,7 +308,7 @@ void ChatService::settle_leaves(bool all) {
       auto lk = presence_.lock();
       publish_presence(presence_.logout(l.user_id));
     } else {
-      depart(l.user_id, l.username, l.rooms);
+      depart(l.user_id, l.username, l.sub, l.rooms);
     }
   }
 }
@@ -370,9 +378,11 @@ json ChatService::membership_payload(const LocalUser& u, const std::string& room
 
 json ChatService::membership_json(const std::string& user_id, const std::string& username,
                                   std::size_t num_users, const std::string& room,
-                                  const std::string& replica) {
-  return json{{"username", username}, {"userId", user_id},  {"numUsers", num_users},
-              {"room", room},         {"replica", replica}, {"ts", now_ms()}};
+                                  const std::string& replica, const std::string& sub) {
+  json j{{"username", username}, {"userId", user_id},  {"numUsers", num_users},
+         {"room", room},         {"replica", replica}, {"ts", now_ms()}};
+  if (!sub.empty()) j["sub"] = sub;
+  return j;
 }
 
 void ChatService::join_local(LocalUser& u, const std::string& room) {
@@ -445,7 +455,7 @@ void ChatService::login(LocalUser& u, std::string name, Ack ack, const Synced& s
   ++states_[u.socket->worker()]->logged_in;
   {
     auto lk = presence_.lock();
-    publish_presence(presence_.login(u.user_id, u.username));
+    publish_presence(presence_.login(u.user_id, u.username, subject_of(u)));
     publish_presence(presence_.join(u.user_id, room));
   }
   join_local(u, room);
@@ -594,7 +604,7 @@ void ChatService::join_room(LocalUser& u, const std::string& room, Ack ack, cons
   }
   json users = json::array();
   for (const auto& x : presence_.room_users(room, options_.limits.max_list_users))
-    users.push_back(json{{"userId", x.user_id}, {"username", x.username}, {"replica", x.replica}});
+    users.push_back(user_json(x));
   json res{{"ok", true}, {"room", room}, {"users", std::move(users)}};
   if (options_.history > 0) res["history"] = history_json(room);
   reply(ack, std::move(res));
@@ -643,7 +653,7 @@ void ChatService::on_list_users(LocalUser& u, const json& args, Ack ack) {
   if (auto err = check_room(room, options_.limits)) return fail(u, "list users", ack, *err);
   json users = json::array();
   for (const auto& x : presence_.room_users(room, options_.limits.max_list_users))
-    users.push_back(json{{"userId", x.user_id}, {"username", x.username}, {"replica", x.replica}});
+    users.push_back(user_json(x));
   reply(ack, json{{"ok", true},
                   {"room", room},
                   {"users", std::move(users)},

@@ -248,7 +248,9 @@ class ChatService {
   // The payload of "user joined" / "user left" (docs/protocol.md).
   static nlohmann::json membership_json(const std::string& user_id, const std::string& username,
                                         std::size_t num_users, const std::string& room,
-                                        const std::string& replica);
+                                        const std::string& replica, const std::string& sub = {});
+  // The token's subject of a user (--auth jwt), or empty.
+  static const std::string& subject_of(const LocalUser& u);
 
   // Bus side.
   void on_bus_batch(std::vector<bus::EnvelopePtr> batch);
@@ -266,7 +268,7 @@ class ChatService {
   void deliver_local(std::vector<bus::EnvelopePtr> batch);  // no bus round trip
   void announce_gone(const std::vector<UserInfo>& users);
   // This replica's user is gone: presence logout and "user left" in its rooms.
-  void depart(const std::string& user_id, const std::string& username,
+  void depart(const std::string& user_id, const std::string& username, const std::string& sub,
               const std::set<std::string>& rooms);
   // Departures held back by leave_grace whose time has come (presence tick).
   void settle_leaves(bool all = false);
@@ -298,6 +300,7 @@ class ChatService {
     std::string user_id;
     std::string username;
     std::set<std::string> rooms;
+    std::string sub;
   };
   std::mutex leaves_mu_;
   std::vector<PendingLeave> leaves_;

@@ -48,7 +48,7 @@ std::optional<PresenceDelta> decode_delta(const json& j) {
     return std::nullopt;
   if (op == "login") {
     d.op = PresenceDelta::Op::login;
-    if (!get_string(j, "n", d.name)) return std::nullopt;
+    if (!get_string(j, "n", d.name) || !get_string(j, "s", d.sub, false)) return std::nullopt;
   } else if (op == "join" || op == "leave") {
     d.op = op == "join" ? PresenceDelta::Op::join : PresenceDelta::Op::leave;
     if (!get_string(j, "r", d.room, true, false)) return std::nullopt;
@@ -81,7 +81,8 @@ std::optional<PresenceSnapshot> decode_snapshot(const json& j) {
   for (const auto& u : *users) {
     if (!u.is_object()) return std::nullopt;
     UserInfo info;
-    if (!get_string(u, "u", info.user_id, true, false) || !get_string(u, "n", info.username))
+    if (!get_string(u, "u", info.user_id, true, false) || !get_string(u, "n", info.username) ||
+        !get_string(u, "s", info.sub, false))
       return std::nullopt;
     const auto rooms = u.find("r");
     if (rooms == u.end() || !rooms->is_array()) return std::nullopt;
@@ -130,15 +131,18 @@ void Presence::index_remove(const std::string& room) {
   if (--it->second == 0) room_index_.erase(it);
 }
 
-json Presence::login(const std::string& user_id, const std::string& username) {
+json Presence::login(const std::string& user_id, const std::string& username,
+                     const std::string& sub) {
   auto& me = self();
   auto [it, fresh] = me.users.try_emplace(user_id);
   if (fresh) ++total_users_;
   it->second.user_id = user_id;
   it->second.username = username;
   it->second.replica = self_replica_;
+  it->second.sub = sub;
   auto d = delta("login", user_id);
   d["n"] = username;
+  if (!sub.empty()) d["s"] = sub;
   return d;
 }
 
@@ -194,8 +198,10 @@ json Presence::snapshot() {
 json Presence::snapshot_locked() {
   auto& me = self();
   json users = json::array();
-  for (const auto& [id, u] : me.users)
+  for (const auto& [id, u] : me.users) {
     users.push_back(json{{"u", id}, {"n", u.username}, {"r", u.rooms}});
+    if (!u.sub.empty()) users.back()["s"] = u.sub;
+  }
   return json{{"v", me.version},
               {"replica", self_replica_},
               {"connections", me.connections},
@@ -227,6 +233,7 @@ bool Presence::apply_delta(const std::string& instance, const PresenceDelta& d) 
       if (fresh) ++total_users_;
       it->second.user_id = d.user;
       it->second.username = d.name;
+      it->second.sub = d.sub;
       it->second.replica = r.replica;
       break;
     }
@@ -359,7 +366,7 @@ std::vector<UserInfo> Presence::room_users(const std::string& room, std::size_t 
     for (const auto& [id, u] : r.users)
       if (u.rooms.count(room)) {
         if (out.size() >= limit) return out;
-        out.push_back(UserInfo{u.user_id, u.username, u.replica, {}});
+        out.push_back(UserInfo{u.user_id, u.username, u.replica, {}, u.sub});
       }
   return out;
 }

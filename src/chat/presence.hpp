@@ -28,6 +28,7 @@ struct UserInfo {
   std::string username;
   std::string replica;  // display id of the serving replica
   std::set<std::string> rooms;
+  std::string sub;  // --auth jwt: the token's subject (empty otherwise)
 };
 
 // The presence messages as they travel on the control key, decoded. Each
@@ -40,6 +41,7 @@ struct PresenceDelta {
   std::uint64_t v = 0;  // the sender's version after this change
   std::string user;     // "u"
   std::string name;     // "n" (login)
+  std::string sub;      // "s" (login, --auth jwt; absent otherwise)
   std::string room;     // "r" (join, leave)
   std::string replica;
 };
@@ -89,7 +91,8 @@ class Presence {
   // Call publish_locked-style: the caller publishes while holding lock() so
   // that deltas reach the bus in number order.
   std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mu_); }
-  nlohmann::json login(const std::string& user_id, const std::string& username);
+  nlohmann::json login(const std::string& user_id, const std::string& username,
+                       const std::string& sub = {});
   nlohmann::json join(const std::string& user_id, const std::string& room);
   nlohmann::json leave(const std::string& user_id, const std::string& room);
   nlohmann::json logout(const std::string& user_id);

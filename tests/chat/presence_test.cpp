@@ -158,3 +158,35 @@ TEST(Presence, ByeForgetsAtOnce) {
   EXPECT_EQ(p.b.remove_replica("a").size(), 1u);
   EXPECT_EQ(p.b.num_users(), 0u);
 }
+
+TEST(Presence, TheTokensSubjectTravelsWithLoginsAndSnapshots) {
+  Pair p;
+  json d1, d2;
+  {
+    auto lk = p.a.lock();
+    d1 = p.a.login("u1", "Ada", "user-ada");
+    d2 = p.a.join("u1", "team");
+    p.a.login("u2", "Bob");  // --auth none: no subject
+    p.a.join("u2", "team");
+  }
+  EXPECT_EQ(d1["s"], "user-ada");
+  p.b.apply_snapshot("a", S(p.a.snapshot()));
+  auto users = p.b.room_users("team", 10);
+  ASSERT_EQ(users.size(), 2u);
+  for (const auto& u : users) EXPECT_EQ(u.sub, u.user_id == "u1" ? "user-ada" : "");
+  // A delta carries it too.
+  Presence c{"c", "r3"};
+  c.apply_snapshot(
+      "a", S(json{{"v", 0}, {"replica", "r1"}, {"connections", 0}, {"users", json::array()}}));
+  EXPECT_FALSE(c.apply_delta("a", D(d1)));
+  EXPECT_FALSE(c.apply_delta("a", D(d2)));
+  users = c.room_users("team", 10);
+  ASSERT_EQ(users.size(), 1u);
+  EXPECT_EQ(users[0].sub, "user-ada");
+  // A subject that is not a string is refused.
+  d1["s"] = 7;
+  EXPECT_FALSE(decode_delta(d1).has_value());
+  auto snap = p.a.snapshot();
+  snap["users"][0]["s"] = json::array();
+  EXPECT_FALSE(decode_snapshot(snap).has_value());
+}

@@ -170,6 +170,25 @@ describe("auth jwt: a refresh that narrows the rooms", () => {
       closeAll([ann, bob]);
     }
   });
+
+  test("members are listed with their subject, and a departure says whose", async () => {
+    const cy = await connect(server.url, withToken(hs({ sub: "user-cy", name: "Cy" })));
+    const dee = await connect(server.url, withToken(hs({ sub: "user-dee", name: "Dee" })));
+    try {
+      for (const s of [cy, dee]) assert.equal((await request(s, "add user")).ok, true);
+      const list = await request(cy, "list users", "general");
+      const subs = Object.fromEntries(list.users.map((u) => [u.username, u.sub]));
+      assert.equal(subs.Cy, "user-cy");
+      assert.equal(subs.Dee, "user-dee");
+      const j = await request(cy, "join room", "lobby2");
+      assert.equal(j.users.find((u) => u.username === "Cy").sub, "user-cy");
+      const left = next(cy, "user left", (m) => m.username === "Dee");
+      dee.close();
+      assert.equal((await left).sub, "user-dee");
+    } finally {
+      closeAll([cy, dee]);
+    }
+  });
 });
 
 describe("auth jwt: RS256 with a PEM key, ES256 with a JWKS", () => {
