@@ -19,13 +19,13 @@ let browser;
 let alice;
 let bob;
 
-async function openAs(name, viewport = { width: 1200, height: 760 }) {
+async function openAs(name, viewport = { width: 1200, height: 760 }, base = server.url) {
   const ctx = await browser.newContext({ viewport });
   const page = await ctx.newPage();
   page.errors = [];
   page.on("pageerror", (e) => page.errors.push(e.message));
   page.on("console", (m) => m.type() === "error" && page.errors.push(m.text()));
-  await page.goto(server.url + "/");
+  await page.goto(base + "/");
   await page.fill("#login-name", name);
   await page.click("#login-submit");
   await page.waitForSelector("#app:not([hidden])");
@@ -306,6 +306,40 @@ test("screenshots and no page errors", async () => {
   await phone.context().close();
   assert.deepEqual(alice.errors, []);
   assert.deepEqual(bob.errors, []);
+});
+
+test("--ws-deflate: Chromium negotiates permessage-deflate; large messages travel compressed both ways", async () => {
+  const { io } = await import("socket.io-client");
+  const zipServer = await startServer(["--replica-id", "replica-zip", "--ws-deflate", "--max-message", "4000"]);
+  const metric = async (name) => {
+    const text = await (await fetch(`${zipServer.adminUrl}/metrics`)).text();
+    return Number(text.match(new RegExp(`^${name}\\{[^}]*\\} (\\d+)$`, "m"))[1]);
+  };
+  const other = io(zipServer.url, { transports: ["websocket"], forceNew: true, reconnection: false });
+  let page;
+  try {
+    await new Promise((resolve, reject) => (other.once("connect", resolve), other.once("connect_error", reject)));
+    assert.equal((await other.timeout(5000).emitWithAck("add user", "node-user")).ok, true);
+    page = await openAs("chromium-user", undefined, zipServer.url);
+    // The page upgrades to WebSocket; Chromium always offers the extension.
+    for (let i = 0; i < 50 && (await metric("chat_transport_deflate_sessions_total")) < 2; i++)
+      await page.waitForTimeout(100);
+    assert.equal(await metric("chat_transport_deflate_sessions_total"), 2, "the page and the Node client");
+    const fromPage = "typed in a real browser, compressed by it ".repeat(40);
+    const got = new Promise((resolve) => other.on("new message", (m) => m.message === fromPage && resolve(m)));
+    await send(page, fromPage);
+    assert.equal((await got).username, "chromium-user", "Chromium's compressed frame inflated here");
+    const before = await metric("chat_transport_compressed_frames_total");
+    const toPage = "sent to the browser as one compressed frame ".repeat(40);
+    assert.equal((await other.timeout(5000).emitWithAck("new message", toPage)).ok, true);
+    await waitForMessage(page, toPage);
+    assert.ok((await metric("chat_transport_compressed_frames_total")) > before);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    other.close();
+    await page?.context().close();
+    await zipServer.stop();
+  }
 });
 
 test("token mode: a page opened with #token= logs in under the token's name; a bad token is explained", async () => {
