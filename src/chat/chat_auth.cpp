@@ -14,11 +14,6 @@ using nlohmann::json;
 using transport::Ack;
 
 namespace {
-// The identity the CONNECT hook verified, for on_connection: the transport
-// runs both in one call on the session's worker, so a slot per thread is
-// enough (and is reset by every check, refused ones included).
-thread_local std::shared_ptr<const auth::Identity> t_verified;
-
 std::string_view token_of(const json& j) {
   if (j.is_string()) return j.get_ref<const std::string&>();
   if (j.is_object())
@@ -28,20 +23,16 @@ std::string_view token_of(const json& j) {
 }
 }  // namespace
 
-std::optional<json> ChatService::check_token(const json& auth) {
-  t_verified.reset();
+transport::AuthResult ChatService::check_token(const json& auth) {
   auto result = options_.verifier->verify(token_of(auth), now_ms());
   if (auto* err = std::get_if<auth::AuthError>(&result)) {
     auth_refused_.fetch_add(1, std::memory_order_relaxed);
     spdlog::debug("CONNECT refused: {}", err->message);
-    return json{{"message", err->message}, {"data", {{"code", err->code}}}};
+    return std::optional<json>(json{{"message", err->message}, {"data", {{"code", err->code}}}});
   }
-  t_verified = std::make_shared<const auth::Identity>(std::move(std::get<auth::Identity>(result)));
-  return std::nullopt;
-}
-
-std::shared_ptr<const auth::Identity> ChatService::take_verified() {
-  return std::exchange(t_verified, nullptr);
+  // The socket carries the identity from here (Socket::data()).
+  return transport::AuthResult::accept(
+      std::make_shared<const auth::Identity>(std::move(std::get<auth::Identity>(result))));
 }
 
 bool ChatService::may_join(const LocalUser& u, const std::string& room) {

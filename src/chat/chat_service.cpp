@@ -205,7 +205,8 @@ void ChatService::on_connection(const transport::SocketPtr& socket, const json& 
   auto& ws = *states_[socket->worker()];
   auto user = std::make_shared<LocalUser>(socket);
   user->user_id = socket->id();
-  if (options_.verifier) user->identity = take_verified();
+  if (options_.verifier)
+    user->identity = std::static_pointer_cast<const auth::Identity>(socket->data());
   ws.users[socket.get()] = user;
   if (!socket->pid().empty()) {
     std::lock_guard lk(pids_mu_);

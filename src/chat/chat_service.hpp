@@ -184,10 +184,9 @@ class ChatService {
   };
 
   void on_connection(const transport::SocketPtr& socket, const nlohmann::json& auth);
-  // --auth jwt (chat_auth.cpp): the CONNECT hook checks the token and hands
-  // its identity to on_connection (the same call, on the same thread).
-  std::optional<nlohmann::json> check_token(const nlohmann::json& auth);
-  static std::shared_ptr<const auth::Identity> take_verified();
+  // --auth jwt (chat_auth.cpp): the CONNECT hook checks the token; the
+  // socket carries its identity (Socket::data()).
+  transport::AuthResult check_token(const nlohmann::json& auth);
   void on_refresh_token(LocalUser& u, const nlohmann::json& args, transport::Ack ack);
   // Disconnect the sockets of worker w whose token expired (every presence tick).
   void expire_tokens(unsigned w);

@@ -116,6 +116,9 @@ class Socket : public std::enable_shared_from_this<Socket> {
   // whether this socket took over an earlier one's id (Namespace::on_recover).
   virtual const std::string& pid() const = 0;
   virtual bool recovered() const = 0;
+  // What the namespace's auth hooks attached at CONNECT (AuthResult::data),
+  // as Socket.IO's socket.data: e.g. the identity a token proved. Null if none.
+  virtual const std::shared_ptr<const void>& data() const = 0;
 
   // Event handlers. args is the JSON array of arguments after the event name;
   // binary attachments appear as nlohmann::json::binary_t values in place.
@@ -158,13 +161,27 @@ std::shared_ptr<const std::string> encode_event(std::string_view nsp, std::strin
 std::shared_ptr<const std::string> encode_event_text(std::string_view nsp, std::string_view event,
                                                      std::initializer_list<std::string_view> args);
 
+// What a CONNECT middleware says: refuse with the CONNECT_ERROR data
+// ({"message": "...", "data": ...}), or accept, optionally attaching data to
+// the socket (Socket::data(); a later hook's data replaces an earlier one's).
+struct AuthResult {
+  std::optional<nlohmann::json> refusal;
+  std::shared_ptr<const void> data;
+  AuthResult() = default;
+  AuthResult(std::nullopt_t) {}                                           // NOLINT: accept
+  AuthResult(std::optional<nlohmann::json> r) : refusal(std::move(r)) {}  // NOLINT: refuse or not
+  static AuthResult accept(std::shared_ptr<const void> d) {
+    AuthResult r;
+    r.data = std::move(d);
+    return r;
+  }
+};
+
 class Namespace {
  public:
   virtual ~Namespace() = default;
-  // Middleware run on CONNECT: return nullopt to accept, or the CONNECT_ERROR
-  // data ({"message": "...", "data": ...}) to refuse.
-  using AuthHook =
-      std::function<std::optional<nlohmann::json>(const Handshake&, const nlohmann::json& auth)>;
+  // Middleware run on CONNECT, in the order added, on the session's worker.
+  using AuthHook = std::function<AuthResult(const Handshake&, const nlohmann::json& auth)>;
   virtual void use(AuthHook hook) = 0;
   // Called on the socket's worker right after the CONNECT reply was queued.
   virtual void on_connection(

@@ -24,16 +24,20 @@ std::unique_ptr<Server> Server::create(runtime::Workers& workers, Options option
   return std::make_unique<ServerImpl>(workers, std::move(options));
 }
 
-std::optional<nlohmann::json> NamespaceImpl::authorize(const Handshake& h,
-                                                       const nlohmann::json& auth) const {
+AuthResult NamespaceImpl::authorize(const Handshake& h, const nlohmann::json& auth) const {
   if (server_.over_memory_budget()) {
     server_.count_memory_connect_refusal();
-    return nlohmann::json{{"message", "server over its memory budget: try again later"},
-                          {"data", {{"code", "OVER_MEMORY_BUDGET"}}}};
+    return std::optional<nlohmann::json>(
+        nlohmann::json{{"message", "server over its memory budget: try again later"},
+                       {"data", {{"code", "OVER_MEMORY_BUDGET"}}}});
   }
-  for (const auto& hook : hooks_)
-    if (auto refusal = hook(h, auth)) return refusal;
-  return std::nullopt;
+  AuthResult accepted;
+  for (const auto& hook : hooks_) {
+    auto r = hook(h, auth);
+    if (r.refusal) return r;
+    if (r.data) accepted.data = std::move(r.data);
+  }
+  return accepted;
 }
 
 std::optional<std::string> NamespaceImpl::recover(const Handshake& h,

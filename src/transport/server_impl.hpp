@@ -42,7 +42,7 @@ class NamespaceImpl final : public Namespace {
     on_connection_ = std::move(handler);
   }
   // Runs the process checks (memory budget), then the hooks.
-  std::optional<nlohmann::json> authorize(const Handshake& h, const nlohmann::json& auth) const;
+  AuthResult authorize(const Handshake& h, const nlohmann::json& auth) const;
   void connected(const SocketPtr& socket, const nlohmann::json& auth) const;
   void on_event(std::string event, SocketEventHandler handler) override {
     events_[std::move(event)] = std::move(handler);

@@ -142,9 +142,10 @@ void SioClient::on_connect(const Packet& p) {
     return;
   }
   const json auth = p.data ? *p.data : json::object();
-  if (auto refusal = nsp->authorize(session_.handshake(), auth)) {
+  auto verdict = nsp->authorize(session_.handshake(), auth);
+  if (verdict.refusal) {
     if (!session_.charge_invalid("refused CONNECT")) return;
-    send_raw("4" + prefix + refusal->dump());
+    send_raw("4" + prefix + verdict.refusal->dump());
     return;
   }
   ever_connected_ = true;
@@ -158,7 +159,7 @@ void SioClient::on_connect(const Packet& p) {
                                       : std::string();
   auto sock = std::make_shared<SioSocket>(session_.shared_from_this(),
                                           recovered ? std::move(*sid) : server.new_id(), p.nsp,
-                                          std::move(pid), recovered, nsp);
+                                          std::move(pid), recovered, nsp, std::move(verdict.data));
   sockets_[p.nsp] = sock;
   // {"sid": ...} first, then "pid", as Node's server writes it.
   std::string reply = R"({"sid":)" + json(sock->id()).dump();

@@ -53,7 +53,8 @@ std::shared_ptr<const std::string> encode_event_text(std::string_view nsp, std::
 }
 
 SioSocket::SioSocket(std::shared_ptr<EngineSession> session, std::string id, std::string nsp,
-                     std::string pid, bool recovered, const NamespaceImpl* table)
+                     std::string pid, bool recovered, const NamespaceImpl* table,
+                     std::shared_ptr<const void> data)
     : session_(session),
       id_(std::move(id)),
       nsp_(std::move(nsp)),
@@ -61,7 +62,8 @@ SioSocket::SioSocket(std::shared_ptr<EngineSession> session, std::string id, std
       recovered_(recovered),
       worker_(session->worker()),
       handshake_(session->shared_handshake()),
-      table_(table) {}
+      table_(table),
+      data_(std::move(data)) {}
 
 std::string SioSocket::transport_name() const {
   auto s = session_.lock();

@@ -18,7 +18,8 @@ class SioSocket final : public Socket {
  public:
   // table: the namespace's event handlers (may be null), which outlives its sockets.
   SioSocket(std::shared_ptr<EngineSession> session, std::string id, std::string nsp,
-            std::string pid = {}, bool recovered = false, const NamespaceImpl* table = nullptr);
+            std::string pid = {}, bool recovered = false, const NamespaceImpl* table = nullptr,
+            std::shared_ptr<const void> data = nullptr);
 
   const std::string& id() const override { return id_; }
   const std::string& nsp() const override { return nsp_; }
@@ -28,6 +29,7 @@ class SioSocket final : public Socket {
   bool connected() const override { return connected_; }
   const std::string& pid() const override { return pid_; }
   bool recovered() const override { return recovered_; }
+  const std::shared_ptr<const void>& data() const override { return data_; }
 
   void on(std::string event, EventHandler handler) override;
   void on_any(std::function<void(const std::string&, const nlohmann::json&, Ack)> h) override;
@@ -61,6 +63,7 @@ class SioSocket final : public Socket {
   std::shared_ptr<const Handshake> handshake_;  // the session's
   bool connected_ = true;
   const NamespaceImpl* table_ = nullptr;
+  std::shared_ptr<const void> data_;
   std::unordered_map<std::string, EventHandler> handlers_;
   std::function<void(const std::string&, const nlohmann::json&, Ack)> any_;
   std::function<void(const std::string&)> on_disconnect_;

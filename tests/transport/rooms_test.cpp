@@ -26,6 +26,7 @@ class FakeSocket final : public chat::transport::Socket {
   bool connected() const override { return true; }
   const std::string& pid() const override { return nsp_; }
   bool recovered() const override { return false; }
+  const std::shared_ptr<const void>& data() const override { return data_; }
   void on(std::string, EventHandler) override {}
   void on_any(std::function<void(const std::string&, const nlohmann::json&, Ack)>) override {}
   void on_disconnect(std::function<void(const std::string&)>) override {}
@@ -43,6 +44,7 @@ class FakeSocket final : public chat::transport::Socket {
   bool slow = false;
 
  private:
+  std::shared_ptr<const void> data_;
   std::string id_;
   std::string nsp_ = "/";
   unsigned worker_;
