@@ -13,7 +13,7 @@ namespace chat::runtime {
 class LatencyHistogram {
  public:
   // Upper bounds in ms; a last bucket (+Inf) holds the rest.
-  static constexpr std::array<std::int64_t, 13> kBoundsMs = {1,   2,   5,    10,   25,   50,  100,
+  static constexpr std::array<std::int64_t, 13> kBoundsMs = {1,   2,   5,    10,   25,   50,   100,
                                                              250, 500, 1000, 2500, 5000, 10000};
 
   struct Snapshot {
