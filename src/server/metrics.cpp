@@ -18,8 +18,7 @@ struct Writer {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n{}{{{}}} {}\n", name, help,
                    name, type, name, labels, v);
   }
-  void histogram(const char* name, const char* help,
-                 const runtime::LatencyHistogram::Snapshot& h) {
+  void histogram(const char* name, const char* help, const runtime::LatencyHistogram::Snapshot& h) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} histogram\n", name, help,
                    name);
     std::uint64_t cum = 0;
