@@ -216,6 +216,48 @@ describe("publish API", () => {
   });
 });
 
+describe("publish API and connection state recovery", () => {
+  let server;
+  before(async () => {
+    server = await startServer(["--replica-id", "api-rec", "--api-keys", keysFile(), "--recovery-window", "10000"]);
+  });
+  after(() => server.stop());
+
+  test("a member whose connection drops gets, once it is back, the backend's messages it missed", async () => {
+    const { io } = await import("socket.io-client");
+    const s = io(server.url, { forceNew: true, transports: ["websocket"], reconnectionDelay: 1500, reconnectionDelayMax: 1500 });
+    try {
+      await new Promise((resolve, reject) => (s.once("connect", resolve), s.once("connect_error", reject)));
+      assert.equal((await s.timeout(5000).emitWithAck("add user", "rita")).ok, true);
+      assert.equal((await s.timeout(5000).emitWithAck("join room", "alerts")).ok, true);
+      const got = [];
+      s.on("new message", (m) => got.push(m));
+      const post = (message) =>
+        fetch(`${server.url}/api/rooms/alerts/messages`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${KEY}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ message }),
+        });
+      // One message first: the client resumes from the offset of the last one it got.
+      assert.equal((await post("disk at 80%")).status, 200);
+      while (got.length < 1) await wait(20);
+      const back = new Promise((resolve) => s.once("connect", resolve));
+      s.io.engine.close(); // the transport drops; the client comes back by itself in 1.5 s
+      await wait(100);
+      assert.equal(s.connected, false);
+      const res = await post("disk almost full");
+      assert.equal(res.status, 200);
+      const { id } = await res.json();
+      await back;
+      assert.equal(s.recovered, true, "connection state recovered");
+      await wait(300);
+      assert.deepEqual(got.filter((m) => m.id === id).map((m) => m.message), ["disk almost full"]);
+    } finally {
+      s.close();
+    }
+  });
+});
+
 describe("publish API off", () => {
   let server;
   before(async () => {
