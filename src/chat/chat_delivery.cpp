@@ -88,15 +88,15 @@ void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
   rooms_.route(
       *prepared, [](const Prepared& p) -> const std::string& { return p.env->room; }, to);
   if (prepared->empty()) return;
-  // How old each message is when it reaches this replica's members.
-  const auto now = now_ms();
-  for (const auto& p : *prepared)
-    if (History::kept(*p.env)) delivery_latency_.observe_ms(static_cast<double>(now - p.env->ts));
   // One encode per envelope; the buffer is shared by every receiver on every worker.
-  // A message with a position carries it as its offset (docs/protocol.md, "History").
+  // A message with a position carries it as its offset (docs/protocol.md, "History"),
+  // and its age when it reaches this replica's members goes in the latency histogram.
+  const auto now = now_ms();
   for (auto& p : *prepared) {
     try {
-      p.packet = History::kept(*p.env) ? encode_message(*p.env) : encode_room_event(*p.env);
+      const bool message = History::kept(*p.env);
+      if (message) delivery_latency_.observe_ms(static_cast<double>(now - p.env->ts));
+      p.packet = message ? encode_message(*p.env) : encode_room_event(*p.env);
     } catch (...) {
       inbound_errors_.caught();
     }

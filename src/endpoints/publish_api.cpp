@@ -267,19 +267,14 @@ void PublishApi::handle(transport::HttpRequest req, transport::HttpRespond respo
     if (!slot.empty()) {
       expire(now);
       if (auto it = remembered_.find(slot); it != remembered_.end()) {
-        if (it->second.fingerprint != fingerprint) {
-          refused_.fetch_add(1, std::memory_order_relaxed);
-          respond(error(422, "IDEMPOTENCY_MISMATCH",
-                        "this Idempotency-Key was used for another request"));
-          return;
-        }
+        if (it->second.fingerprint != fingerprint)
+          return answer(respond, error(422, "IDEMPOTENCY_MISMATCH",
+                                       "this Idempotency-Key was used for another request"));
         if (!it->second.done) {
           auto r = error(409, "IDEMPOTENCY_IN_PROGRESS",
                          "a request with this Idempotency-Key is still in progress");
           r.headers.emplace_back("Retry-After", "1");
-          refused_.fetch_add(1, std::memory_order_relaxed);
-          respond(std::move(r));
-          return;
+          return answer(respond, std::move(r));
         }
         auto r = it->second.response;
         r.headers.emplace_back("Idempotent-Replayed", "true");
@@ -289,15 +284,13 @@ void PublishApi::handle(transport::HttpRequest req, transport::HttpRespond respo
       }
     }
     if (const double wait = take(*key, static_cast<double>(messages.size()), now); wait != 0) {
-      rate_limited_.fetch_add(1, std::memory_order_relaxed);
       auto r = wait < 0 ? error(429, "RATE_LIMITED",
                                 "more rooms than the key's burst allows in one request")
                         : error(429, "RATE_LIMITED",
                                 "too many messages for key \"" + key->name + "\": slow down");
       if (wait > 0)
         r.headers.emplace_back("Retry-After", std::to_string(static_cast<long>(std::ceil(wait))));
-      respond(std::move(r));
-      return;
+      return answer(respond, std::move(r));
     }
     if (!slot.empty()) {
       auto& rem = remembered_[slot];

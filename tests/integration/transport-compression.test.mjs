@@ -67,6 +67,19 @@ const deflated = (text) => {
   return z.subarray(0, z.length - 4);
 };
 
+// A long-polling session by hand, logged in as name: { url, post }.
+async function pollingUser(server, name) {
+  const base = `${server.url}/socket.io/?EIO=4&transport=polling`;
+  const open = JSON.parse((await (await fetch(base)).text()).slice(1));
+  const url = `${base}&sid=${open.sid}`;
+  const post = (body) => fetch(url, { method: "POST", body, headers: { "Content-Type": "text/plain" } });
+  assert.equal(await (await post("40")).text(), "ok");
+  await (await fetch(url)).text(); // the CONNECT reply
+  assert.equal(await (await post(`420["add user",${JSON.stringify(name)}]`)).text(), "ok");
+  await (await fetch(url)).text(); // login and its ack
+  return { url, post };
+}
+
 describe("--ws-deflate", () => {
   let server;
   before(async () => {
@@ -137,14 +150,7 @@ describe("--ws-deflate", () => {
   });
 
   test("long-polling: a large response is gzipped for a client that accepts it, not for one that does not", async () => {
-    const base = `${server.url}/socket.io/?EIO=4&transport=polling`;
-    const open = JSON.parse((await (await fetch(base)).text()).slice(1));
-    const url = `${base}&sid=${open.sid}`;
-    const post = (body) => fetch(url, { method: "POST", body, headers: { "Content-Type": "text/plain" } });
-    assert.equal(await (await post("40")).text(), "ok");
-    await (await fetch(url)).text(); // the CONNECT reply
-    assert.equal(await (await post('420["add user","eve"]')).text(), "ok");
-    await (await fetch(url)).text(); // login and its ack
+    const { url, post } = await pollingUser(server, "eve");
     const a = await login(server.url, "fay", { transports: ["websocket"] });
     try {
       const big = "compress me please ".repeat(100);
@@ -187,14 +193,7 @@ describe("compression off", () => {
   });
 
   test("--http-compression false: polling responses go plain", async () => {
-    const base = `${server.url}/socket.io/?EIO=4&transport=polling`;
-    const open = JSON.parse((await (await fetch(base)).text()).slice(1));
-    const url = `${base}&sid=${open.sid}`;
-    const post = (body) => fetch(url, { method: "POST", body, headers: { "Content-Type": "text/plain" } });
-    await post("40");
-    await (await fetch(url)).text();
-    await post('420["add user","hal"]');
-    await (await fetch(url)).text(); // login and its ack
+    const { url, post } = await pollingUser(server, "hal");
     const a = await login(server.url, "ivy", { transports: ["websocket"] });
     try {
       const big = "compress me please ".repeat(100);
