@@ -27,7 +27,9 @@ COPY tools tools
 RUN cmake --preset release -DCHAT_BUILD_TESTS=OFF >/dev/null \
  && scripts/build release --target chat-server \
  && strip build/release/src/server/chat-server \
- && test -f node_modules/socket.io-client/dist/socket.io.min.js
+ && test -f node_modules/socket.io-client/dist/socket.io.min.js \
+ && test -f node_modules/@socket.io/admin-ui/ui/dist/index.html \
+ && find node_modules/@socket.io/admin-ui/ui/dist -name '*.map' -delete
 COPY web web
 
 # ---- runtime ----------------------------------------------------------------
@@ -35,7 +37,7 @@ FROM debian:12-slim
 
 # The same script installs the shared libraries the binary links
 # (librabbitmq4, libfmt9, libspdlog1.10, libsimdjson14, libssl3, libjwt0, zlib1g,
-# ca-certificates); curl
+# libcrypt1, ca-certificates); curl
 # runs the health check.
 COPY --from=build /src/scripts/install-deps /tmp/chat/scripts/install-deps
 RUN /tmp/chat/scripts/install-deps --runtime \
@@ -49,6 +51,8 @@ WORKDIR /app
 COPY --from=build /src/build/release/src/server/chat-server /usr/local/bin/chat-server
 COPY --from=build /src/web /app/web
 COPY --from=build /src/node_modules/socket.io-client/dist /app/node_modules/socket.io-client/dist
+# The official Admin UI's page (served at /admin/ with --admin-ui / ADMIN_UI=true).
+COPY --from=build /src/node_modules/@socket.io/admin-ui/ui/dist /app/node_modules/@socket.io/admin-ui/ui/dist
 
 # Every setting is an environment variable (chat-server --help lists them);
 # AMQP_URL stays empty here, which selects the in-process bus.
@@ -56,6 +60,7 @@ ENV HOST=0.0.0.0 \
     PORT=3000 \
     STATIC_ROOT=/app/web \
     CLIENT_DIST=/app/node_modules/socket.io-client/dist \
+    ADMIN_UI_DIST=/app/node_modules/@socket.io/admin-ui/ui/dist \
     LOG_LEVEL=info
 
 USER 10001:10001

@@ -115,6 +115,10 @@ void ChatService::on_bus_envelope(const bus::EnvelopePtr& e, std::vector<Prepare
   // Our own envelopes (local delivery) were built here; the others are checked.
   const bool own = e->origin == options_.instance_id;
   if (e->room.empty()) {
+    if (admin_.envelope && std::string_view(e->event).starts_with("admin.")) {
+      admin_.envelope(e);
+      return;
+    }
     if (own) return;
     auto in = decode_inbound(*e);
     if (!in.ok) return inbound_.count(in.kind);

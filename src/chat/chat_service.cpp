@@ -387,7 +387,9 @@ json ChatService::membership_json(const std::string& user_id, const std::string&
 }
 
 void ChatService::join_local(LocalUser& u, const std::string& room) {
-  if (u.rooms.insert(room).second) rooms_.join(u, *u.socket, room);
+  if (!u.rooms.insert(room).second) return;
+  rooms_.join(u, *u.socket, room);
+  if (admin_.room) admin_.room(*u.socket, room, true);
 }
 
 void ChatService::note_joined(LocalUser& u, const std::string& room, const Synced& synced) {
@@ -399,6 +401,25 @@ void ChatService::leave_local(LocalUser& u, const std::string& room) {
   if (u.rooms.erase(room) == 0) return;
   std::erase_if(u.joined_at, [&](const auto& j) { return j.first == room; });
   rooms_.leave(u, *u.socket, room);
+  if (admin_.room) admin_.room(*u.socket, room, false);
+}
+
+json ChatService::admin_data(transport::Socket& socket) {
+  json d = json::object();
+  auto u = user_of(socket);
+  if (!u || !u->logged_in) return d;
+  d["username"] = u->username;
+  d["userId"] = u->user_id;
+  if (const auto& sub = subject_of(*u); !sub.empty()) d["sub"] = sub;
+  return d;
+}
+
+void ChatService::admin_join(transport::Socket& socket, const std::string& room) {
+  if (auto u = user_of(socket)) on_join_room(*u, json::array({room}), {});
+}
+
+void ChatService::admin_leave(transport::Socket& socket, const std::string& room) {
+  if (auto u = user_of(socket)) on_leave_room(*u, json::array({room}), {});
 }
 
 // ------------------------------------------------------------------ events
@@ -477,6 +498,7 @@ void ChatService::login(LocalUser& u, std::string name, Ack ack, const Synced& s
   if (options_.history > 0) info["history"] = history_json(room);
   reply(ack, std::move(info));
   publish_session(u);
+  if (admin_.data) admin_.data(*u.socket);
   spdlog::debug("user {} logged in as \"{}\"", u.user_id, u.username);
 }
 

@@ -164,6 +164,24 @@ class ChatService {
   // (on a bus thread, or on this one for a refusal).
   void post_api_message(ApiMessage m, std::function<void(ApiOutcome)> done);
 
+  // The Admin UI (src/admin) sees the rooms of local sockets and the
+  // cluster's "admin." control traffic through these hooks. Set before start().
+  struct AdminHooks {
+    // Bus thread: every control envelope whose event starts with "admin.", own ones too.
+    std::function<void(const bus::EnvelopePtr&)> envelope;
+    // The socket's worker: a local socket joined (true) or left a room.
+    std::function<void(transport::Socket&, const std::string& room, bool joined)> room;
+    // The socket's worker: what admin_data() says changed (the user logged in).
+    std::function<void(transport::Socket&)> data;
+  };
+  void set_admin_hooks(AdminHooks hooks) { admin_ = std::move(hooks); }
+  // On the socket's worker. What the Admin UI shows as the socket's data
+  // (its user), and joins or leaves a room as if its user had asked (the
+  // same checks; a socket not logged in is refused).
+  nlohmann::json admin_data(transport::Socket& socket);
+  void admin_join(transport::Socket& socket, const std::string& room);
+  void admin_leave(transport::Socket& socket, const std::string& room);
+
  private:
   struct LocalUser;
   struct Prepared;
@@ -329,6 +347,7 @@ class ChatService {
   std::atomic<bool> bus_ready_{false};
   std::atomic<bool> stopping_{false};
   std::unique_ptr<boost::asio::steady_timer> timer_;
+  AdminHooks admin_;
 };
 
 }  // namespace chat::app

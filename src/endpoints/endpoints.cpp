@@ -41,6 +41,13 @@ transport::HttpResponse Endpoints::handle(const transport::HttpRequest& req) con
     r.headers.emplace_back("X-Content-Type-Options", "nosniff");
     return r;
   }
+  // A folder named without its slash (/admin): its page's relative links
+  // need the slash.
+  if (files_.find(req.path + "/")) {
+    auto r = text(301, "moved\n");
+    r.headers.emplace_back("Location", req.path + "/");
+    return r;
+  }
   return text(404, "not found\n");
 }
 

@@ -31,7 +31,8 @@ bool StaticFiles::load_file(const std::string& path, const std::string& url) {
   return true;
 }
 
-std::size_t StaticFiles::load_tree(const std::string& root, const std::string& url_prefix) {
+std::size_t StaticFiles::load_tree(const std::string& root, const std::string& url_prefix,
+                                   std::string_view skip_suffix) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) return 0;
   std::size_t n = 0;
@@ -40,6 +41,7 @@ std::size_t StaticFiles::load_tree(const std::string& root, const std::string& u
     if (!it->is_regular_file(ec)) continue;
     const auto rel = fs::relative(it->path(), root, ec).generic_string();
     if (ec || rel.empty() || rel[0] == '.') continue;
+    if (!skip_suffix.empty() && rel.ends_with(skip_suffix)) continue;
     if (load_file(it->path().string(), url_prefix + rel)) ++n;
   }
   // "/" serves index.html

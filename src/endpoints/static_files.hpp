@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace chat::endpoints {
 
@@ -16,8 +17,10 @@ struct StaticFile {
 class StaticFiles {
  public:
   // Load every regular file under root, served as url_prefix + relative path.
-  // Returns the number of files loaded (0 when root does not exist).
-  std::size_t load_tree(const std::string& root, const std::string& url_prefix);
+  // Returns the number of files loaded (0 when root does not exist). Files
+  // whose name ends with skip_suffix (e.g. ".map") are left out.
+  std::size_t load_tree(const std::string& root, const std::string& url_prefix,
+                        std::string_view skip_suffix = {});
   // Load one file served at url.
   bool load_file(const std::string& path, const std::string& url);
 

@@ -1,10 +1,13 @@
 // Command-line and environment configuration; see config.hpp.
 #include "server/config.hpp"
 
+#include "admin/password.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -374,6 +377,39 @@ Config parse_config(int argc, char** argv) {
       ->envname("API_IDEMPOTENCY_KEYS")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cli.add_flag("--admin-ui", c.admin_ui,
+               "Serve the official Socket.IO Admin UI at /admin/ and its namespace /admin, for "
+               "the whole cluster")
+      ->envname("ADMIN_UI");
+  cli.add_option("--admin-ui-auth", c.admin_ui_auth,
+                 "Admin UI login: basic (--admin-ui-user and a bcrypt password hash) or none "
+                 "(anyone who reaches /admin: local work only)")
+      ->envname("ADMIN_UI_AUTH")
+      ->check(CLI::IsMember({"basic", "none"}))
+      ->capture_default_str();
+  cli.add_option("--admin-ui-user", c.admin_ui_user, "Admin UI user name")
+      ->envname("ADMIN_UI_USER")
+      ->capture_default_str();
+  cli.add_option("--admin-ui-password-hash", c.admin_ui_password_hash,
+                 "Admin UI password, bcrypt-hashed ($2a$/$2b$/$2y$, e.g. from htpasswd -nbBC 10)")
+      ->envname("ADMIN_UI_PASSWORD_HASH");
+  std::string admin_hash_file;
+  cli.add_option("--admin-ui-password-hash-file", admin_hash_file,
+                 "File holding the bcrypt hash (a swarm secret, say)")
+      ->envname("ADMIN_UI_PASSWORD_HASH_FILE");
+  cli.add_option("--admin-ui-mode", c.admin_ui_mode,
+                 "development: the sockets, rooms and live events of every replica; production: "
+                 "server stats only")
+      ->envname("ADMIN_UI_MODE")
+      ->check(CLI::IsMember({"development", "production"}))
+      ->capture_default_str();
+  cli.add_flag("--admin-ui-readonly", c.admin_ui_readonly,
+               "Admin UI without commands (emit, join, leave, disconnect)")
+      ->envname("ADMIN_UI_READONLY");
+  cli.add_option("--admin-ui-dist", c.admin_ui_dist,
+                 "Folder with the Admin UI's files (@socket.io/admin-ui ui/dist)")
+      ->envname("ADMIN_UI_DIST")
+      ->capture_default_str();
   cli.add_flag(
          "--conformance", c.conformance,
          "Protocol test mode for the public Engine.IO/Socket.IO suites (raw echo on /engine.io/, "
@@ -486,6 +522,24 @@ Config parse_config(int argc, char** argv) {
       std::cerr << "chat-server: --api-keys: " << e.what() << "\n";
       std::exit(2);
     }
+  }
+
+  if (!admin_hash_file.empty()) {
+    std::ifstream in(admin_hash_file);
+    if (!in || !std::getline(in, c.admin_ui_password_hash)) {
+      std::cerr << "chat-server: --admin-ui-password-hash-file: cannot read " << admin_hash_file
+                << "\n";
+      std::exit(2);
+    }
+    while (!c.admin_ui_password_hash.empty() &&
+           std::isspace(static_cast<unsigned char>(c.admin_ui_password_hash.back())))
+      c.admin_ui_password_hash.pop_back();
+  }
+  if (c.admin_ui && c.admin_ui_auth == "basic" &&
+      !admin::PasswordChecker::valid_hash(c.admin_ui_password_hash)) {
+    std::cerr << "chat-server: --admin-ui with --admin-ui-auth basic needs "
+                 "--admin-ui-password-hash (bcrypt: $2a$/$2b$/$2y$, 60 characters)\n";
+    std::exit(2);
   }
 
   if (c.conformance) {

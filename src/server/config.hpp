@@ -59,6 +59,14 @@ struct Config {
   double api_rate = 20;  // messages per second per key, per replica
   double api_burst = 40;
   std::size_t api_idempotency_keys = 10000;
+  // The official Socket.IO Admin UI (docs/admin.md): off by default.
+  bool admin_ui = false;
+  std::string admin_ui_auth = "basic";  // "basic" (user + bcrypt hash) or "none"
+  std::string admin_ui_user = "admin";
+  std::string admin_ui_password_hash;         // bcrypt; or read from admin_ui_password_hash_file
+  std::string admin_ui_mode = "development";  // or "production": stats only
+  bool admin_ui_readonly = false;
+  std::string admin_ui_dist = "node_modules/@socket.io/admin-ui/ui/dist";
 };
 
 // Parse argv and the environment. Exits the process on --help or bad input.

@@ -1,5 +1,6 @@
 // chat-server: wires the layers together (workers, transport, bus, chat,
 // endpoints), runs until SIGTERM/SIGINT, then drains and exits 0.
+#include "admin/admin_ui.hpp"
 #include "bus/factory.hpp"
 #include "chat/chat_service.hpp"
 #include "endpoints/endpoints.hpp"
@@ -57,6 +58,12 @@ endpoints::StaticFiles load_static(const server::Config& cfg) {
        {"socket.io.js", "socket.io.js.map", "socket.io.min.js", "socket.io.min.js.map",
         "socket.io.esm.min.js", "socket.io.esm.min.js.map"})
     bundle += files.load_file(cfg.client_dist + "/" + name, cfg.transport.path + name) ? 1 : 0;
+  if (cfg.admin_ui) {
+    // The Admin UI's page and its assets (not the source maps: 3 MB nobody needs).
+    if (files.load_tree(cfg.admin_ui_dist, "/admin/", ".map") == 0)
+      spdlog::warn("no Admin UI files in \"{}\" (run npm ci): /admin/ is not served",
+                   cfg.admin_ui_dist);
+  }
   if (bundle == 0)
     spdlog::warn("no socket.io client bundle in \"{}\" (run npm ci): the page cannot connect",
                  cfg.client_dist);
@@ -131,6 +138,37 @@ int main(int argc, char** argv) {
       chat = std::make_unique<app::ChatService>(workers, *server, *bus, opts);
     }
 
+    std::shared_ptr<admin::AdminUi> admin_ui;
+    if (chat && cfg.admin_ui) {
+      admin::AdminOptions ao;
+      ao.auth = cfg.admin_ui_auth == "basic";
+      ao.user = cfg.admin_ui_user;
+      ao.password_hash = cfg.admin_ui_password_hash;
+      ao.readonly = cfg.admin_ui_readonly;
+      ao.development = cfg.admin_ui_mode == "development";
+      ao.server_id = cfg.replica_id;
+      ao.instance_id = instance;
+      auto* c = chat.get();
+      admin::ChatControl control;
+      control.data = [c](transport::Socket& s) { return c->admin_data(s); };
+      control.join = [c](transport::Socket& s, const std::string& r) { c->admin_join(s, r); };
+      control.leave = [c](transport::Socket& s, const std::string& r) { c->admin_leave(s, r); };
+      admin_ui = std::make_shared<admin::AdminUi>(workers, *server, *bus, std::move(ao),
+                                                  std::move(control));
+      auto* a = admin_ui.get();
+      app::ChatService::AdminHooks hooks;
+      hooks.envelope = [a](const bus::EnvelopePtr& e) { a->on_envelope(e); };
+      hooks.room = [a](transport::Socket& s, const std::string& r, bool joined) {
+        a->on_room(s, r, joined);
+      };
+      hooks.data = [a](transport::Socket& s) { a->on_data(s); };
+      chat->set_admin_hooks(std::move(hooks));
+      server->set_observer(admin_ui);
+      admin_ui->start();
+      spdlog::info("Admin UI at /admin/ (namespace /admin, {} mode{}, login {})", cfg.admin_ui_mode,
+                   cfg.admin_ui_readonly ? ", read-only" : "", cfg.admin_ui_auth);
+    }
+
     std::shared_ptr<endpoints::PublishApi> api;
     if (chat) {
       endpoints::PublishApiOptions ao;
@@ -177,8 +215,11 @@ int main(int argc, char** argv) {
           if (!chat)
             return server::render_metrics(cfg.replica_id, server->stats(), bus->status(), nullptr);
           const auto cs = chat->stats();
-          return server::render_metrics(cfg.replica_id, server->stats(), bus->status(), &cs) +
-                 api->metrics();
+          std::string out =
+              server::render_metrics(cfg.replica_id, server->stats(), bus->status(), &cs) +
+              api->metrics();
+          if (admin_ui) out += server::render_admin_metrics(cfg.replica_id, admin_ui->stats());
+          return out;
         });
     server->set_http_handler(
         [surface](const transport::HttpRequest& req) { return surface->handle(req); });
@@ -219,6 +260,7 @@ int main(int argc, char** argv) {
       // Let the disconnect handlers publish "user left", then say goodbye.
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       chat->announce_departure();
+      if (admin_ui) admin_ui->stop();
       chat->stop();
     }
     bus->stop();

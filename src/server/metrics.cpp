@@ -105,4 +105,18 @@ std::string render_metrics(const std::string& replica, const transport::Stats& t
   return std::move(w.out);
 }
 
+std::string render_admin_metrics(const std::string& replica, const admin::AdminUi::Stats& a) {
+  Writer w;
+  w.labels = fmt::format("replica=\"{}\"", replica);
+  w.put("chat_admin_sockets", "gauge", "Admin UI sockets connected to this replica",
+        a.admin_sockets);
+  w.put("chat_admin_logins_refused_total", "counter",
+        "Admin UI logins refused (bad credentials, or too many at once)", a.logins_refused);
+  w.put("chat_admin_feed_dropped_total", "counter",
+        "Admin UI live-feed entries dropped (over the bound between two flushes)", a.feed_dropped);
+  w.put("chat_admin_commands_total", "counter",
+        "Admin UI commands applied to sockets of this replica", a.commands);
+  return w.out;
+}
+
 }  // namespace chat::server

@@ -2,6 +2,7 @@
 // packaged for Debian, and the format is simple).
 #pragma once
 
+#include "admin/admin_ui.hpp"
 #include "bus/bus.hpp"
 #include "chat/chat_service.hpp"
 #include "transport/api.hpp"
@@ -12,5 +13,7 @@ namespace chat::server {
 
 std::string render_metrics(const std::string& replica, const transport::Stats& t,
                            const bus::BusStatus& b, const app::ChatStats* c);
+// The Admin UI's figures (--admin-ui).
+std::string render_admin_metrics(const std::string& replica, const admin::AdminUi::Stats& a);
 
 }  // namespace chat::server

@@ -119,6 +119,10 @@ class Socket : public std::enable_shared_from_this<Socket> {
   // What the namespace's auth hooks attached at CONNECT (AuthResult::data),
   // as Socket.IO's socket.data: e.g. the identity a token proved. Null if none.
   virtual const std::shared_ptr<const void>& data() const = 0;
+  // Names the Engine.IO session the socket rides on, the same for all its
+  // namespaces (the Admin UI's clientId): derived from the session id, never
+  // the session id itself (that is a bearer credential). 12 hex digits.
+  virtual std::string client_id() const = 0;
 
   // Event handlers. args is the JSON array of arguments after the event name;
   // binary attachments appear as nlohmann::json::binary_t values in place.
@@ -206,6 +210,31 @@ class Namespace {
   virtual void on_any_event(std::function<void(Socket& socket, const std::string& event,
                                                const nlohmann::json& args, Ack ack)>
                                 handler) = 0;
+  // A CONNECT middleware that answers later (a password hash to check, say),
+  // run after the use() hooks passed. done must be called exactly once, from
+  // any thread; until then the session's other CONNECTs to this namespace
+  // are refused as duplicates. One per namespace.
+  using AsyncAuthHook = std::function<void(const Handshake&, const nlohmann::json& auth,
+                                           std::function<void(AuthResult)> done)>;
+  virtual void use_async(AsyncAuthHook hook) = 0;
+};
+
+// Sees every Socket.IO socket of every namespace: what the Admin UI shows
+// (src/admin). Each call runs on the socket's worker. Installed before listen().
+class SocketObserver {
+ public:
+  virtual ~SocketObserver() = default;
+  virtual void connected(const SocketPtr& socket) = 0;
+  virtual void disconnected(Socket& socket, const std::string& reason) = 0;
+  // The socket's session moved from long-polling to WebSocket.
+  virtual void upgraded(Socket& socket) = 0;
+  // Whether event_received / event_sent are wanted now (checked per event).
+  virtual bool watches_events() const = 0;
+  // An event from the client, before its handler runs.
+  virtual void event_received(Socket& socket, const std::string& event,
+                              const nlohmann::json& args) = 0;
+  // An event sent by Socket::emit() (not broadcasts: those are encoded once for many).
+  virtual void event_sent(Socket& socket, std::string_view event, const nlohmann::json& args) = 0;
 };
 
 // Plain HTTP handled outside the Engine.IO path (static files, health, metrics).
@@ -322,6 +351,9 @@ class Server {
   // answered by handler, no Engine.IO. Call before or after listen().
   virtual std::uint16_t listen_admin(const std::string& host, std::uint16_t port,
                                      HttpHandler handler) = 0;
+
+  // Install the observer of every socket (at most one; before listen()).
+  virtual void set_observer(std::shared_ptr<SocketObserver> observer) = 0;
 };
 
 }  // namespace chat::transport

@@ -331,6 +331,7 @@ void EngineSession::on_ws_frame(WsLink* link, std::string data, bool binary) {
       WorkerStats::add(s.websocket_open, 1);
       WorkerStats::add(s.upgrades_total, 1);
       ws_->kick();
+      if (sio_) sio_->upgraded();
       return;
     }
     // Anything else aborts the upgrade; the polling transport goes on.

@@ -104,6 +104,7 @@ class EngineSession : public std::enable_shared_from_this<EngineSession> {
   // Read from other workers when routing a request, hence atomic.
   Kind kind() const { return kind_.load(std::memory_order_relaxed); }
   bool closed() const { return closed_; }
+  SioClient* sio() { return sio_.get(); }  // null for a raw Engine.IO session
   // Bytes queued for link: the session queue when link carries the session
   // (not while it is only an upgrade probe).
   std::size_t queued_bytes_for(const WsLink* link) const {

@@ -57,7 +57,12 @@ std::optional<std::string> NamespaceImpl::recover(const Handshake& h,
 void NamespaceImpl::connected(const SocketPtr& socket, const nlohmann::json& auth) const {
   if (auto session = static_cast<SioSocket&>(*socket).session())
     server_.session_connected(session->sid());
+  if (auto* o = server_.observer()) o->connected(socket);
   if (on_connection_) on_connection_(socket, auth);
+}
+
+SocketObserver* NamespaceImpl::observer() const {
+  return server_.observer();
 }
 
 bool NamespaceImpl::dispatch(Socket& socket, const std::string& event, const nlohmann::json& args,

@@ -51,6 +51,9 @@ class NamespaceImpl final : public Namespace {
                         handler) override {
     any_event_ = std::move(handler);
   }
+  void use_async(AsyncAuthHook hook) override { async_hook_ = std::move(hook); }
+  const AsyncAuthHook& async_hook() const { return async_hook_; }
+  SocketObserver* observer() const;
   // The table's handler for event, or its on_any_event(); false when neither.
   bool dispatch(Socket& socket, const std::string& event, const nlohmann::json& args,
                 Ack ack) const;
@@ -63,6 +66,7 @@ class NamespaceImpl final : public Namespace {
   std::function<void(SocketPtr, const nlohmann::json&)> on_connection_;
   std::unordered_map<std::string, SocketEventHandler> events_;
   std::function<void(Socket&, const std::string&, const nlohmann::json&, Ack)> any_event_;
+  AsyncAuthHook async_hook_;
 };
 
 class ServerImpl final : public Server {
@@ -81,6 +85,11 @@ class ServerImpl final : public Server {
   Stats stats() const override;
   std::uint16_t listen_admin(const std::string& host, std::uint16_t port,
                              HttpHandler handler) override;
+  void set_observer(std::shared_ptr<SocketObserver> observer) override {
+    observer_ = std::move(observer);
+  }
+  // The observer of every socket, or null.
+  SocketObserver* observer() const { return observer_.get(); }
 
   // ---- for the connections and sessions
   runtime::Workers& workers() { return workers_; }
@@ -170,6 +179,7 @@ class ServerImpl final : public Server {
   std::array<Shard, 16> shards_;
   std::atomic<std::size_t> session_count_{0};
   std::shared_ptr<Listener> listener_;
+  std::shared_ptr<SocketObserver> observer_;
   std::atomic<bool> shutting_down_{false};
   std::mutex done_mu_;
   std::function<void()> on_drained_;

@@ -7,6 +7,9 @@
 #include "transport/worker_stats.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include <atomic>
 
 namespace chat::transport {
 
@@ -137,35 +140,77 @@ void SioClient::on_connect(const Packet& p) {
     send_raw("4" + prefix + R"({"message":"Invalid namespace"})");
     return;
   }
-  if (sockets_.count(p.nsp)) {  // already connected: nothing to do
+  if (sockets_.count(p.nsp) || pending_.count(p.nsp)) {  // already connected or on its way
     session_.charge_invalid("CONNECT to a namespace already joined");
     return;
   }
-  const json auth = p.data ? *p.data : json::object();
+  json auth = p.data ? *p.data : json::object();
   auto verdict = nsp->authorize(session_.handshake(), auth);
-  if (verdict.refusal) {
-    if (!session_.charge_invalid("refused CONNECT")) return;
-    send_raw("4" + prefix + verdict.refusal->dump());
-    return;
-  }
+  if (verdict.refusal) return refuse(prefix, *verdict.refusal);
+  const auto& hook = nsp->async_hook();
+  if (!hook) return finish_connect(*nsp, p.nsp, auth, std::move(verdict.data));
+  // The hook answers later, on any thread: the answer comes back to this
+  // session's worker, and counts only if the session is still there.
+  pending_.insert(p.nsp);
+  auto& ctx = session_.context();
+  std::weak_ptr<EngineSession> weak = session_.shared_from_this();
+  auto once = std::make_shared<std::atomic<bool>>(false);
+  hook(session_.handshake(), auth,
+       [weak, &ctx, once, name = p.nsp, auth,
+        earlier = std::move(verdict.data)](AuthResult r) mutable {
+         if (once->exchange(true)) return;
+         boost::asio::post(ctx, [weak, name = std::move(name), auth = std::move(auth),
+                                 earlier = std::move(earlier), r = std::move(r)]() mutable {
+           auto s = weak.lock();
+           if (!s || s->closed() || !s->sio()) return;
+           s->sio()->finish_async(name, auth, std::move(r), std::move(earlier));
+         });
+       });
+}
+
+void SioClient::finish_async(const std::string& name, const json& auth, AuthResult r,
+                             std::shared_ptr<const void> earlier) {
+  if (pending_.erase(name) == 0) return;
+  auto* nsp = session_.server().find_namespace(name);
+  if (!nsp) return;
+  const std::string prefix = name == "/" ? "" : name + ",";
+  if (r.refusal) return refuse(prefix, *r.refusal);
+  finish_connect(*nsp, name, auth, r.data ? std::move(r.data) : std::move(earlier));
+}
+
+void SioClient::refuse(const std::string& prefix, const json& refusal) {
+  if (!session_.charge_invalid("refused CONNECT")) return;
+  send_raw("4" + prefix + refusal.dump());
+}
+
+void SioClient::finish_connect(NamespaceImpl& nsp, const std::string& name, const json& auth,
+                               std::shared_ptr<const void> data) {
+  auto& server = session_.server();
+  const std::string prefix = name == "/" ? "" : name + ",";
   ever_connected_ = true;
   connect_timer_.reset();  // cancels the wait; a connected session keeps no timer here
   // Connection state recovery: the same id and pid back, or new ones (a pid
   // only where the namespace recovers).
-  std::optional<std::string> sid = nsp->recover(session_.handshake(), auth);
+  std::optional<std::string> sid = nsp.recover(session_.handshake(), auth);
   const bool recovered = sid.has_value();
-  std::string pid = recovered         ? auth.at("pid").get<std::string>()
-                    : nsp->recovers() ? server.new_id()
-                                      : std::string();
+  std::string pid = recovered        ? auth.at("pid").get<std::string>()
+                    : nsp.recovers() ? server.new_id()
+                                     : std::string();
   auto sock = std::make_shared<SioSocket>(session_.shared_from_this(),
-                                          recovered ? std::move(*sid) : server.new_id(), p.nsp,
-                                          std::move(pid), recovered, nsp, std::move(verdict.data));
-  sockets_[p.nsp] = sock;
+                                          recovered ? std::move(*sid) : server.new_id(), name,
+                                          std::move(pid), recovered, &nsp, std::move(data));
+  sockets_[name] = sock;
   // {"sid": ...} first, then "pid", as Node's server writes it.
   std::string reply = R"({"sid":)" + json(sock->id()).dump();
   if (!sock->pid().empty()) reply += R"(,"pid":)" + json(sock->pid()).dump();
   send_raw("0" + prefix + reply + "}");
-  nsp->connected(sock, auth);
+  nsp.connected(sock, auth);
+}
+
+void SioClient::upgraded() {
+  auto* o = session_.server().observer();
+  if (!o) return;
+  for (auto& [nsp, sock] : sockets_) o->upgraded(*sock);
 }
 
 bool SioClient::admit_connect(const std::string& prefix) {
@@ -199,6 +244,7 @@ void SioClient::on_close(const std::string& reason) {
   if (binary_timer_) binary_timer_->cancel();
   partial_.reset();
   attachments_.clear();
+  pending_.clear();
   auto sockets = std::move(sockets_);
   sockets_.clear();
   for (auto& [nsp, sock] : sockets) sock->mark_disconnected(reason);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "protocol/socketio.hpp"
+#include "transport/api.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 
@@ -16,12 +17,14 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace chat::transport {
 
 class EngineSession;
+class NamespaceImpl;
 class SioSocket;
 
 class SioClient {
@@ -35,10 +38,18 @@ class SioClient {
 
   // A socket left its namespace from the server side.
   void forget(const std::string& nsp);
+  // The session moved to WebSocket: tell the observer about each socket.
+  void upgraded();
+  // The answer of a namespace's asynchronous CONNECT hook (on this worker).
+  void finish_async(const std::string& name, const nlohmann::json& auth, AuthResult r,
+                    std::shared_ptr<const void> earlier);
 
  private:
   void handle(protocol::sio::Packet p);
   void on_connect(const protocol::sio::Packet& p);
+  void finish_connect(NamespaceImpl& nsp, const std::string& name, const nlohmann::json& auth,
+                      std::shared_ptr<const void> data);
+  void refuse(const std::string& prefix, const nlohmann::json& refusal);
   void send_raw(std::string text);
   void abort_binary(const char* why);
   // A CONNECT over the per-session budget: false when it must be refused.
@@ -46,6 +57,7 @@ class SioClient {
 
   EngineSession& session_;
   std::map<std::string, std::shared_ptr<SioSocket>> sockets_;
+  std::set<std::string> pending_;  // namespaces whose asynchronous CONNECT hook has not answered
   std::unique_ptr<boost::asio::steady_timer> connect_timer_;  // until the first CONNECT
   bool ever_connected_ = false;
   // Binary packet waiting for its attachments: its header text (validated),

@@ -6,6 +6,7 @@
 #include "transport/server_impl.hpp"
 #include "transport/sio_client.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
@@ -70,6 +71,19 @@ std::string SioSocket::transport_name() const {
   return s ? s->transport_name() : "closed";
 }
 
+std::string SioSocket::client_id() const {
+  auto s = session_.lock();
+  if (!s) return "000000000000";
+  // A hash of the session id: the same for every socket of the session,
+  // and 48 bits of it cannot give the session id back.
+  const auto h = std::hash<std::string>{}(s->sid());
+  return fmt::format("{:012x}", h & 0xffffffffffffULL);
+}
+
+SocketObserver* SioSocket::observer() const {
+  return table_ ? table_->observer() : nullptr;
+}
+
 void SioSocket::on(std::string event, EventHandler handler) {
   handlers_[std::move(event)] = std::move(handler);
 }
@@ -108,6 +122,8 @@ SendResult SioSocket::send_packet(int type, json data, std::optional<std::uint64
 }
 
 SendResult SioSocket::emit(std::string_view event, json args, bool droppable) {
+  if (auto* o = observer(); o && connected_ && o->watches_events())
+    o->event_sent(*this, event, args);
   json data = json::array();
   data.push_back(event);
   if (args.is_array()) {
@@ -155,6 +171,7 @@ void SioSocket::mark_disconnected(const std::string& reason) {
   on_disconnect_ = nullptr;
   handlers_.clear();
   any_ = nullptr;
+  if (auto* o = observer()) o->disconnected(*this, reason);
   if (handler) handler(reason);
 }
 
@@ -179,6 +196,7 @@ void SioSocket::dispatch(json data, std::optional<std::uint64_t> ack_id) {
   json args = json::array();
   for (std::size_t i = 1; i < data.size(); ++i) args.push_back(std::move(data[i]));
   Ack ack = ack_id ? make_ack(*ack_id) : Ack{};
+  if (auto* o = observer(); o && o->watches_events()) o->event_received(*this, event, args);
   try {
     if (auto it = handlers_.find(event); it != handlers_.end()) {
       auto handler = it->second;  // the handler may replace itself

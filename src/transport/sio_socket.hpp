@@ -30,6 +30,7 @@ class SioSocket final : public Socket {
   const std::string& pid() const override { return pid_; }
   bool recovered() const override { return recovered_; }
   const std::shared_ptr<const void>& data() const override { return data_; }
+  std::string client_id() const override;
 
   void on(std::string event, EventHandler handler) override;
   void on_any(std::function<void(const std::string&, const nlohmann::json&, Ack)> h) override;
@@ -52,6 +53,7 @@ class SioSocket final : public Socket {
                          bool droppable);
 
  private:
+  SocketObserver* observer() const;  // the server's, or null
   Ack make_ack(std::uint64_t id);
 
   std::weak_ptr<EngineSession> session_;

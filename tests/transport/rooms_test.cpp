@@ -27,6 +27,7 @@ class FakeSocket final : public chat::transport::Socket {
   const std::string& pid() const override { return nsp_; }
   bool recovered() const override { return false; }
   const std::shared_ptr<const void>& data() const override { return data_; }
+  std::string client_id() const override { return "000000000000"; }
   void on(std::string, EventHandler) override {}
   void on_any(std::function<void(const std::string&, const nlohmann::json&, Ack)>) override {}
   void on_disconnect(std::function<void(const std::string&)>) override {}
