@@ -49,6 +49,10 @@ async function until(what, fn, ms = 8000) {
   }
 }
 
+function within(promise, ms, what) {
+  return Promise.race([promise, sleep(ms).then(() => { throw new Error(`no ${what} in ${ms} ms`); })]);
+}
+
 const events = (a, name) => a.got.filter((g) => g.event === name);
 
 async function chatUser(url, name) {
@@ -141,7 +145,7 @@ test("config, all_sockets, the feed, server_stats and the commands", async () =>
   // Commands: emit to a room, make bob join and leave, disconnect eve.
   const gotPing = new Promise((r) => bob.once("from-admin", (...args) => r(args)));
   a.socket.emit("emit", "/", bob.id, "from-admin", { x: 1 }, "two");
-  assert.deepEqual(await gotPing, [{ x: 1 }, "two"]);
+  assert.deepEqual(await within(gotPing, 5000, "emit from the admin"), [{ x: 1 }, "two"]);
   a.socket.emit("join", "/", "lobby", bob.id);
   await until("bob joined lobby", () =>
     events(a, "room_joined").find((e) => e.args[1] === "lobby" && e.args[2] === bob.id));
@@ -151,7 +155,7 @@ test("config, all_sockets, the feed, server_stats and the commands", async () =>
   const eveId = eve.id;  // the client forgets it once disconnected
   const gone = new Promise((r) => eve.once("disconnect", r));
   a.socket.emit("_disconnect", "/", false, "lobby");  // by room: eve is the only one left there
-  assert.equal(await gone, "io server disconnect");
+  assert.equal(await within(gone, 5000, "disconnect"), "io server disconnect");
   const d = await until("socket_disconnected", () =>
     events(a, "socket_disconnected").find((e) => e.args[1] === eveId));
   assert.equal(d.args[2], "server namespace disconnect");
