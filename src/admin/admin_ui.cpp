@@ -78,7 +78,9 @@ AdminUi::AdminUi(runtime::Workers& workers, transport::Server& server, bus::Bus&
   for (unsigned w = 0; w < workers_.size(); ++w) states_.push_back(std::make_unique<WorkerState>());
 }
 
-AdminUi::~AdminUi() = default;
+AdminUi::~AdminUi() {
+  checker_.reset();  // joins its thread first: a check in flight still finds the rest here
+}
 
 std::int64_t AdminUi::now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -311,11 +313,11 @@ std::atomic<std::int64_t>* AdminUi::count_of(const std::string& nsp) {
 
 void AdminUi::connected(const SocketPtr& socket) {
   if (auto* n = count_of(socket->nsp())) n->fetch_add(1, std::memory_order_relaxed);
-  if (!options_.development) return;
+  // Every socket is known here (the commands find them), in either mode.
   auto& e = states_[socket->worker()]->sockets[socket.get()];
   e.socket = socket;
   e.rooms = {socket->id()};
-  if (!watched()) return;
+  if (!options_.development || !watched()) return;
   const auto ts = iso_time(now_ms());
   // Its own room first: the UI counts room_joined only for sockets it knows
   // from socket_connected... which carries the room already. Node sends
@@ -326,13 +328,12 @@ void AdminUi::connected(const SocketPtr& socket) {
 
 void AdminUi::disconnected(Socket& socket, const std::string& reason) {
   if (auto* n = count_of(socket.nsp())) n->fetch_sub(1, std::memory_order_relaxed);
-  if (!options_.development) return;
   auto& sockets = states_[socket.worker()]->sockets;
   auto it = sockets.find(&socket);
   if (it == sockets.end()) return;
   auto rooms = std::move(it->second.rooms);
   sockets.erase(it);
-  if (!watched()) return;
+  if (!options_.development || !watched()) return;
   const auto ts = iso_time(now_ms());
   feed(json::array({"socket_disconnected", socket.nsp(), socket.id(), reason, ts}));
   for (const auto& r : rooms) feed(json::array({"room_left", socket.nsp(), r, socket.id(), ts}));
@@ -345,7 +346,6 @@ void AdminUi::upgraded(Socket& socket) {
 }
 
 void AdminUi::on_room(Socket& socket, const std::string& room, bool joined) {
-  if (!options_.development) return;
   auto& sockets = states_[socket.worker()]->sockets;
   auto it = sockets.find(&socket);
   if (it == sockets.end()) return;
@@ -356,7 +356,7 @@ void AdminUi::on_room(Socket& socket, const std::string& room, bool joined) {
     rooms.push_back(room);
   else
     rooms.erase(at);
-  if (!watched()) return;
+  if (!options_.development || !watched()) return;
   feed(json::array(
       {joined ? "room_joined" : "room_left", socket.nsp(), room, socket.id(), iso_time(now_ms())}));
 }

@@ -181,10 +181,14 @@ test("read-only: no commands; production: stats only", async () => {
   const pc = await until("config", () => events(p, "config")[0]);
   assert.deepEqual(pc.args[0].supportedFeatures,
     ["EMIT", "JOIN", "LEAVE", "DISCONNECT", "MJOIN", "MLEAVE", "MDISCONNECT", "AGGREGATED_EVENTS"]);
-  await chatUser(prod.url, "carol");
+  const carol = await chatUser(prod.url, "carol");
   await until("server_stats", () => events(p, "server_stats")[0], 5000);
   await sleep(300);
   assert.deepEqual([...new Set(p.got.map((g) => g.event))].sort(), ["config", "server_stats"]);
+  // Commands work in production mode too.
+  const gone = new Promise((r) => carol.once("disconnect", r));
+  p.socket.emit("_disconnect", "/", false, carol.id);
+  assert.equal(await within(gone, 5000, "disconnect"), "io server disconnect");
 });
 
 test("the UI's files at /admin/; /admin redirects; without --admin-ui neither the files nor the namespace", async () => {
