@@ -71,7 +71,9 @@ describe("server TLS", () => {
   let server;
   let url;
   before(async () => {
-    server = await startServer(["--tls-cert", pair.cert, "--tls-key", pair.key]);
+    // Several workers, so that upgrades move the connection (and its TLS
+    // session) to the polling session's worker.
+    server = await startServer(["--tls-cert", pair.cert, "--tls-key", pair.key, "--threads", "4"]);
     url = server.url;
     assert.match(url, /^https:/);
   });
@@ -167,6 +169,23 @@ describe("server TLS", () => {
     s.close();
     idle.destroy();
     assert.equal(server.proc.exitCode, null, "the server still runs");
+  });
+
+  test("a client that never sends a ClientHello is closed by the first-request deadline", async () => {
+    const started = Date.now();
+    await new Promise((resolve, reject) => {
+      const s = net.connect(server.port, "127.0.0.1");
+      const t = setTimeout(() => {
+        s.destroy();
+        reject(new Error("still open after 15 s"));
+      }, 15000);
+      s.on("error", () => {});
+      s.on("close", () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    assert.ok(Date.now() - started >= 9000, "not before the deadline");
   });
 
   test("the admin listener stays plain HTTP", async () => {
