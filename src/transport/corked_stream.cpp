@@ -190,6 +190,7 @@ bool CorkedStream::seal(Batch& b) {
       return false;
     }
   }
+  tls_->trim();
   b.clear();  // the shared payloads are sealed: let them go
   b.bytes.swap(out);
   if (out.capacity() > kKeepCapacity) std::string().swap(out);

@@ -2,6 +2,7 @@
 #include "transport/tls.hpp"
 
 #include <openssl/bio.h>
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -179,6 +180,40 @@ void TlsChannel::take_output(std::string& out) {
 
 bool TlsChannel::has_buffered_input() const noexcept {
   return BIO_ctrl_pending(in_) > 0 || SSL_has_pending(ssl_) == 1;
+}
+
+namespace {
+// A memory BIO that is empty but holds a buffer bigger than this is replaced.
+constexpr std::size_t kTrimAbove = 4 * 1024;
+
+bool worth_trimming(BIO* b) {
+  if (BIO_ctrl_pending(b) != 0) return false;
+  BUF_MEM* m = nullptr;
+  BIO_get_mem_ptr(b, &m);
+  return m && m->max > kTrimAbove;
+}
+
+BIO* fresh_bio() {
+  BIO* b = BIO_new(BIO_s_mem());
+  if (b) BIO_set_mem_eof_return(b, -1);
+  return b;
+}
+}  // namespace
+
+void TlsChannel::trim() noexcept {
+  if (worth_trimming(in_)) {
+    if (BIO* b = fresh_bio()) {
+      SSL_set0_rbio(ssl_, b);  // frees the old one
+      in_ = b;
+    }
+  }
+  if (worth_trimming(out_)) {
+    if (BIO* b = fresh_bio()) {
+      SSL_set0_wbio(ssl_, b);
+      out_ = b;
+    }
+  }
+  ERR_clear_error();
 }
 
 bool TlsChannel::handshake_done() const noexcept {

@@ -14,7 +14,7 @@
 // one partial record OpenSSL keeps (at most ~16 KiB). Writes are sealed in
 // record-sized pieces and the ciphertext taken out after each piece, so the
 // outgoing BIO holds at most one record. Idle connections release OpenSSL's
-// record buffers (SSL_MODE_RELEASE_BUFFERS).
+// record buffers (SSL_MODE_RELEASE_BUFFERS) and the BIOs' (trim()).
 //
 // A channel is used by one thread at a time (the connection's owner); the
 // context is shared read-only. OpenSSL's error queue is per thread: each call
@@ -85,6 +85,10 @@ class TlsChannel {
   // read: the caller must read before waiting for the socket.
   bool has_buffered_input() const noexcept;
   bool handshake_done() const noexcept;
+  // Give back the memory BIOs' buffers once they are empty and grew past a
+  // few KiB (a burst), so an idle connection keeps none: call it when the
+  // connection goes back to waiting.
+  void trim() noexcept;
   // What went wrong last (an OpenSSL reason), for the logs.
   const std::string& error() const noexcept { return error_; }
 

@@ -115,6 +115,7 @@ class TlsStream {
       }
       if (got > 0 || out_ec) return finish(self, out_ec, got);
       // Nothing yet: read more ciphertext.
+      s.channel_.trim();
       if (!s.in_) s.in_ = std::make_unique<char[]>(kChunk);
       state = State::reading;
       s.next_.async_read_some(asio::buffer(s.in_.get(), kChunk), std::move(self));
@@ -151,6 +152,7 @@ class TlsStream {
           return self.complete(result, 0);
         case State::writing:
           s.writing_ = false;
+          s.channel_.trim();
           // A large response's ciphertext is not kept for the next one.
           if (s.out_.capacity() > 64 * 1024)
             std::string().swap(s.out_);

@@ -185,7 +185,10 @@ void WsConnection::on_readable(const error_code& wait_ec) {
     }
     error_code ec;
     const std::size_t n = sock.read_some(asio::buffer(buf, kReadChunk), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_read();
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      if (auto* tls = out_.tls()) tls->trim();
+      return wait_read();
+    }
     if (ec) {
       // The peer ended the connection (or reset it).
       if (lingering_) {

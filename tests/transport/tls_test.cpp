@@ -201,6 +201,19 @@ TEST_F(TlsTest, LargeWriteIsSealedRecordByRecord) {
   server_->feed(wire.data(), wire.size());
   EXPECT_TRUE(server_->has_buffered_input());
   EXPECT_EQ(server_read(), big);
+
+  // Once idle, the grown buffers go; the session goes on over fresh ones.
+  server_->trim();
+  const std::string ping = "small after a burst";
+  ASSERT_EQ(SSL_write(client_, ping.data(), static_cast<int>(ping.size())),
+            static_cast<int>(ping.size()));
+  const auto w2 = client_wire();
+  server_->feed(w2.data(), w2.size());
+  EXPECT_EQ(server_read(), ping);
+  out.clear();
+  ASSERT_TRUE(server_->write(ping.data(), ping.size(), out));
+  to_client(out);
+  EXPECT_EQ(client_read(), ping);
 }
 
 TEST_F(TlsTest, CloseNotifyIsClosed) {
