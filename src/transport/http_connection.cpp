@@ -119,7 +119,7 @@ HttpConnection::HttpConnection(ServerImpl& server, unsigned worker, tcp::socket 
       admin_(admin) {
   if (!admin_ && server_.options().tls) {
     tls_ = std::make_unique<TlsChannel>(*server_.options().tls);
-    tls_stream_.emplace(stream_, *tls_);
+    tls_stream_ = std::make_unique<TlsStream>(stream_, *tls_);
     secure_ = true;
   }
   beast::error_code ec;

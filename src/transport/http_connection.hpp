@@ -71,8 +71,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   unsigned worker_;
   boost::beast::tcp_stream stream_;
   std::unique_ptr<TlsChannel> tls_;  // the main listener's with --tls-cert; moves to a WebSocket
-  std::optional<TlsStream> tls_stream_;
-  bool secure_ = false;  // TLS: the browser's origin is https://
+  std::unique_ptr<TlsStream> tls_stream_;  // made only with TLS: plain connections stay small
+  bool secure_ = false;                    // TLS: the browser's origin is https://
   std::string slot_;
   bool admin_;
   boost::asio::ip::address peer_;
