@@ -91,6 +91,14 @@ describe("server TLS", () => {
     assert.equal(r.alpn, "http/1.1");
   });
 
+  test("the Origin check takes the server's own origin as https://", async () => {
+    const hs = `${url}/socket.io/?EIO=4&transport=polling`;
+    const own = await httpsGet(hs, { headers: { Origin: `https://127.0.0.1:${server.port}` }, rejectUnauthorized: false });
+    assert.equal(own.status, 200);
+    const plain = await httpsGet(hs, { headers: { Origin: `http://127.0.0.1:${server.port}` }, rejectUnauthorized: false });
+    assert.equal(plain.status, 403);
+  });
+
   test("TLS 1.1 is refused, TLS 1.2 is taken", async () => {
     const attempt = (minVersion, maxVersion) =>
       new Promise((resolve) => {
