@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "transport/net_policy.hpp"
+#include "transport/tls.hpp"
 
 namespace chat::server {
 
@@ -203,6 +204,12 @@ Config parse_config(int argc, char** argv) {
                  "(0: 90% of the cgroup memory limit, none without one)")
       ->envname("MEMORY_BUDGET_MB")
       ->capture_default_str();
+  std::string tls_cert, tls_key;
+  cli.add_option("--tls-cert", tls_cert,
+                 "PEM certificate (chain, leaf first) for HTTPS/WSS on --port; with --tls-key. "
+                 "The admin listener stays plain")
+      ->envname("TLS_CERT");
+  cli.add_option("--tls-key", tls_key, "PEM private key of --tls-cert")->envname("TLS_KEY");
   cli.add_option("--admin-host", c.admin_host,
                  "Address of the operations listener (/metrics, detailed /readyz)")
       ->envname("ADMIN_HOST")
@@ -479,6 +486,19 @@ Config parse_config(int argc, char** argv) {
     c.transport.memory_budget_bytes = c.memory_budget_mb << 20;
   else if (const auto limit = cgroup_memory_limit())
     c.transport.memory_budget_bytes = limit / 10 * 9;
+
+  if (tls_cert.empty() != tls_key.empty()) {
+    std::cerr << "chat-server: --tls-cert and --tls-key go together\n";
+    std::exit(2);
+  }
+  if (!tls_cert.empty()) {
+    try {
+      c.transport.tls = std::make_shared<const transport::TlsContext>(tls_cert, tls_key);
+    } catch (const std::exception& e) {
+      std::cerr << "chat-server: " << e.what() << "\n";
+      std::exit(2);
+    }
+  }
 
   if (!secret_file.empty()) {
     std::ifstream f(secret_file, std::ios::binary);

@@ -234,8 +234,9 @@ int main(int argc, char** argv) {
       spdlog::info("memory budget {} MB", cfg.transport.memory_budget_bytes >> 20);
     const auto port = server->listen(cfg.host, cfg.port);
     workers.start();
-    spdlog::info("listening on http://{}:{} ({} threads, bus {}, transports {}{})", cfg.host, port,
-                 threads, cfg.amqp_url.empty() ? "in-process" : "amqp", cfg.transports,
+    spdlog::info("listening on {}://{}:{} ({} threads, bus {}, transports {}{})",
+                 cfg.transport.tls ? "https" : "http", cfg.host, port, threads,
+                 cfg.amqp_url.empty() ? "in-process" : "amqp", cfg.transports,
                  cfg.conformance ? ", conformance mode" : "");
 
     // The main thread waits for a signal, then drains.

@@ -27,6 +27,8 @@ class Workers;
 
 namespace chat::transport {
 
+class TlsContext;  // transport/tls.hpp
+
 struct Options {
   std::string path = "/socket.io/";  // Socket.IO endpoint
   std::chrono::milliseconds ping_interval{25000};
@@ -79,6 +81,9 @@ struct Options {
   bool ws_deflate = false;
   bool http_compression = true;
   std::size_t compress_threshold = 1024;
+  // The main listener's TLS (--tls-cert/--tls-key); null: plain TCP. The
+  // admin listener stays plain.
+  std::shared_ptr<const TlsContext> tls;
 };
 
 // What the client sent when it opened the Engine.IO session.

@@ -114,10 +114,17 @@ void CorkedStream::uncork() {
 }
 
 void CorkedStream::start() {
-  if (corked_ > 0 || writing_ || error_ || filling_.size == 0) return;
+  if (corked_ > 0 || writing_ || error_) return;
+  if (filling_.size == 0 && !(tls_ && tls_->pending_output() > 0)) return;
   auto owner = owner_.lock();
   if (!owner) return;  // the connection is going away
   std::swap(filling_, sending_);
+  if (tls_ && !seal(sending_)) {
+    error_ = boost::asio::error::connection_aborted;
+    writing_ = true;
+    boost::asio::post(get_executor(), [this, owner = std::move(owner)] { on_write(error_); });
+    return;
+  }
   auto& iov = t_spare.iov;
   iov.clear();
   for (const auto& c : sending_.chunks) {
@@ -164,6 +171,32 @@ void CorkedStream::start() {
   boost::asio::async_write(sock, iov_,
                            [this, owner = std::move(owner)](const boost::system::error_code& e,
                                                             std::size_t) { on_write(e); });
+}
+
+namespace {
+// Ciphertext is sealed into this and the batch's plaintext buffer takes its
+// place here, so the two buffers alternate and neither is made per write.
+thread_local std::string t_sealed;
+}  // namespace
+
+bool CorkedStream::seal(Batch& b) {
+  auto& out = t_sealed;
+  out.clear();
+  tls_->take_output(out);
+  for (const auto& c : b.chunks) {
+    const char* base = c.ref ? c.ref->data() : b.bytes.data();
+    if (!tls_->write(base + c.offset, c.size, out)) {
+      b.clear();
+      return false;
+    }
+  }
+  tls_->trim();
+  b.clear();  // the shared payloads are sealed: let them go
+  b.bytes.swap(out);
+  if (out.capacity() > kKeepCapacity) std::string().swap(out);
+  b.chunks.push_back(Chunk{nullptr, 0, b.bytes.size()});
+  b.size = b.bytes.size();
+  return true;
 }
 
 void CorkedStream::arm_write_timer() {

@@ -14,6 +14,11 @@
 // Writes are tried synchronously on the non-blocking socket first; an
 // asynchronous write is started only for what the kernel did not take.
 //
+// With a TLS channel (set_tls), each batch is sealed into one buffer of
+// ciphertext just before its socket write; without one the code path is the
+// plain one. Beast's reads (async_read_some) are plain only: over TLS the
+// connection decrypts after its own reads (WsConnection).
+//
 // Small payloads are copied into the batch (one contiguous buffer); large
 // shared payloads are referenced, not copied, and written with gather I/O.
 //
@@ -23,6 +28,8 @@
 // overflowed() turns true. An asynchronous socket write that takes longer
 // than the write timeout closes the socket; timed_out() turns true.
 #pragma once
+
+#include "transport/tls.hpp"
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -80,6 +87,12 @@ class CorkedStream {
   // socket does not take becomes an asynchronous write.
   void cork() noexcept { ++corked_; }
   void uncork();
+
+  // The connection's TLS session: from now on every batch is sealed.
+  void set_tls(std::unique_ptr<TlsChannel> tls) noexcept { tls_ = std::move(tls); }
+  TlsChannel* tls() const noexcept { return tls_.get(); }
+  // Write what the TLS channel produced by itself (an alert, a key update).
+  void flush_tls() { start(); }
 
   void set_limits(ControlLimit control_limit, std::chrono::milliseconds write_timeout) {
     control_limit_ = std::move(control_limit);
@@ -145,11 +158,14 @@ class CorkedStream {
   static void give_back(Batch& b);  // a written batch returns them (and keeps none)
   bool admit_control(std::size_t n);
   void start();
+  // Replace the batch's plaintext by its ciphertext; false when sealing failed.
+  bool seal(Batch& b);
   void on_write(const boost::system::error_code& ec);
   void notify_drained();
   void arm_write_timer();
 
   next_layer_type next_;
+  std::unique_ptr<TlsChannel> tls_;  // null: plain TCP
   // The write deadline: made by the first write the kernel does not take at
   // once (most connections never have one).
   std::unique_ptr<boost::asio::steady_timer> timer_;

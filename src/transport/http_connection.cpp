@@ -117,6 +117,11 @@ HttpConnection::HttpConnection(ServerImpl& server, unsigned worker, tcp::socket 
       stream_(std::move(socket)),
       slot_(std::move(slot)),
       admin_(admin) {
+  if (!admin_ && server_.options().tls) {
+    tls_ = std::make_unique<TlsChannel>(*server_.options().tls);
+    tls_stream_ = std::make_unique<TlsStream>(stream_, *tls_);
+    secure_ = true;
+  }
   beast::error_code ec;
   const auto ep = stream_.socket().remote_endpoint(ec);
   if (!ec) {
@@ -144,9 +149,11 @@ void HttpConnection::read_request() {
     stream_.expires_after(o.ping_interval + o.ping_timeout + kParkedSlack);
   else
     stream_.expires_after(served_ ? kIdleTimeout : kFirstRequestTimeout);
-  http::async_read(
-      stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  with_stream([&](auto& stream) {
+    http::async_read(
+        stream, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  });
 }
 
 void HttpConnection::on_read(beast::error_code ec) {
@@ -210,7 +217,7 @@ bool HttpConnection::origin_ok(const Request& req) const {
   // The server's own origin: the scheme and host the browser sent the request
   // to. Behind a trusted proxy that terminates TLS or renames the host, its
   // X-Forwarded-Proto / X-Forwarded-Host say what the browser saw.
-  std::string_view scheme = "http";
+  std::string_view scheme = secure_ ? "https" : "http";
   std::string_view host = req[http::field::host];
   if (peer_trusted_) {
     const auto first = [](std::string_view v) {
@@ -410,11 +417,12 @@ void HttpConnection::handle_websocket(Request req, const std::map<std::string, s
       return send_refusal(req, 503, ServerImpl::refusal_message(a));
     }
   }
-  closed_ = true;  // the socket now belongs to the WebSocket
+  closed_ = true;  // the socket (and its TLS session) now belong to the WebSocket
   stream_.expires_never();
+  tls_stream_.reset();
   if (target == worker_) {
     std::make_shared<WsConnection>(server_, target, std::move(stream_.socket()), std::move(session),
-                                   raw_echo)
+                                   raw_echo, std::move(tls_))
         ->run(req, std::move(handshake));
     return;
   }
@@ -424,16 +432,17 @@ void HttpConnection::handle_websocket(Request req, const std::map<std::string, s
   const auto fd = stream_.socket().release(ec);
   if (ec) return;
   auto& server = server_;
-  asio::post(server_.workers().at(target), [&server, target, fd, protocol, req = std::move(req),
-                                            session = std::move(session), raw_echo,
-                                            handshake = std::move(handshake)]() mutable {
-    tcp::socket sock(server.workers().at(target));
-    beast::error_code e;
-    sock.assign(protocol, fd, e);
-    if (e) return;
-    std::make_shared<WsConnection>(server, target, std::move(sock), std::move(session), raw_echo)
-        ->run(req, std::move(handshake));
-  });
+  asio::post(server_.workers().at(target),
+             [&server, target, fd, protocol, req = std::move(req), session = std::move(session),
+              raw_echo, handshake = std::move(handshake), tls = std::move(tls_)]() mutable {
+               tcp::socket sock(server.workers().at(target));
+               beast::error_code e;
+               sock.assign(protocol, fd, e);
+               if (e) return;
+               std::make_shared<WsConnection>(server, target, std::move(sock), std::move(session),
+                                              raw_echo, std::move(tls))
+                   ->run(req, std::move(handshake));
+             });
 }
 
 void HttpConnection::handle_app(Request& req, const std::string& path) {
@@ -493,10 +502,12 @@ void HttpConnection::send(Response res) {
   auto sp = std::make_shared<Response>(std::move(res));
   stream_.expires_after(server_.options().write_timeout);
   server_.io_begin();
-  http::async_write(stream_, *sp,
-                    [self = shared_from_this(), sp, close](beast::error_code ec, std::size_t) {
-                      self->on_written(close, ec);
-                    });
+  with_stream([&](auto& stream) {
+    http::async_write(stream, *sp,
+                      [self = shared_from_this(), sp, close](beast::error_code ec, std::size_t) {
+                        self->on_written(close, ec);
+                      });
+  });
 }
 
 void HttpConnection::on_written(bool close, beast::error_code ec) {

@@ -5,6 +5,8 @@
 #pragma once
 
 #include "transport/api.hpp"
+#include "transport/tls.hpp"
+#include "transport/tls_stream.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -55,10 +57,22 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void send_refusal(const Request& req, unsigned status, const char* message);
   void on_written(bool close, boost::beast::error_code ec);
   Handshake make_handshake(const Request& req, const char* transport) const;
+  // Run f with the stream requests are read from and answers written to:
+  // the TCP stream, or TLS over it.
+  template <class F>
+  void with_stream(F&& f) {
+    if (tls_stream_)
+      f(*tls_stream_);
+    else
+      f(stream_);
+  }
 
   ServerImpl& server_;
   unsigned worker_;
   boost::beast::tcp_stream stream_;
+  std::unique_ptr<TlsChannel> tls_;  // the main listener's with --tls-cert; moves to a WebSocket
+  std::unique_ptr<TlsStream> tls_stream_;  // made only with TLS: plain connections stay small
+  bool secure_ = false;                    // TLS: the browser's origin is https://
   std::string slot_;
   bool admin_;
   boost::asio::ip::address peer_;

@@ -35,17 +35,28 @@ char* worker_read_buffer() {
   thread_local std::unique_ptr<char[]> buf(new char[kReadChunk]);
   return buf.get();
 }
+// TLS: ciphertext is fed to the channel a record's worth at a time and
+// decrypted into this, so the channel never holds more than one piece.
+constexpr std::size_t kTlsPiece = 16 * 1024 + 512;
+constexpr std::size_t kPlainChunk = 16 * 1024;
+char* worker_plain_buffer() {
+  thread_local std::unique_ptr<char[]> buf(new char[kPlainChunk]);
+  return buf.get();
+}
 }  // namespace
 
 WsConnection::WsConnection(ServerImpl& server, unsigned worker, asio::ip::tcp::socket socket,
-                           std::shared_ptr<EngineSession> session, bool raw_echo)
+                           std::shared_ptr<EngineSession> session, bool raw_echo,
+                           std::unique_ptr<TlsChannel> tls)
     : server_(server),
       worker_(worker),
       out_(std::move(socket)),
       reader_(server.options().max_payload),
       session_(std::move(session)),
       raw_echo_(raw_echo),
-      upgrade_(session_ != nullptr) {}
+      upgrade_(session_ != nullptr) {
+  if (tls) out_.set_tls(std::move(tls));
+}
 
 void WsConnection::run(const HttpConnection::Request& req, Handshake handshake) {
   out_.set_owner(weak_from_this(), [this](const error_code& ec) { on_written(ec); });
@@ -125,6 +136,18 @@ void WsConnection::on_accept(Handshake handshake) {
     session_->attach_websocket(self);
     send_direct(OutPacket{std::make_shared<const std::string>(session_->open()), false});
   }
+  if (auto* tls = out_.tls(); tls && tls->has_buffered_input()) {
+    // Records that came with the upgrade request are in the channel, not
+    // the socket: a readiness wait would not see them.
+    std::string pending;
+    for (;;) {
+      char* plain = worker_plain_buffer();
+      const auto r = tls->read(plain, kPlainChunk);
+      if (r.status != TlsChannel::Status::ok) break;
+      pending.append(plain, r.n);
+    }
+    if (!pending.empty() && !feed_frames(pending.data(), pending.size())) return;
+  }
   wait_read();
 }
 
@@ -162,7 +185,10 @@ void WsConnection::on_readable(const error_code& wait_ec) {
     }
     error_code ec;
     const std::size_t n = sock.read_some(asio::buffer(buf, kReadChunk), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_read();
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      if (auto* tls = out_.tls()) tls->trim();
+      return wait_read();
+    }
     if (ec) {
       // The peer ended the connection (or reset it).
       if (lingering_) {
@@ -172,17 +198,62 @@ void WsConnection::on_readable(const error_code& wait_ec) {
       return fail("transport error");
     }
     if (close_sent_) continue;  // after our close frame: read and drop
-    const bool ok = reader_.feed(buf, n, [this](const ws::Event& e) { return on_event(e); });
-    if (!ok) {
-      const auto& err = reader_.error();
-      if (err.code == ws::kCloseTooBig)
-        WorkerStats::add(server_.worker_stats(worker_).payload_too_large_total, 1);
-      spdlog::debug("websocket closed: {}", err.what);
-      send_close(err.code);
-      return fail("transport error");
+    if (out_.tls()) {
+      if (!feed_tls(buf, n)) return;
+    } else if (!feed_frames(buf, n)) {
+      return;
     }
     if (!sock.is_open()) return;
   }
+}
+
+bool WsConnection::feed_frames(char* buf, std::size_t n) {
+  const bool ok = reader_.feed(buf, n, [this](const ws::Event& e) { return on_event(e); });
+  if (!ok) {
+    const auto& err = reader_.error();
+    if (err.code == ws::kCloseTooBig)
+      WorkerStats::add(server_.worker_stats(worker_).payload_too_large_total, 1);
+    spdlog::debug("websocket closed: {}", err.what);
+    send_close(err.code);
+    fail("transport error");
+    return false;
+  }
+  return true;
+}
+
+bool WsConnection::feed_tls(const char* buf, std::size_t n) {
+  auto& tls = *out_.tls();
+  char* plain = worker_plain_buffer();
+  std::size_t at = 0;
+  do {
+    const std::size_t piece = std::min(n - at, kTlsPiece);
+    tls.feed(buf + at, piece);
+    at += piece;
+    for (;;) {
+      const auto r = tls.read(plain, kPlainChunk);
+      if (r.status == TlsChannel::Status::want_input) break;
+      if (r.status != TlsChannel::Status::ok) {
+        // A bad record, or the peer's close_notify: the connection is over.
+        if (r.status == TlsChannel::Status::error)
+          spdlog::debug("websocket closed: TLS: {}", tls.error());
+        if (lingering_) {
+          drop_socket();
+          finish();
+          return false;
+        }
+        fail("transport error");
+        drop_socket();
+        finish();
+        return false;
+      }
+      if (close_sent_) continue;  // after our close frame: read and drop
+      if (!feed_frames(plain, r.n)) return false;
+      if (!out_.next_layer().is_open()) return false;
+    }
+  } while (at < n);
+  // What the channel wrote by itself (a key update) leaves with the next batch.
+  if (tls.pending_output() > 0) out_.flush_tls();
+  return true;
 }
 
 bool WsConnection::on_event(const ws::Event& e) {
@@ -265,6 +336,13 @@ void WsConnection::linger() {
       return self->finish();
     }
     error_code ignored;
+    if (auto* tls = self->out_.tls()) {
+      // close_notify before the FIN, on a best-effort basis: the close frame is already out.
+      tls->shutdown();
+      std::string alert;
+      tls->take_output(alert);
+      if (!alert.empty()) sock.write_some(asio::buffer(alert), ignored);
+    }
     sock.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
     self->wait_read();  // until the peer's end
   });

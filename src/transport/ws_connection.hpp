@@ -79,8 +79,10 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
   static constexpr std::size_t kCorkBytes = 64 * 1024;
 
   // session is the polling session to upgrade, or null for a new WebSocket session.
+  // tls: the connection's TLS session (null: plain TCP), handshake done.
   WsConnection(ServerImpl& server, unsigned worker, boost::asio::ip::tcp::socket socket,
-               std::shared_ptr<EngineSession> session, bool raw_echo);
+               std::shared_ptr<EngineSession> session, bool raw_echo,
+               std::unique_ptr<TlsChannel> tls = nullptr);
   // Answers the upgrade request (101, or an error and a close) and starts;
   // handshake is the new session's (unused for an upgrade).
   void run(const HttpConnection::Request& req, Handshake handshake);
@@ -98,6 +100,12 @@ class WsConnection final : public WsLink, public std::enable_shared_from_this<Ws
   void on_accept(Handshake handshake);
   void wait_read();
   void on_readable(const boost::system::error_code& ec);
+  // Decrypt n bytes of ciphertext read into buf and feed the frames; false
+  // when the connection ended (TLS failure, the peer's close_notify or a
+  // frame error): the caller returns.
+  bool feed_tls(const char* buf, std::size_t n);
+  // Frames read in plaintext; false: the connection is closing (caller returns).
+  bool feed_frames(char* buf, std::size_t n);
   bool on_event(const protocol::ws::Event& e);
   void on_written(const boost::system::error_code& ec);
   void fail(const char* reason);

@@ -32,14 +32,14 @@ export function startServer(args = [], { env = {}, timeoutMs = 15000, cwd = root
     }, timeoutMs);
     const onData = (d) => {
       out += d.toString();
-      const m = out.match(/listening on http:\/\/[^\s:]+:(\d+)/);
+      const m = out.match(/listening on (https?):\/\/[^\s:]+:(\d+)/);
       if (m && !settled) {
         settled = true;
         clearTimeout(timer);
-        const port = Number(m[1]);
+        const port = Number(m[2]);
         const a = out.match(/operations on (http:\/\/[^\s]+:\d+)/);
         resolve({
-          url: `http://127.0.0.1:${port}`,
+          url: `${m[1]}://127.0.0.1:${port}`,
           // /metrics and the detailed /readyz
           adminUrl: a ? a[1] : null,
           port,
