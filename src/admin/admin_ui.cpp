@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <optional>
 #include <random>
 
 namespace chat::admin {
@@ -31,6 +32,8 @@ constexpr std::int64_t kPeerTtlMs = 10000;
 // How long an all_sockets waits for the replicas' answers.
 constexpr std::int64_t kGatherMs = 1500;
 constexpr std::size_t kMaxSessions = 10000;
+// Sockets in one all_sockets, whatever the replicas send.
+constexpr std::size_t kMaxGathered = 100000;
 
 std::string random_hex(std::size_t bytes) {
   std::random_device rd;  // the kernel's random source
@@ -43,6 +46,18 @@ std::string host_name() {
   char buf[256] = {};
   if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
   return buf;
+}
+
+// Fields of bus payloads, which come from the broker: any type may be
+// there. nullptr when the field is missing or of another type.
+const std::string* str_field(const json& o, const char* key) {
+  auto it = o.find(key);
+  return it != o.end() && it->is_string() ? &it->get_ref<const std::string&>() : nullptr;
+}
+std::optional<std::int64_t> int_field(const json& o, const char* key) {
+  auto it = o.find(key);
+  if (it == o.end() || !it->is_number_integer()) return std::nullopt;
+  return it->get<std::int64_t>();
 }
 
 const std::string& string_or_empty(const json& v) {
@@ -129,6 +144,7 @@ AdminUi::Stats AdminUi::stats() const {
   s.logins_refused = logins_refused_.load();
   s.feed_dropped = feed_dropped_.load();
   s.commands = commands_.load();
+  s.bad_envelopes = bad_.load();
   return s;
 }
 
@@ -241,37 +257,63 @@ void AdminUi::command(const std::string& cmd, const json& args) {
   publish(kCommand, std::move(c));
 }
 
-void AdminUi::apply_command(const json& c) {
-  const auto cmd = c.value("cmd", std::string());
-  const auto nsp = c.value("nsp", std::string());
-  const auto filter = c.value("filter", std::string());
-  for (unsigned w = 0; w < workers_.size(); ++w) {
-    boost::asio::post(workers_.at(w), [this, w, c, cmd, nsp, filter] {
-      // The sockets first: acting on one may change the registry.
-      std::vector<SocketPtr> targets;
-      for (const auto& [ptr, entry] : states_[w]->sockets) {
-        auto s = entry.socket.lock();
-        if (!s || s->nsp() != nsp) continue;
-        if (!filter.empty() &&
-            std::find(entry.rooms.begin(), entry.rooms.end(), filter) == entry.rooms.end())
-          continue;
-        targets.push_back(std::move(s));
-      }
-      for (auto& s : targets) {
-        commands_.fetch_add(1, std::memory_order_relaxed);
-        if (cmd == "emit") {
-          s->emit(c.value("event", std::string()), c.value("args", json::array()));
-        } else if (cmd == "_disconnect") {
-          s->disconnect(c.value("close", false));
-        } else if (nsp == "/" && (cmd == "join" || cmd == "leave")) {
-          // Rooms are the chat's: joined and left as the user could.
-          const auto room = c.value("room", std::string());
-          if (cmd == "join" && chat_.join) chat_.join(*s, room);
-          if (cmd == "leave" && chat_.leave) chat_.leave(*s, room);
-        }
-      }
-    });
+bool AdminUi::apply_command(const json& c) {
+  // Checked in full here, on the bus thread: the workers get plain values.
+  const auto* cmd = str_field(c, "cmd");
+  const auto* nsp = str_field(c, "nsp");
+  if (!cmd || !nsp) return false;
+  auto it = c.find("filter");
+  if (it != c.end() && !it->is_string()) return false;
+  const std::string filter = it != c.end() ? it->get<std::string>() : std::string();
+  std::string room, event;
+  json args = json::array();
+  bool close = false;
+  if (*cmd == "emit") {
+    const auto* e = str_field(c, "event");
+    auto a = c.find("args");
+    if (!e || a == c.end() || !a->is_array()) return false;
+    event = *e;
+    args = *a;
+  } else if (*cmd == "join" || *cmd == "leave") {
+    const auto* r = str_field(c, "room");
+    if (!r || r->empty()) return false;
+    room = *r;
+  } else if (*cmd == "_disconnect") {
+    auto cl = c.find("close");
+    if (cl == c.end() || !cl->is_boolean()) return false;
+    close = cl->get<bool>();
+  } else {
+    return false;
   }
+  auto shared_args = std::make_shared<const json>(std::move(args));
+  for (unsigned w = 0; w < workers_.size(); ++w) {
+    boost::asio::post(
+        workers_.at(w), [this, w, cmd = *cmd, nsp = *nsp, filter, room, event, shared_args, close] {
+          // The sockets first: acting on one may change the registry.
+          std::vector<SocketPtr> targets;
+          for (const auto& [ptr, entry] : states_[w]->sockets) {
+            auto s = entry.socket.lock();
+            if (!s || s->nsp() != nsp) continue;
+            if (!filter.empty() &&
+                std::find(entry.rooms.begin(), entry.rooms.end(), filter) == entry.rooms.end())
+              continue;
+            targets.push_back(std::move(s));
+          }
+          for (auto& s : targets) {
+            commands_.fetch_add(1, std::memory_order_relaxed);
+            if (cmd == "emit") {
+              s->emit(event, *shared_args);
+            } else if (cmd == "_disconnect") {
+              s->disconnect(close);
+            } else if (nsp == "/") {
+              // Rooms are the chat's: joined and left as the user could.
+              if (cmd == "join" && chat_.join) chat_.join(*s, room);
+              if (cmd == "leave" && chat_.leave) chat_.leave(*s, room);
+            }
+          }
+        });
+  }
+  return true;
 }
 
 // ------------------------------------------------------------------ the observer
@@ -512,51 +554,65 @@ void AdminUi::to_admins(std::string_view event, const json& args) {
 
 void AdminUi::on_envelope(const bus::EnvelopePtr& e) {
   if (stopping_) return;
-  const auto payload = bus::payload_json(*e);
-  if (!payload.is_object()) return;
-  if (e->event == kStats) {
+  if (!handle_envelope(*e)) bad_.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool AdminUi::handle_envelope(const bus::Envelope& e) {
+  const auto payload = bus::payload_json(e);
+  if (!payload.is_object()) return false;
+  if (e.event == kStats) {
     auto stats = payload.find("stats");
-    if (stats == payload.end() || !stats->is_object()) return;
+    const auto admins = int_field(payload, "admins");
+    if (stats == payload.end() || !stats->is_object() || !admins) return false;
     {
       std::lock_guard lk(mu_);
-      auto& p = peers_[e->origin];
+      auto& p = peers_[e.origin];
       p.seen_ms = now_ms();
-      p.admins = payload.value("admins", std::int64_t{0});
-      if (p.admins > 0 && e->origin != options_.instance_id)
+      p.admins = *admins;
+      if (p.admins > 0 && e.origin != options_.instance_id)
         watched_.store(true, std::memory_order_relaxed);
     }
     to_admins("server_stats", json::array({*stats}));
-  } else if (e->event == kFeed) {
+    return true;
+  }
+  if (e.event == kFeed) {
     auto events = payload.find("events");
-    if (events == payload.end() || !events->is_array()) return;
-    if (local_admins_.load(std::memory_order_relaxed) <= 0) return;
+    if (events == payload.end() || !events->is_array()) return false;
+    const bool ok = std::all_of(events->begin(), events->end(), [](const json& ev) {
+      return ev.is_array() && !ev.empty() && ev[0].is_string();
+    });
+    if (local_admins_.load(std::memory_order_relaxed) <= 0) return ok;
     for (const auto& ev : *events) {
       if (!ev.is_array() || ev.empty() || !ev[0].is_string()) continue;
       json args = json::array();
       for (std::size_t i = 1; i < ev.size(); ++i) args.push_back(ev[i]);
       to_admins(ev[0].get_ref<const std::string&>(), args);
     }
-  } else if (e->event == kFetch) {
-    answer_fetch(payload);
-  } else if (e->event == kSockets) {
-    on_sockets(payload);
-  } else if (e->event == kCommand) {
-    if (!options_.readonly) apply_command(payload);
-  } else if (e->event == kSession) {
-    const auto id = payload.value("id", std::string());
-    const auto expires = payload.value("expires", std::int64_t{0});
-    if (id.size() != 16 || expires <= now_ms()) return;
+    return ok;
+  }
+  if (e.event == kFetch) return answer_fetch(payload);
+  if (e.event == kSockets) return on_sockets(payload);
+  if (e.event == kCommand) return options_.readonly || apply_command(payload);
+  if (e.event == kSession) {
+    const auto* id = str_field(payload, "id");
+    const auto expires = int_field(payload, "expires");
+    if (!id || id->size() != 16 || !expires) return false;
+    if (*expires <= now_ms()) return true;
     std::lock_guard lk(mu_);
     if (sessions_.size() >= kMaxSessions) sessions_.erase(sessions_.begin());
-    sessions_[id] = expires;
+    sessions_[*id] = *expires;
+    return true;
   }
+  return false;  // an admin. event nobody sends
 }
 
-void AdminUi::answer_fetch(const json& req) {
-  if (!options_.development) return;
-  const auto target = req.value("target", std::string());
-  const auto id = req.value("req", std::uint64_t{0});
-  if (target.empty()) return;
+bool AdminUi::answer_fetch(const json& req) {
+  const auto* target_p = str_field(req, "target");
+  const auto id_p = int_field(req, "req");
+  if (!target_p || target_p->empty() || !id_p) return false;
+  if (!options_.development) return true;
+  const auto target = *target_p;
+  const auto id = *id_p;
   // Each worker serializes its own sockets; the last one publishes the answer.
   struct Answer {
     std::mutex mu;
@@ -580,25 +636,30 @@ void AdminUi::answer_fetch(const json& req) {
                 json{{"target", target}, {"req", id}, {"sockets", std::move(a->sockets)}});
     });
   }
+  return true;
 }
 
-void AdminUi::on_sockets(const json& answer) {
-  if (answer.value("target", std::string()) != options_.instance_id) return;
+bool AdminUi::on_sockets(const json& answer) {
+  const auto* target = str_field(answer, "target");
+  const auto req = int_field(answer, "req");
+  auto sockets = answer.find("sockets");
+  if (!target || !req || sockets == answer.end() || !sockets->is_array()) return false;
+  if (*target != options_.instance_id) return true;
   std::shared_ptr<Gathering> g;
   {
     std::lock_guard lk(mu_);
-    auto it = gatherings_.find(answer.value("req", std::uint64_t{0}));
-    if (it == gatherings_.end()) return;
+    auto it = gatherings_.find(static_cast<std::uint64_t>(*req));
+    if (it == gatherings_.end()) return true;
     g = it->second;
-    auto sockets = answer.find("sockets");
-    if (sockets != answer.end() && sockets->is_array())
-      for (const auto& s : *sockets) g->sockets.push_back(s);
-    if (++g->answered < g->expected) return;
+    for (const auto& s : *sockets)
+      if (s.is_object() && g->sockets.size() < kMaxGathered) g->sockets.push_back(s);
+    if (++g->answered < g->expected) return true;
   }
   auto admin = g->admin.lock();
-  if (!admin) return;
+  if (!admin) return true;
   boost::asio::post(workers_.at(admin->worker()),
                     [self = shared_from_this(), g] { self->finish_gathering(g); });
+  return true;
 }
 
 void AdminUi::finish_gathering(const std::shared_ptr<Gathering>& g) {

@@ -108,6 +108,7 @@ class AdminUi final : public transport::SocketObserver,
     std::uint64_t logins_refused = 0;  // bad credentials or busy
     std::uint64_t feed_dropped = 0;    // feed entries over max_feed
     std::uint64_t commands = 0;        // commands applied here
+    std::uint64_t bad_envelopes = 0;   // admin. envelopes from the bus that were malformed
   };
   Stats stats() const;
 
@@ -141,9 +142,11 @@ class AdminUi final : public transport::SocketObserver,
   void publish(std::string event, nlohmann::json payload);
   // Send [event, args...] to every admin socket of this replica.
   void to_admins(std::string_view event, const nlohmann::json& args);
-  void apply_command(const nlohmann::json& c);
-  void answer_fetch(const nlohmann::json& req);
-  void on_sockets(const nlohmann::json& answer);
+  // Each false when the payload is not what replicas send (counted, dropped).
+  bool handle_envelope(const bus::Envelope& e);
+  bool apply_command(const nlohmann::json& c);
+  bool answer_fetch(const nlohmann::json& req);
+  bool on_sockets(const nlohmann::json& answer);
   void finish_gathering(const std::shared_ptr<Gathering>& g);
   std::atomic<std::int64_t>* count_of(const std::string& nsp);
   static std::int64_t now_ms();
@@ -160,7 +163,7 @@ class AdminUi final : public transport::SocketObserver,
   std::atomic<bool> watched_{false};
   std::atomic<std::int64_t> local_admins_{0};
   std::atomic<std::int64_t> count_root_{0}, count_admin_{0};  // sockets of "/" and of nsp
-  std::atomic<std::uint64_t> logins_refused_{0}, feed_dropped_{0}, commands_{0}, seq_{0};
+  std::atomic<std::uint64_t> logins_refused_{0}, feed_dropped_{0}, commands_{0}, bad_{0}, seq_{0};
 
   std::mutex feed_mu_;
   std::vector<nlohmann::json> feed_;

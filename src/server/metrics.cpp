@@ -116,6 +116,8 @@ std::string render_admin_metrics(const std::string& replica, const admin::AdminU
         "Admin UI live-feed entries dropped (over the bound between two flushes)", a.feed_dropped);
   w.put("chat_admin_commands_total", "counter",
         "Admin UI commands applied to sockets of this replica", a.commands);
+  w.put("chat_admin_bad_envelopes_total", "counter",
+        "Admin UI messages from the bus that were malformed (dropped)", a.bad_envelopes);
   return w.out;
 }
 

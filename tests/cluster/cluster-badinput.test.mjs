@@ -16,7 +16,11 @@ const sockets = [];
 before(async () => {
   // The management API takes bodies up to ~10 MB: a lower bound on broker
   // messages lets the test send one over it (the default is 16 MiB).
-  c = await startCluster("badinput", { replicas: 2, serverArgs: "--amqp-max-message 1048576" });
+  // With the Admin UI on, its control messages are checked too.
+  c = await startCluster("badinput", {
+    replicas: 2,
+    serverArgs: "--amqp-max-message 1048576 --admin-ui --admin-ui-auth none",
+  });
 });
 after(async () => {
   for (const s of sockets) s.close();
@@ -54,6 +58,20 @@ const bad = [
   [...control("presence.sync", {}), "presence.sync"],
   [...control("presence.bye", { replica: [] }), "presence.bye"],
   [...control("presence.teleport", {}), "unknown"],
+  // the Admin UI's messages (docs/admin.md)
+  [...control("admin.stats", { stats: 5, admins: 0 }), "admin"],
+  [...control("admin.stats", { stats: {}, admins: "many" }), "admin"],
+  [...control("admin.feed", { events: "all" }), "admin"],
+  [...control("admin.feed", { events: [[1, 2]] }), "admin"],
+  [...control("admin.fetch", { target: 5, req: 1 }), "admin"],
+  [...control("admin.sockets", { target: "x#1", req: 1, sockets: {} }), "admin"],
+  [...control("admin.command", { cmd: 5, nsp: "/" }), "admin"],
+  [...control("admin.command", { cmd: "emit", nsp: "/", filter: "", event: 7, args: [] }), "admin"],
+  [...control("admin.command", { cmd: "_disconnect", nsp: "/", close: "yes" }), "admin"],
+  [...control("admin.command", { cmd: "join", nsp: "/", room: ["general"] }), "admin"],
+  [...control("admin.command", { cmd: "explode", nsp: "/" }), "admin"],
+  [...control("admin.session", { id: 5, expires: 1 }), "admin"],
+  [...control("admin.teleport", {}), "admin"],
   // room events
   [...roomEv("new message", { ...msg, message: 5 }), "room"],
   [...roomEv("new message", { ...msg, userId: undefined }), "room"],
@@ -81,7 +99,10 @@ const bad = [
 const kinds = ["presence.heartbeat", "presence.delta", "presence.snapshot", "presence.sync", "presence.bye", "unknown", "room"];
 
 async function counters(url) {
-  const out = { envelope: await metric(url, "chat_bus_bad_envelopes_total") };
+  const out = {
+    envelope: await metric(url, "chat_bus_bad_envelopes_total"),
+    admin: await metric(url, "chat_admin_bad_envelopes_total"),
+  };
   for (const k of kinds) out[k] = await metricWith(url, "chat_bus_bad_payloads_total", { kind: k });
   out.exceptions = (await metric(url, "chat_exceptions_total")) + (await metric(url, "chat_bus_exceptions_total"));
   return out;
@@ -111,7 +132,7 @@ test("every kind of malformed broker message is counted and dropped; replicas st
   const before = { r1: await counters(c.adminUrlOf("r1")), r2: await counters(c.adminUrlOf("r2")) };
   const pids = { r1: pidOf("r1"), r2: pidOf("r2") };
 
-  const expected = Object.fromEntries([...kinds, "envelope"].map((k) => [k, 0]));
+  const expected = Object.fromEntries([...kinds, "envelope", "admin"].map((k) => [k, 0]));
   for (const [key, body, kind, n = 1] of bad) {
     assert.equal(await c.publishRaw(key, body), true, `not routed: ${key}`);
     expected[kind] += n;
