@@ -65,6 +65,9 @@ int main(int argc, char** argv) {
   app.add_option("--tag", o.tag, "Process number (distinct per process of one run)");
   app.add_option("--server-pids", o.server_pids, "Server PIDs to sample (comma separated)")
       ->delimiter(',');
+  app.add_option("--broker-pids", o.broker_pids,
+                 "Broker PIDs to sample, reported apart from the servers (comma separated)")
+      ->delimiter(',');
   app.add_option("--max-errors", o.max_errors, "Errors tolerated before exiting 1");
   app.add_option("--json", o.json_path, "Write the report as JSON to this file");
   app.add_option("--label", o.label, "Name for this run in the report");

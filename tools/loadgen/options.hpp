@@ -27,6 +27,7 @@ struct Options {
   std::int64_t start_at_ms = 0;  // epoch ms: do not start sending before (aligns processes)
   unsigned tag = 0;              // process number: keeps sender ids and rooms distinct
   std::vector<int> server_pids;  // sampled from /proc for RSS and CPU
+  std::vector<int> broker_pids;  // the same, reported apart (the broker's share of the machine)
   std::uint64_t max_errors = 0;
   std::string json_path;
   std::string label;  // free text copied into the report (e.g. "ours", "peer")

@@ -54,6 +54,42 @@ ProcessSampler::Sample ProcessSampler::read(int pid) {
   return s;
 }
 
+ProcessSampler::MachineSample ProcessSampler::read_machine() {
+  MachineSample m;
+  m.t = steady_s();
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
+                     steal = 0;
+  if (!(stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal) ||
+      cpu != "cpu")
+    return m;
+  const auto tck = static_cast<double>(sysconf(_SC_CLK_TCK));
+  m.user = static_cast<double>(user + nice) / tck;
+  m.system = static_cast<double>(system + irq + steal) / tck;
+  m.softirq = static_cast<double>(softirq) / tck;
+  m.idle = static_cast<double>(idle + iowait) / tck;
+  m.ok = true;
+  return m;
+}
+
+nlohmann::json ProcessSampler::machine_json() const {
+  std::lock_guard lk(mu_);
+  const MachineSample& a = machine_start_;
+  const MachineSample& b = machine_end_;
+  if (!a.ok || !b.ok || b.t <= a.t) return nlohmann::json::object();
+  const double w = b.t - a.t;
+  const auto pct = [w](double s) { return 100.0 * s / w; };
+  const double user = b.user - a.user, system = b.system - a.system,
+               softirq = b.softirq - a.softirq;
+  return {{"cores", sysconf(_SC_NPROCESSORS_ONLN)},
+          {"window_s", w},
+          {"busy_pct", pct(user + system + softirq)},
+          {"user_pct", pct(user)},
+          {"system_pct", pct(system)},
+          {"softirq_pct", pct(softirq)}};
+}
+
 void ProcessSampler::sample_all() {
   std::lock_guard lk(mu_);
   for (auto& p : pids_) {
@@ -85,12 +121,14 @@ void ProcessSampler::stop() {
 void ProcessSampler::mark_window_start() {
   sample_all();
   std::lock_guard lk(mu_);
+  machine_start_ = read_machine();
   for (auto& p : pids_) p.window_start = p.last;
 }
 
 void ProcessSampler::mark_window_end() {
   sample_all();
   std::lock_guard lk(mu_);
+  machine_end_ = read_machine();
   for (auto& p : pids_) p.window_end = p.last;
 }
 

@@ -31,6 +31,11 @@ class ProcessSampler {
   // [{pid, rss_base_kb, rss_peak_kb, rss_end_kb, cpu_s, user_s, sys_s, cpu_pct, window_s}]
   nlohmann::json to_json() const;
 
+  // The whole machine's CPU over the window, from /proc/stat (100 = one
+  // core): {cores, window_s, busy_pct, user_pct, system_pct, softirq_pct}.
+  // What the measured processes leave of busy_pct is everyone else's.
+  nlohmann::json machine_json() const;
+
  private:
   struct Sample {
     bool ok = false;
@@ -44,6 +49,15 @@ class ProcessSampler {
     Sample base, peak, last, window_start, window_end;
   };
   static Sample read(int pid);
+  struct MachineSample {
+    bool ok = false;
+    double t = 0;
+    // Seconds of all cores together: user (with nice), system (with irq),
+    // softirq, idle (with iowait).
+    double user = 0, system = 0, softirq = 0, idle = 0;
+  };
+  static MachineSample read_machine();
+  MachineSample machine_start_, machine_end_;
   void sample_all();
 
   std::vector<PerPid> pids_;

@@ -60,6 +60,13 @@ nlohmann::json Report::derived() const {
   const auto per_delivery = [&](double s) {
     return c.delivered ? 1e6 * s / static_cast<double>(c.delivered) : 0.0;
   };
+  double broker_cpu_s = 0, broker_win = 0;
+  for (const auto& s : broker) {
+    broker_cpu_s += s.value("cpu_s", 0.0);
+    broker_win = std::max(broker_win, s.value("window_s", 0.0));
+  }
+  d["broker_cpu_pct"] = broker_win > 0 ? 100.0 * broker_cpu_s / broker_win : 0;
+  d["loadgen_window_cpu_pct"] = window_s > 0 ? 100.0 * self_window_s / window_s : 0;
   d["loadgen_user_us_per_delivery"] = per_delivery(self_user_s);
   d["loadgen_sys_us_per_delivery"] = per_delivery(self_sys_s);
   return d;
@@ -78,7 +85,9 @@ nlohmann::json Report::to_json() const {
           {"send_lag", send_lag.to_json()},
           {"connect_time", connect_time.to_json()},
           {"server", server},
-          {"self", {{"user_s", self_user_s}, {"sys_s", self_sys_s}}},
+          {"self", {{"user_s", self_user_s}, {"sys_s", self_sys_s}, {"window_s", self_window_s}}},
+          {"broker", broker},
+          {"machine", machine},
           {"derived", derived()}};
 }
 
@@ -101,6 +110,9 @@ Report Report::from_json(const nlohmann::json& j) {
   const auto self = j.value("self", nlohmann::json::object());
   r.self_user_s = self.value("user_s", 0.0);
   r.self_sys_s = self.value("sys_s", 0.0);
+  r.self_window_s = self.value("window_s", 0.0);
+  r.broker = j.value("broker", nlohmann::json::array());
+  r.machine = j.value("machine", nlohmann::json::object());
   return r;
 }
 
@@ -125,6 +137,10 @@ Report Report::merge(const std::vector<Report>& parts) {
     for (const auto& s : p.server) r.server.push_back(s);
     r.self_user_s += p.self_user_s;
     r.self_sys_s += p.self_sys_s;
+    r.self_window_s += p.self_window_s;
+    for (const auto& s : p.broker) r.broker.push_back(s);
+    // The processes ran side by side on one machine: one machine figure.
+    if (r.machine.empty()) r.machine = p.machine;
   }
   return r;
 }
@@ -181,6 +197,21 @@ void Report::print(std::ostream& os) const {
       os << fmt::format("  server CPU    {:.2f} us user + {:.2f} us sys per delivery\n",
                         d["server_user_us_per_delivery"].get<double>(),
                         d["server_sys_us_per_delivery"].get<double>());
+  }
+  if (machine.contains("busy_pct")) {
+    // Where the machine's CPU went in the window (100 = one core): a tail
+    // latency on a machine with no idle core is a queue for the CPU.
+    const double busy = machine.value("busy_pct", 0.0);
+    const double srv = d["server_cpu_pct"].get<double>();
+    const double lg = d["loadgen_window_cpu_pct"].get<double>();
+    const double brk = d["broker_cpu_pct"].get<double>();
+    os << fmt::format(
+        "  machine       CPU {:.0f}% busy of {}00% (user {:.0f}, system {:.0f}, softirq {:.0f}): "
+        "servers {:.0f}, load gen {:.0f}, broker {}, rest {:.0f}\n",
+        busy, machine.value("cores", 0), machine.value("user_pct", 0.0),
+        machine.value("system_pct", 0.0), machine.value("softirq_pct", 0.0), srv, lg,
+        broker.empty() ? std::string("-") : fmt::format("{:.0f}", brk),
+        std::max(0.0, busy - srv - lg - brk));
   }
 }
 

@@ -30,6 +30,11 @@ class Report {
   // The load generator's own CPU over the send phase and the drain (or the
   // idle hold, or the churn), summed over its processes.
   double self_user_s = 0, self_sys_s = 0;
+  // The same inside the window only, and what else shared the machine then:
+  // the broker processes (--broker-pids) and the whole machine's CPU.
+  double self_window_s = 0;
+  nlohmann::json broker = nlohmann::json::array();
+  nlohmann::json machine = nlohmann::json::object();  // ProcessSampler::machine_json()
 
   nlohmann::json to_json() const;
   static Report from_json(const nlohmann::json& j);

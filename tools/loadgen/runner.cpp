@@ -50,7 +50,25 @@ Report Runner::run() {
   for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
 
   ProcessSampler sampler(o.server_pids);
+  ProcessSampler brokers(o.broker_pids);
   sampler.start();
+  brokers.start();
+  // Marks the measurement window on both samplers; the load generator's own
+  // CPU inside the window goes with the machine's breakdown.
+  std::pair<double, double> self_window_from{};
+  double report_self_window_s = 0;
+  const auto window_start = [&] {
+    sampler.mark_window_start();
+    brokers.mark_window_start();
+    self_window_from = own_cpu();
+  };
+  const auto window_end = [&] {
+    sampler.mark_window_end();
+    brokers.mark_window_end();
+    const auto to = own_cpu();
+    report_self_window_s =
+        (to.first - self_window_from.first) + (to.second - self_window_from.second);
+  };
   const auto say = [&](const std::string& s) {
     if (!o.quiet) fmt::print(stderr, "[loadgen {}] {}\n", o.tag, s);
   };
@@ -76,14 +94,14 @@ Report Runner::run() {
   const std::int64_t t_start = now_ns();
   if (o.scenario == "churn") {
     const std::int64_t end = t_start + static_cast<std::int64_t>(o.duration * 1e9);
-    sampler.mark_window_start();
+    window_start();
     self_from = own_cpu();
     for (auto& w : workers) w->start_churn(end);
     while (now_ns() < end) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       say(fmt::format("churn: {} handshakes", progress.handshakes.load()));
     }
-    sampler.mark_window_end();
+    window_end();
     self_to = own_cpu();
     report.window_s = seconds(now_ns() - t_start);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let in-flight ones finish
@@ -105,10 +123,10 @@ Report Runner::run() {
 
     if (o.scenario == "idle") {
       const std::int64_t a = now_ns();
-      sampler.mark_window_start();
+      window_start();
       self_from = own_cpu();
       sleep_until_ns(a + static_cast<std::int64_t>(o.duration * 1e9));
-      sampler.mark_window_end();
+      window_end();
       self_to = own_cpu();
       report.window_s = seconds(now_ns() - a);
     } else {
@@ -119,11 +137,11 @@ Report Runner::run() {
       const std::int64_t end = t0 + static_cast<std::int64_t>(o.duration * 1e9);
       for (auto& w : workers) w->start_sending(t0, end);
       sleep_until_ns(t0);
-      sampler.mark_window_start();
+      window_start();
       self_from = own_cpu();
       say(fmt::format("sending {:.0f} msg/s for {:.1f} s", o.rate, o.duration));
       sleep_until_ns(end);
-      sampler.mark_window_end();
+      window_end();
       report.window_s = seconds(end - t0);
       sleep_until_ns(end + static_cast<std::int64_t>(o.drain * 1e9));
       self_to = own_cpu();
@@ -134,6 +152,7 @@ Report Runner::run() {
   for (auto& w : workers) w->stop();
   for (auto& t : threads) t.join();
   sampler.stop();
+  brokers.stop();
 
   const auto sent_of = [&](std::size_t client) {
     return workers[client % n_threads]->sent_by(client);
@@ -153,6 +172,9 @@ Report Runner::run() {
       report.counters.protocol_errors += not_ready - report.counters.errors();
   }
   report.server = sampler.to_json();
+  report.broker = brokers.to_json();
+  report.machine = sampler.machine_json();
+  report.self_window_s = report_self_window_s;
   report.self_user_s = self_to.first - self_from.first;
   report.self_sys_s = self_to.second - self_from.second;
   return report;
