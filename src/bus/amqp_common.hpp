@@ -29,6 +29,23 @@
 
 namespace chat::bus {
 
+// The counts of CHAT_BUS_STATS (bus.hpp) that the publisher and the consumer
+// keep, as relaxed atomics (counts, not synchronization): status() reads
+// them from any thread.
+#define CHAT_BUS_ATOMIC_FIELD(field, name, type, help) std::atomic<std::uint64_t> field{0};
+#define CHAT_BUS_LOAD_FIELD(field, name, type, help) \
+  out.field = field.load(std::memory_order_relaxed);
+struct PublisherStats {
+  CHAT_BUS_PUBLISHER_STATS(CHAT_BUS_ATOMIC_FIELD)
+  void fill(BusStatus& out) const { CHAT_BUS_PUBLISHER_STATS(CHAT_BUS_LOAD_FIELD) }
+};
+struct ConsumerStats {
+  CHAT_BUS_CONSUMER_STATS(CHAT_BUS_ATOMIC_FIELD)
+  void fill(BusStatus& out) const { CHAT_BUS_CONSUMER_STATS(CHAT_BUS_LOAD_FIELD) }
+};
+#undef CHAT_BUS_ATOMIC_FIELD
+#undef CHAT_BUS_LOAD_FIELD
+
 // One history stream: a partition's, or (the last, with several) the
 // reserved rooms'. Constant.
 struct StreamDesc {

@@ -125,7 +125,7 @@ void AmqpConsumer::main() {
     if (was_connected) common_.reconnects.fetch_add(1, std::memory_order_relaxed);
     was_connected = true;
     spdlog::info("bus consumer connected to {}:{}, queue {} ({} rooms bound)", url.host, url.port,
-                 queue, bound_rooms_.load());
+                 queue, stats_.bound_rooms.load());
     common_.set_consumer_up(true);
     try {
       run(queue);
@@ -135,7 +135,7 @@ void AmqpConsumer::main() {
       common_.set_error("consumer: internal error");
     }
     common_.set_consumer_up(false);
-    bound_rooms_ = 0;
+    stats_.bound_rooms = 0;
     if (common_.stopping()) {
       conn_.close();
     } else {
@@ -192,10 +192,10 @@ bool AmqpConsumer::setup(std::string& queue, std::string& error) {
       return false;
     }
   }
-  bound_rooms_ = rooms.size();
+  stats_.bound_rooms = rooms.size();
   if (config_.history) {
     std::lock_guard lock(rooms_mu_);
-    bound_rooms_ = rooms_.size();
+    stats_.bound_rooms = rooms_.size();
   }
   // no-ack: the queue is exclusive and dies with the connection, so acks
   // could not save anything; they would only cost a round trip per batch.
@@ -410,7 +410,7 @@ bool AmqpConsumer::apply_room_ops(const std::string& queue, bool& did_any) {
       if (!bind) part.wanted_until = std::max(part.wanted_until, now + kUnboundLinger);
     }
     std::lock_guard lock(rooms_mu_);
-    bound_rooms_ = rooms_.size();
+    stats_.bound_rooms = rooms_.size();
     return true;
   }
   did_any = true;
@@ -432,9 +432,9 @@ bool AmqpConsumer::apply_room_ops(const std::string& queue, bool& did_any) {
       return false;
     }
     if (bind)
-      bound_rooms_.fetch_add(1, std::memory_order_relaxed);
-    else if (bound_rooms_ > 0)
-      bound_rooms_.fetch_sub(1, std::memory_order_relaxed);
+      stats_.bound_rooms.fetch_add(1, std::memory_order_relaxed);
+    else if (stats_.bound_rooms > 0)
+      stats_.bound_rooms.fetch_sub(1, std::memory_order_relaxed);
   }
   return true;
 }
@@ -507,7 +507,7 @@ void AmqpConsumer::run(const std::string& queue) {
       const auto r = amqp_consume_message(conn, &env, &zero, 0);
       if (r.reply_type == AMQP_RESPONSE_NORMAL) {
         c.note_rx();
-        consumed_.fetch_add(1, std::memory_order_relaxed);
+        stats_.consumed.fetch_add(1, std::memory_order_relaxed);
         const auto& props = env.message.properties;
         const bool from_stream = env.channel >= 2 && env.channel < 2 + parts_.size();
         const int part = from_stream ? env.channel - 2 : -1;
@@ -579,7 +579,7 @@ void AmqpConsumer::take_delivery(std::string_view body, std::vector<EnvelopePtr>
                                  std::vector<EnvelopePtr>* notices) {
   std::size_t bad = 0;
   auto got = parse_batch(body, bad, config_.max_message_bytes);
-  if (bad) bad_envelopes_.fetch_add(bad, std::memory_order_relaxed);
+  if (bad) stats_.bad_envelopes.fetch_add(bad, std::memory_order_relaxed);
   std::int64_t index = 0;
   for (auto& e : got) {
     if (from_stream) {
@@ -599,16 +599,16 @@ void AmqpConsumer::take_delivery(std::string_view body, std::vector<EnvelopePtr>
         // came after it goes to the room's members here, if any: those
         // that joined while the broker was away.)
         m.replay = true;
-        replayed_.fetch_add(1, std::memory_order_relaxed);
+        stats_.replayed.fetch_add(1, std::memory_order_relaxed);
       } else if (e->ts < attach_ms_) {
         m.replay = true;
-        replayed_.fetch_add(1, std::memory_order_relaxed);
+        stats_.replayed.fetch_add(1, std::memory_order_relaxed);
       } else if (e->origin == config_.instance_id && common_.delivered_locally(e->id)) {
         m.replay = true;
       }
       // A room envelope in the stream is room traffic, whatever it claims.
       if (e->room.empty()) {
-        bad_envelopes_.fetch_add(1, std::memory_order_relaxed);
+        stats_.bad_envelopes.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
       // Our own, read back: the publisher's check hears of it (all of them,
@@ -630,16 +630,12 @@ void AmqpConsumer::take_delivery(std::string_view body, std::vector<EnvelopePtr>
     if (dedupe_.first_time(e->origin, e->id))
       batch.push_back(std::move(e));
     else
-      duplicates_.fetch_add(1, std::memory_order_relaxed);
+      stats_.duplicates.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
 void AmqpConsumer::fill(BusStatus& s) const {
-  s.consumed = consumed_.load(std::memory_order_relaxed);
-  s.bound_rooms = bound_rooms_.load(std::memory_order_relaxed);
-  s.duplicates = duplicates_.load(std::memory_order_relaxed);
-  s.bad_envelopes = bad_envelopes_.load(std::memory_order_relaxed);
-  s.replayed = replayed_.load(std::memory_order_relaxed);
+  stats_.fill(s);
   s.stream_offset = stream_offset_.load(std::memory_order_relaxed);
   s.partitions_read = parts_read_.load(std::memory_order_relaxed);
 }

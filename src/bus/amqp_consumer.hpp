@@ -124,11 +124,7 @@ class AmqpConsumer {
   AmqpConnection conn_;
   std::thread thread_;
 
-  std::atomic<std::uint64_t> consumed_{0};
-  std::atomic<std::uint64_t> bound_rooms_{0};
-  std::atomic<std::uint64_t> duplicates_{0};
-  std::atomic<std::uint64_t> bad_envelopes_{0};
-  std::atomic<std::uint64_t> replayed_{0};
+  ConsumerStats stats_;
   std::atomic<std::int64_t> stream_offset_{-1};  // last stream offset read
   std::atomic<std::uint32_t> parts_read_{0};
 };

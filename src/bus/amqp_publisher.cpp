@@ -63,14 +63,15 @@ void AmqpPublisher::publish(const Envelope& e, Bus::ConfirmHandler confirm) {
         }
       }
     } else if (outbox_.size() >= std::max<std::size_t>(1, config_.outbox_max) ||
-               held_bytes_.load(std::memory_order_relaxed) + p.bytes > config_.outbox_max_bytes) {
+               stats_.held_bytes.load(std::memory_order_relaxed) + p.bytes >
+                   config_.outbox_max_bytes) {
       // Full: refuse the new one at once. What was accepted keeps its place
       // and its sender's ack, and this sender hears now, not after a timeout.
       refused = PublishStatus::full;
     } else {
-      held_bytes_.fetch_add(p.bytes, std::memory_order_relaxed);
+      stats_.held_bytes.fetch_add(p.bytes, std::memory_order_relaxed);
       outbox_.push_back(std::move(p));
-      outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+      stats_.outbox_depth.store(outbox_.size(), std::memory_order_relaxed);
       if (idle_) {
         idle_ = false;
         amqp::wake(wake_fd_);
@@ -79,12 +80,12 @@ void AmqpPublisher::publish(const Envelope& e, Bus::ConfirmHandler confirm) {
   }
   // Confirm handlers run outside the lock.
   if (refused != PublishStatus::ok)
-    (refused == PublishStatus::full ? refused_ : outbox_dropped_)
+    (refused == PublishStatus::full ? stats_.refused : stats_.outbox_dropped)
         .fetch_add(p.settle(refused, common_.last_resort), std::memory_order_relaxed);
 }
 
 std::size_t AmqpPublisher::finish(Pending& p, PublishStatus status) {
-  held_bytes_.fetch_sub(std::exchange(p.bytes, 0), std::memory_order_relaxed);
+  stats_.held_bytes.fetch_sub(std::exchange(p.bytes, 0), std::memory_order_relaxed);
   return p.settle(status, common_.last_resort);
 }
 
@@ -143,7 +144,7 @@ void AmqpPublisher::main() {
       // what was sent is sent again and the thread lives on.
       common_.last_resort.caught();
       common_.set_error("publisher: internal error");
-      for (auto& p : batch) outbox_dropped_.fetch_add(finish(p, PublishStatus::unavailable));
+      for (auto& p : batch) stats_.outbox_dropped.fetch_add(finish(p, PublishStatus::unavailable));
     }
     batch.clear();
     common_.set_publisher_up(false);
@@ -166,14 +167,15 @@ void AmqpPublisher::main() {
     left.swap(outbox_);
     for (auto& p : control_) left.push_back(std::move(p));
     control_.clear();
-    outbox_depth_ = 0;
+    stats_.outbox_depth = 0;
   }
   checks_.clear();
   check_seq_.clear();
   check_bytes_ = 0;
   if (!left.empty()) spdlog::warn("bus: {} publishes not confirmed at stop", left.size());
   for (auto& p : left)
-    outbox_dropped_.fetch_add(finish(p, PublishStatus::unavailable), std::memory_order_relaxed);
+    stats_.outbox_dropped.fetch_add(finish(p, PublishStatus::unavailable),
+                                    std::memory_order_relaxed);
 }
 
 AmqpPublisher::Pending AmqpPublisher::pending_of(const Envelope& e) const {
@@ -290,7 +292,7 @@ void AmqpPublisher::requeue(Inflight& inflight) {
   inflight.clear();
   inflight_envelopes_ = 0;
   inflight_control_ = 0;
-  outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+  stats_.outbox_depth.store(outbox_.size(), std::memory_order_relaxed);
 }
 
 void AmqpPublisher::isolate_refused(Inflight& inflight) {
@@ -316,7 +318,7 @@ void AmqpPublisher::isolate_refused(Inflight& inflight) {
     const std::string why = common_.last_error();
     spdlog::warn("bus: the broker refused a message {} times ({}), dropping it ({} envelopes)",
                  poison->failures, why, poison->count);
-    rejected_.fetch_add(finish(*poison, PublishStatus::rejected), std::memory_order_relaxed);
+    stats_.rejected.fetch_add(finish(*poison, PublishStatus::rejected), std::memory_order_relaxed);
   }
 }
 
@@ -395,7 +397,7 @@ void AmqpPublisher::run(Inflight& inflight, std::vector<Pending>& batch, bool ho
       };
       take(control_, inflight_control_, kControlInflight);
       if (!hold_chat) take(outbox_, inflight_envelopes_, max_inflight);
-      outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+      stats_.outbox_depth.store(outbox_.size(), std::memory_order_relaxed);
     }
     // What queued up while the previous round ran goes out joined: under load
     // the broker handles one message per room and round instead of one per
@@ -419,12 +421,12 @@ void AmqpPublisher::run(Inflight& inflight, std::vector<Pending>& batch, bool ho
         std::lock_guard lock(outbox_mu_);
         for (std::size_t j = batch.size(); j-- > i;)
           (batch[j].control ? control_ : outbox_).push_front(std::move(batch[j]));
-        outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+        stats_.outbox_depth.store(outbox_.size(), std::memory_order_relaxed);
         batch.clear();
         return;
       }
-      published_.fetch_add(p.count, std::memory_order_relaxed);
-      broker_messages_.fetch_add(1, std::memory_order_relaxed);
+      stats_.published.fetch_add(p.count, std::memory_order_relaxed);
+      stats_.broker_messages.fetch_add(1, std::memory_order_relaxed);
       if (config_.history && !p.control) check_sent(p);
       inflight_add(inflight, next_tag++, std::move(p));
     }
@@ -505,7 +507,7 @@ bool AmqpPublisher::on_frame(const amqp_frame_t& frame, Inflight& inflight) {
       auto& n = p.control ? inflight_control_ : inflight_envelopes_;
       n -= std::min(n, p.count);
     }
-    (ok ? confirmed_ : nacked_).fetch_add(envelopes, std::memory_order_relaxed);
+    (ok ? stats_.confirmed : stats_.nacked).fetch_add(envelopes, std::memory_order_relaxed);
     for (auto& p : done) {
       const auto status = ok ? PublishStatus::ok : PublishStatus::unavailable;
       if (p.seq != 0)
@@ -516,7 +518,7 @@ bool AmqpPublisher::on_frame(const amqp_frame_t& frame, Inflight& inflight) {
     return true;
   }
   if (id == AMQP_BASIC_RETURN_METHOD) {
-    returned_.fetch_add(1, std::memory_order_relaxed);
+    stats_.returned.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
   if (id == AMQP_CONNECTION_CLOSE_METHOD) {
@@ -594,7 +596,7 @@ void AmqpPublisher::check_confirmed(Pending& p, PublishStatus status) {
     auto oldest = checks_.begin();
     if (!oldest->second.confirmed) break;
     if (!oldest->second.p.probe)
-      unchecked_.fetch_add(oldest->second.p.count, std::memory_order_relaxed);
+      stats_.unchecked.fetch_add(oldest->second.p.count, std::memory_order_relaxed);
     check_erase(oldest);
   }
 }
@@ -606,14 +608,14 @@ void AmqpPublisher::republish(Pending p) {
   p.failures = 0;
   p.confirm = nullptr;
   p.more.clear();
-  republished_.fetch_add(p.count, std::memory_order_relaxed);
+  stats_.republished.fetch_add(p.count, std::memory_order_relaxed);
   spdlog::warn(
       "bus: message {} was confirmed by the broker but is not in the history stream; "
       "publishing it again",
       p.id);
   std::lock_guard lock(outbox_mu_);
   outbox_.push_front(std::move(p));
-  outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+  stats_.outbox_depth.store(outbox_.size(), std::memory_order_relaxed);
 }
 
 void AmqpPublisher::check_read_back() {
@@ -659,13 +661,14 @@ void AmqpPublisher::check_read_back() {
         ++it;
         continue;
       }
-      if (!it->second.p.probe) unchecked_.fetch_add(it->second.p.count, std::memory_order_relaxed);
+      if (!it->second.p.probe)
+        stats_.unchecked.fetch_add(it->second.p.count, std::memory_order_relaxed);
       check_erase(it++);
     }
   }
   // A confirmed message unread for a while: a probe behind it tells whether
   // it is lost or the consumer is only behind.
-  checking_.store(check_seq_.size(), std::memory_order_relaxed);
+  stats_.checking.store(check_seq_.size(), std::memory_order_relaxed);
   const auto now = Clock::now();
   if (now - last_probe_ < kProbeAfter) return;
   for (const auto& [seq, c] : checks_) {
@@ -690,10 +693,10 @@ void AmqpPublisher::send_probe(std::uint32_t part, std::string id) {
   p.part = part;
   p.key = common_.key_for(e.room, part);
   p.probe = true;
-  probes_.fetch_add(1, std::memory_order_relaxed);
+  stats_.probes.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(outbox_mu_);
   outbox_.push_front(std::move(p));
-  outbox_depth_.store(outbox_.size(), std::memory_order_relaxed);
+  stats_.outbox_depth.store(outbox_.size(), std::memory_order_relaxed);
   if (idle_) {
     idle_ = false;
     amqp::wake(wake_fd_);
@@ -701,20 +704,7 @@ void AmqpPublisher::send_probe(std::uint32_t part, std::string id) {
 }
 
 void AmqpPublisher::fill(BusStatus& s) const {
-  s.published = published_.load(std::memory_order_relaxed);
-  s.broker_messages = broker_messages_.load(std::memory_order_relaxed);
-  s.confirmed = confirmed_.load(std::memory_order_relaxed);
-  s.nacked = nacked_.load(std::memory_order_relaxed);
-  s.returned = returned_.load(std::memory_order_relaxed);
-  s.outbox_depth = outbox_depth_.load(std::memory_order_relaxed);
-  s.outbox_dropped = outbox_dropped_.load(std::memory_order_relaxed);
-  s.rejected = rejected_.load(std::memory_order_relaxed);
-  s.refused = refused_.load(std::memory_order_relaxed);
-  s.held_bytes = held_bytes_.load(std::memory_order_relaxed);
-  s.republished = republished_.load(std::memory_order_relaxed);
-  s.unchecked = unchecked_.load(std::memory_order_relaxed);
-  s.probes = probes_.load(std::memory_order_relaxed);
-  s.checking = checking_.load(std::memory_order_relaxed);
+  stats_.fill(s);
 }
 
 }  // namespace chat::bus

@@ -155,20 +155,10 @@ class AmqpPublisher {
   AmqpConnection conn_;
   std::thread thread_;
 
-  std::atomic<std::uint64_t> published_{0};
-  std::atomic<std::uint64_t> broker_messages_{0};
-  std::atomic<std::uint64_t> confirmed_{0};
-  std::atomic<std::uint64_t> nacked_{0};
-  std::atomic<std::uint64_t> returned_{0};
-  std::atomic<std::uint64_t> outbox_depth_{0};
-  std::atomic<std::uint64_t> outbox_dropped_{0};
-  std::atomic<std::uint64_t> rejected_{0};
-  std::atomic<std::uint64_t> refused_{0};
-  std::atomic<std::size_t> held_bytes_{0};     // chat publishes not yet settled
-  std::atomic<std::uint64_t> republished_{0};  // confirmed, not in the stream, sent again
-  std::atomic<std::uint64_t> unchecked_{0};    // left unchecked: the check window was full
-  std::atomic<std::uint64_t> probes_{0};
-  std::atomic<std::uint64_t> checking_{0};  // check_seq_.size(), for fill()
+  // held_bytes: chat publishes not yet settled; republished: confirmed, not in
+  // the stream, sent again; unchecked: left unchecked, the check window was
+  // full; checking: check_seq_.size(), for fill().
+  PublisherStats stats_;
 };
 
 }  // namespace chat::bus

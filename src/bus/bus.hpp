@@ -112,17 +112,17 @@ const char* to_string(PublishStatus status);
 
 // Snapshot of the bus state for /readyz and /metrics.
 // The bus's figures on /metrics that are plain counts, each declared once
-// here as X(field, metric, type, help); the BusStatus fields and their
-// /metrics lines are made from this list (the other fields are below).
-#define CHAT_BUS_STATS(X)                                                                    \
+// here as X(field, metric, type, help), in three lists by the thread that
+// keeps them: the publisher's, the consumer's, the bus front's. The
+// BusStatus fields, the threads' counters and their /metrics lines are all
+// made from these lists (the other fields are below).
+#define CHAT_BUS_PUBLISHER_STATS(X)                                                          \
   X(published, "chat_bus_published_total", counter, "Envelopes handed to the broker")        \
   X(broker_messages, "chat_bus_broker_messages_total", counter,                              \
     "Broker messages published (envelopes queued together travel in one)")                   \
   X(confirmed, "chat_bus_confirmed_total", counter, "Publishes confirmed by the broker")     \
   X(nacked, "chat_bus_nacked_total", counter, "Publishes refused by the broker")             \
   X(returned, "chat_bus_returned_total", counter, "Publishes returned unroutable")           \
-  X(consumed, "chat_bus_consumed_total", counter,                                            \
-    "Broker messages received (own copies included)")                                        \
   X(outbox_depth, "chat_bus_outbox_depth", gauge, "Envelopes waiting for the broker")        \
   X(outbox_dropped, "chat_bus_outbox_dropped_total", counter,                                \
     "Envelopes unconfirmed when the bus stopped")                                            \
@@ -131,16 +131,6 @@ const char* to_string(PublishStatus status);
   X(held_bytes, "chat_bus_held_bytes", gauge, "Bytes of publishes queued or unconfirmed")    \
   X(rejected, "chat_bus_rejected_total", counter,                                            \
     "Envelopes dropped after the broker refused them repeatedly")                            \
-  X(reconnects, "chat_bus_reconnects_total", counter, "Broker reconnections")                \
-  X(bound_rooms, "chat_bus_bound_rooms", gauge, "Room bindings in place")                    \
-  X(duplicates, "chat_bus_duplicates_total", counter,                                        \
-    "Re-published copies dropped by the consumer")                                           \
-  X(bad_envelopes, "chat_bus_bad_envelopes_total", counter,                                  \
-    "Deliveries that did not parse (dropped)")                                               \
-  X(exceptions, "chat_bus_exceptions_total", counter,                                        \
-    "Exceptions caught by the bus threads' last resort")                                     \
-  X(replayed, "chat_bus_replayed_total", counter,                                            \
-    "Envelopes read back from history when the replica started")                             \
   X(republished, "chat_bus_republished_total", counter,                                      \
     "Envelopes the broker confirmed that never reached the history stream, published again") \
   X(unchecked, "chat_bus_unchecked_total", counter,                                          \
@@ -148,6 +138,22 @@ const char* to_string(PublishStatus status);
   X(probes, "chat_bus_probes_total", counter, "Read-back probes sent to the history stream") \
   X(checking, "chat_bus_checking", gauge,                                                    \
     "Published envelopes not yet read back from the history stream")
+#define CHAT_BUS_CONSUMER_STATS(X)                                        \
+  X(consumed, "chat_bus_consumed_total", counter,                         \
+    "Broker messages received (own copies included)")                     \
+  X(bound_rooms, "chat_bus_bound_rooms", gauge, "Room bindings in place") \
+  X(duplicates, "chat_bus_duplicates_total", counter,                     \
+    "Re-published copies dropped by the consumer")                        \
+  X(bad_envelopes, "chat_bus_bad_envelopes_total", counter,               \
+    "Deliveries that did not parse (dropped)")                            \
+  X(replayed, "chat_bus_replayed_total", counter,                         \
+    "Envelopes read back from history when the replica started")
+#define CHAT_BUS_FRONT_STATS(X)                                               \
+  X(reconnects, "chat_bus_reconnects_total", counter, "Broker reconnections") \
+  X(exceptions, "chat_bus_exceptions_total", counter,                         \
+    "Exceptions caught by the bus threads' last resort")
+#define CHAT_BUS_STATS(X) \
+  CHAT_BUS_PUBLISHER_STATS(X) CHAT_BUS_CONSUMER_STATS(X) CHAT_BUS_FRONT_STATS(X)
 
 struct BusStatus {
   std::string kind;    // "inprocess" or "amqp"

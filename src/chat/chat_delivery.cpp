@@ -103,10 +103,22 @@ void ChatService::on_bus_batch(std::vector<bus::EnvelopePtr> batch) {
   }
   std::erase_if(*prepared, [](const Prepared& p) { return !p.packet; });
   if (prepared->empty()) return;
+  // One buffer per worker: each receiver's queue holds a reference, and a
+  // buffer shared by several workers would move its reference count from
+  // core to core on every delivery. A copy per worker (per message, not per
+  // receiver) keeps each count on the core that uses it.
+  bool first = true;
   for (unsigned w = 0; w < to.size(); ++w) {
     if (!to[w]) continue;
+    std::shared_ptr<const std::vector<Prepared>> mine = prepared;
+    if (!first) {
+      auto copy = std::make_shared<std::vector<Prepared>>(*prepared);
+      for (auto& p : *copy) p.packet = std::make_shared<const std::string>(*p.packet);
+      mine = std::move(copy);
+    }
+    first = false;
     delivery_posts_.fetch_add(1, std::memory_order_relaxed);
-    boost::asio::post(workers_.at(w), [this, prepared, w] { deliver_batch(w, *prepared); });
+    boost::asio::post(workers_.at(w), [this, mine, w] { deliver_batch(w, *mine); });
   }
 }
 

@@ -1,10 +1,12 @@
 // A room message is handed only to the I/O threads that have a member in
 // the room: with two threads and one member, each message is one post, not
-// one per thread (chat_delivery_posts_total).
+// one per thread (chat_delivery_posts_total). With members on both threads
+// each thread gets its own copy of the encoded messages, and every member
+// each message once, intact and in order.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer } from "./lib/server.mjs";
-import { TRANSPORTS, request, login, wait, closeAll } from "./chat-helpers.mjs";
+import { TRANSPORTS, request, login, record, wait, closeAll } from "./chat-helpers.mjs";
 
 async function posts(server) {
   const m = await (await fetch(`${server.adminUrl}/metrics`)).text();
@@ -38,5 +40,34 @@ describe("posts to I/O threads", () => {
     // Ann's thread only (every thread would make 2n).
     assert.ok(delta >= n && delta < 1.5 * n, `${delta} posts for ${n} messages`);
     closeAll(a.socket);
+  });
+
+  test("members on both threads each get every message once, intact, in order", async () => {
+    // Connections go round robin over the threads: four users, two per thread.
+    const users = [];
+    for (const name of ["Bo", "Cy", "Di", "Ed"]) users.push(await login(server.url, name, TRANSPORTS.websocket));
+    const room = `both-${Date.now()}`;
+    for (const u of users) assert.equal((await request(u.socket, "join room", room)).ok, true);
+    await wait(200);
+    const seen = users.map((u) => record(u.socket));
+    const before = await posts(server);
+    const n = 30;
+    const texts = [];
+    for (let i = 0; i < n; i++) {
+      const text = `m${i} ${"é".repeat(i)}`;
+      texts.push(text);
+      const ack = await request(users[i % 4].socket, "new message", { room, message: text });
+      assert.equal(ack.ok, true, JSON.stringify(ack));
+    }
+    await wait(300);
+    const delta = (await posts(server)) - before;
+    assert.ok(delta >= 2 * n, `${delta} posts for ${n} messages to members on two threads`);
+    for (let k = 0; k < 4; k++) {
+      // Each user gets the messages of the other three, not its own.
+      const want = texts.filter((_, i) => i % 4 !== k);
+      const got = seen[k].of("new message").filter((m) => m.room === room).map((m) => m.message);
+      assert.deepEqual(got, want, `messages of ${users[k].me.username ?? k}`);
+    }
+    closeAll(...users.map((u) => u.socket));
   });
 });
