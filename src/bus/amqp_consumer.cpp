@@ -212,6 +212,7 @@ bool AmqpConsumer::setup(std::string& queue, std::string& error) {
     part.rooms = 0;
     part.attached = false;
     part.unacked_tag = 0;
+    part.unacked = 0;
   }
   for (std::size_t i = 0; i < parts_.size(); ++i) common_.set_reading(i, false);
   {
@@ -277,6 +278,7 @@ bool AmqpConsumer::consume_stream(std::size_t index, std::string& error) {
     return false;
   }
   part.unacked_tag = 0;
+  part.unacked = 0;
   part.attached = true;
   common_.set_reading(index, true);
   part.synced = false;
@@ -300,6 +302,8 @@ namespace {
 constexpr auto kPartitionLinger = std::chrono::seconds(60);
 // And after its last bound room was unbound.
 constexpr auto kUnboundLinger = std::chrono::seconds(5);
+// A stream delivery is acknowledged at the latest this long after it came.
+constexpr auto kAckAge = std::chrono::milliseconds(100);
 // A catch-up whose probe has not come back after this gets another one.
 constexpr auto kSyncRetry = milliseconds(1000);
 }  // namespace
@@ -381,6 +385,7 @@ bool AmqpConsumer::apply_partitions(std::vector<EnvelopePtr>& notices) {
     part.attached = false;
     common_.set_reading(i, false);
     part.unacked_tag = 0;
+    part.unacked = 0;
     part.detached_ms = amqp::wall_ms();
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
       common_.set_error("consumer: channel.close: " + AmqpConnection::describe(r));
@@ -444,6 +449,7 @@ void AmqpConsumer::run(const std::string& queue) {
   auto* conn = c.get();
   const int budget = amqp::poll_budget_ms(config_.heartbeat_s);
   const auto max_batch = std::max<std::size_t>(1, config_.max_batch);
+  const std::size_t ack_every = std::max<std::size_t>(1, config_.stream_prefetch / 4);
   std::vector<EnvelopePtr> batch;
   auto flush = [&] {
     if (!batch.empty()) {
@@ -454,10 +460,18 @@ void AmqpConsumer::run(const std::string& queue) {
       }
       batch = {};
     }
-    // Stream deliveries are acknowledged once handed over, one ack per batch.
-    for (std::size_t i = 0; i < parts_.size(); ++i)
-      if (parts_[i].unacked_tag != 0)
-        amqp_basic_ack(conn, channel_of(i), std::exchange(parts_[i].unacked_tag, 0), 1);
+    // Stream deliveries are acknowledged once handed over. An ack only gives
+    // the broker credit back (a stream deletes nothing on it), and each one
+    // costs the broker's channel as much as a delivery: one ack covers a
+    // quarter of the prefetch window, or whatever came in the last kAckAge.
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+      auto& part = parts_[i];
+      if (part.unacked_tag == 0) continue;
+      if (part.unacked < ack_every && now - part.unacked_since < kAckAge) continue;
+      amqp_basic_ack(conn, channel_of(i), std::exchange(part.unacked_tag, 0), 1);
+      part.unacked = 0;
+    }
     // Our own envelopes read back: the publisher's check hears of them.
     common_.hand_seen(seen_local_);
   };
@@ -490,8 +504,12 @@ void AmqpConsumer::run(const std::string& queue) {
       pollfd fds[2] = {{c.fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
       // A partition catching up, or one to put down later, is looked at again soon.
       const bool partitioned = nparts_ > 1 && parts_read_.load(std::memory_order_relaxed) > 1;
-      if (::poll(fds, 2, partitioned ? std::min(budget, 200) : budget) > 0 && fds[0].revents != 0)
-        c.note_rx();
+      // Deliveries not yet acknowledged are, at the latest kAckAge from now.
+      const bool unacked = std::any_of(parts_.begin(), parts_.end(),
+                                       [](const Part& p) { return p.unacked_tag != 0; });
+      int wait_ms = partitioned ? std::min(budget, 200) : budget;
+      if (unacked) wait_ms = std::min<int>(wait_ms, static_cast<int>(kAckAge.count()));
+      if (::poll(fds, 2, wait_ms) > 0 && fds[0].revents != 0) c.note_rx();
       amqp::drain_wake(wake_fd_);
     }
     read_first = false;
@@ -517,7 +535,9 @@ void AmqpConsumer::run(const std::string& queue) {
                          amqp::to_string(props.app_id) == config_.instance_id;
         std::int64_t offset = -1;
         if (from_stream && !gone) {
-          parts_[part].unacked_tag = env.delivery_tag;
+          auto& p = parts_[part];
+          if (p.unacked++ == 0) p.unacked_since = Clock::now();
+          p.unacked_tag = env.delivery_tag;
           offset = stream_offset_of(props);
           if (offset >= 0) {
             parts_[part].next = offset + 1;

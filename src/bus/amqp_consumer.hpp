@@ -61,11 +61,13 @@ class AmqpConsumer {
     std::int64_t next = -1;      // next offset to read (-1: never attached)
     std::int64_t last_pos = -1;  // position of the last envelope read
     std::int64_t detached_ms = 0;
-    std::int64_t read_since_ms = -1;  // attached by timestamp: everything since then is read
-    std::uint64_t unacked_tag = 0;
-    std::size_t rooms = 0;             // bound rooms that hash here
-    Clock::time_point wanted_until{};  // attach() asked for it until then
-    std::string sync_id;               // the probe whose read-back ends the catch-up
+    std::int64_t read_since_ms = -1;    // attached by timestamp: everything since then is read
+    std::uint64_t unacked_tag = 0;      // the newest delivery not yet acknowledged (0: none)
+    std::size_t unacked = 0;            // deliveries since the last ack
+    Clock::time_point unacked_since{};  // when the oldest of them came
+    std::size_t rooms = 0;              // bound rooms that hash here
+    Clock::time_point wanted_until{};   // attach() asked for it until then
+    std::string sync_id;                // the probe whose read-back ends the catch-up
     Clock::time_point sync_sent{};
   };
   static amqp_channel_t channel_of(std::size_t part) {

@@ -735,6 +735,35 @@ TEST_F(AmqpBusTest, HistoryGivesEveryReplicaOneOrderWithPositions) {
       << a.status().checking << " / " << b.status().checking;
 }
 
+// A stream consumer acknowledges in bulk (a quarter of its prefetch window,
+// or after a short age), never one ack per delivery: with a window of 8
+// unacknowledged deliveries, hundreds of broker messages, one at a time,
+// still all arrive (a consumer that stopped acknowledging would stall
+// after 8).
+TEST_F(AmqpBusTest, HistorySmallPrefetchWindowStillReadsEverything) {
+  Recorder ra, rb;
+  auto ca = history_config("a"), cb = history_config("b");
+  cb.stream_prefetch = 8;
+  AmqpBus a(ca), b(cb);
+  a.start(ra.delivery(), ra.state());
+  b.start(rb.delivery(), rb.state());
+  ASSERT_TRUE(wait_until([&] { return a.status().ready && b.status().ready; }))
+      << a.status().last_error << " / " << b.status().last_error;
+  constexpr int kN = 300;
+  Confirms confirms;
+  for (int i = 0; i < kN; ++i) {
+    a.publish(make_now(ca.instance_id, "w", prefixed('a', i)), confirms.handler());
+    // Each alone in its broker message: wait for its confirm.
+    ASSERT_TRUE(confirms.wait_total(i + 1, 10s)) << "confirm " << i;
+  }
+  EXPECT_EQ(confirms.ok(), kN);
+  ASSERT_TRUE(rb.wait([](auto& got, auto&) { return got.size() >= kN; }, 20s))
+      << "b got " << rb.got().size() << " of " << kN;
+  const auto gb = rb.got();
+  ASSERT_EQ(gb.size(), static_cast<std::size_t>(kN));
+  for (int i = 0; i < kN; ++i) ASSERT_EQ(gb[i]->id, prefixed('a', i));
+}
+
 // History partitions: rooms hash over 4 streams and a replica reads only
 // the partitions of its rooms (and the reserved one): another partition's
 // traffic never reaches it. Joining a room of another partition reads that
