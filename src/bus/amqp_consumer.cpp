@@ -211,8 +211,7 @@ bool AmqpConsumer::setup(std::string& queue, std::string& error) {
   for (auto& part : parts_) {
     part.rooms = 0;
     part.attached = false;
-    part.unacked_tag = 0;
-    part.unacked = 0;
+    part.forget_unacked();
   }
   for (std::size_t i = 0; i < parts_.size(); ++i) common_.set_reading(i, false);
   {
@@ -277,8 +276,7 @@ bool AmqpConsumer::consume_stream(std::size_t index, std::string& error) {
     error = "basic.consume " + stream + ": " + AmqpConnection::describe(r);
     return false;
   }
-  part.unacked_tag = 0;
-  part.unacked = 0;
+  part.forget_unacked();
   part.attached = true;
   common_.set_reading(index, true);
   part.synced = false;
@@ -384,8 +382,7 @@ bool AmqpConsumer::apply_partitions(std::vector<EnvelopePtr>& notices) {
     const auto r = amqp_get_rpc_reply(conn);
     part.attached = false;
     common_.set_reading(i, false);
-    part.unacked_tag = 0;
-    part.unacked = 0;
+    part.forget_unacked();
     part.detached_ms = amqp::wall_ms();
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
       common_.set_error("consumer: channel.close: " + AmqpConnection::describe(r));
@@ -469,8 +466,8 @@ void AmqpConsumer::run(const std::string& queue) {
       auto& part = parts_[i];
       if (part.unacked_tag == 0) continue;
       if (part.unacked < ack_every && now - part.unacked_since < kAckAge) continue;
-      amqp_basic_ack(conn, channel_of(i), std::exchange(part.unacked_tag, 0), 1);
-      part.unacked = 0;
+      amqp_basic_ack(conn, channel_of(i), part.unacked_tag, 1);
+      part.forget_unacked();
     }
     // Our own envelopes read back: the publisher's check hears of them.
     common_.hand_seen(seen_local_);
@@ -540,7 +537,7 @@ void AmqpConsumer::run(const std::string& queue) {
           p.unacked_tag = env.delivery_tag;
           offset = stream_offset_of(props);
           if (offset >= 0) {
-            parts_[part].next = offset + 1;
+            p.next = offset + 1;
             stream_offset_.store(offset, std::memory_order_relaxed);
           }
         }

@@ -69,6 +69,10 @@ class AmqpConsumer {
     Clock::time_point wanted_until{};   // attach() asked for it until then
     std::string sync_id;                // the probe whose read-back ends the catch-up
     Clock::time_point sync_sent{};
+    void forget_unacked() {
+      unacked_tag = 0;
+      unacked = 0;
+    }
   };
   static amqp_channel_t channel_of(std::size_t part) {
     return static_cast<amqp_channel_t>(2 + part);
